@@ -1,0 +1,46 @@
+"""Settings from ``FOREWARN_*`` environment variables (or a ``.env`` file), with embedded defaults.
+
+Moving from the embedded defaults to a cluster changes these settings, never code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Where Forewarn keeps its state and which cloud it acts on."""
+
+    model_config = SettingsConfigDict(env_prefix="FOREWARN_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".forewarn"), description="Working directory for state and artifacts.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite under home.")
+    feature_repo: Path = Field(default=PROJECT_ROOT / "feature_repo", description="Feast repository.")
+    policy: Path = Field(default=PROJECT_ROOT / "policies" / "default.yaml")
+    cloud: Literal["simulated", "aws", "openstack"] = "simulated"
+    dry_run: bool = True
+    horizon_minutes: int = Field(default=60, gt=0)
+    step_minutes: int = Field(default=5, gt=0)
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under ``home``."""
+        return self.database_url or f"sqlite:///{(self.home / 'forewarn.db').resolve()}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+
+def get_settings() -> Settings:
+    """Settings read now from the environment."""
+    return Settings()
