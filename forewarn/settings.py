@@ -5,6 +5,7 @@ Moving from the embedded defaults to a cluster changes these settings, never cod
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    """The public data sets beside the project (``../shared/data``), or ``FOREWARN_SHARED_DATA``."""
+    return Path(os.environ.get("FOREWARN_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
 
 class Settings(BaseSettings):
