@@ -1,0 +1,78 @@
+"""Helpers for tests that need a real server: find its binary, pick a port, wait for it, stop it by PID.
+
+A missing server skips the test with the reason on a developer's machine; under ``CI=true`` it fails,
+because a skipped integration test in CI hides a missing install step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test (or fail it under CI=true) because a real server or tool is missing."""
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}; .ci/run must install it", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_binary(name: str, *extra_dirs: str) -> str:
+    """The path of an executable, searching PATH and ``extra_dirs``; skips (fails in CI) when absent."""
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in extra_dirs if (Path(d) / name).exists()), None
+    )
+    if found is None:
+        unavailable(f"'{name}' is not installed")
+    assert found is not None
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something listens on 127.0.0.1:port; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+def start(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a server process with its output in ``log``."""
+    handle = log.open("wb")
+    return subprocess.Popen(
+        list(argv), stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
+
+
+def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    """Stop a server by its PID, killing it if it does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
