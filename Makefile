@@ -1,0 +1,54 @@
+# Forewarn: the README's commands. Everything runs inside .venv, with usage analytics off and its own
+# Prefect home, so nothing Forewarn starts reaches any host but loopback and the ones you configure.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | md5sum | cut -c1-8)
+
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export FEAST_USAGE := False
+export PREFECT_HOME ?= $(CURDIR)/.forewarn/prefect
+export PREFECT_LOGGING_LEVEL ?= WARNING
+export PREFECT_SERVER_LOGGING_LEVEL ?= WARNING
+export MPLBACKEND := Agg
+
+DEMO_OUT ?= out/demo
+
+.PHONY: help install demo test test-fast lint serve bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)  ## create .venv and install Forewarn with its pinned dependencies
+
+demo: $(STAMP)  ## simulate a fleet, train, and replay the last day in closed loop; writes a report
+	$(BIN)/forewarn demo --out $(DEMO_OUT)
+
+test: $(STAMP)  ## lint, type-check and run every test tier
+	$(BIN)/ruff check .
+	$(BIN)/mypy forewarn adapters flows
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)  ## the unit tier only
+	$(BIN)/pytest -q -m "not integration and not slow"
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy forewarn adapters flows
+
+bench: $(STAMP)  ## speed and memory figures, each beside its floor, as JSON under bench/results
+	$(BIN)/python -m bench.run --out bench/results
+
+clean:  ## remove the virtualenv and every generated file
+	rm -rf $(VENV) .forewarn out .mypy_cache .ruff_cache .pytest_cache
