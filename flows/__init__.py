@@ -1,0 +1,21 @@
+"""Thin Prefect flows over forewarn/: each task wraps a plain function tested without the engine.
+
+``FLOWS`` maps the names the CLI and prefect.yaml use to the flow functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flows.materialize import materialize
+from flows.score_and_allocate import score_and_allocate
+from flows.train import train
+
+FLOWS: dict[str, Callable[..., Any]] = {
+    "materialize": materialize,
+    "train": train,
+    "score-and-allocate": score_and_allocate,
+}
+
+__all__ = ["FLOWS", "materialize", "score_and_allocate", "train"]

@@ -197,8 +197,10 @@ def read_instances(path: Path) -> pd.DataFrame:
     duplicated = np.flatnonzero(frame["instance_id"].duplicated().to_numpy())
     if len(duplicated):
         raise DatasetError("duplicate instance_id", file=path, row=_line(duplicated[0]), field="instance_id")
+    if "boot_time" in frame.columns:
+        frame["boot_time"] = _timestamps(frame, "boot_time", path, optional=True)
     for column in frame.columns:
-        if column != "instance_id" and frame[column].dtype == object:
+        if column not in ("instance_id", "boot_time") and frame[column].dtype == object:
             converted = pd.to_numeric(frame[column], errors="coerce")
             if converted.notna().all():
                 frame[column] = converted

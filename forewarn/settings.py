@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FOREWARN_", env_file=".env", extra="ignore")
 
     home: Path = Field(default=Path(".forewarn"), description="Working directory for state and artifacts.")
+    dataset: Path = Field(default=Path(".forewarn/dataset"), description="Dataset the flows read.")
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite under home.")
     feature_repo: Path = Field(default=PROJECT_ROOT / "feature_repo", description="Feast repository.")
     policy: Path = Field(default=PROJECT_ROOT / "policies" / "default.yaml")
@@ -45,6 +46,10 @@ class Settings(BaseSettings):
     @property
     def features_dir(self) -> Path:
         return self.home / "features"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
 
 
 def get_settings() -> Settings:

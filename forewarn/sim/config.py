@@ -19,8 +19,8 @@ class SimConfig(BaseModel):
         seed: seed of the one ``numpy`` PCG64 generator; the same seed gives the same dataset.
         step_minutes: telemetry sampling step.
         start: first timestamp (time-zone aware; converted to UTC).
-        failure_rate_per_day: mean failures per instance per day. Time runs about 170x faster than in the
-            LANL records (mean interval 72 days there), so a few days show dozens of failures.
+        failure_rate_per_day: mean failures per instance per day. The default 0.1 (a mean interval of 10 days)
+            runs about 7x faster than the LANL records (72 days), so 200 instances x 3 days show 40-80.
         sudden_fraction: share of failures with no precursor at all.
         noisy_fraction: share of healthy instances that show precursor-like spikes that lead to nothing.
         tasks_per_instance: mean number of tasks placed on each instance over the run.

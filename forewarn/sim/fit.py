@@ -84,8 +84,10 @@ LANL_FIT = LanlFit(
         "undetermined": 0.130797,
         "software": 0.225831,
     },
-    repair_minutes_quantiles=[0.0, 1.0, 7.0, 12.0, 21.0, 30.0, 41.0, 59.0, 83.0, 120.0, 180.0, 329.0, 619.1, 3778.72, 319482.0],
-)
+    repair_minutes_quantiles=[
+        0.0, 1.0, 7.0, 12.0, 21.0, 30.0, 41.0, 59.0, 83.0, 120.0, 180.0, 329.0, 619.1, 3778.72, 319482.0,
+    ],
+)  # fmt: skip
 """The fit :func:`fit_lanl` gives on the published file (see docs/simulator.md)."""
 
 

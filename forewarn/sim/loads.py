@@ -66,9 +66,7 @@ def daily_shapes(rng: np.random.Generator, n: int, step_minutes: int, directory:
     names = _trace_files(str(folder)) if folder.is_dir() else ()
     if not names:
         if not _warned:
-            warnings.warn(
-                f"PlanetLab traces not found in {folder}; using a built-in diurnal CPU shape", stacklevel=2
-            )
+            warnings.warn(f"PlanetLab traces not found in {folder}; using a built-in diurnal CPU shape", stacklevel=2)
             _warned = True
         return _diurnal(rng, n, minutes)
     picks = rng.choice(len(names), size=n, replace=n > len(names))

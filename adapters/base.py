@@ -1,0 +1,89 @@
+"""The port every cloud implements: list, read telemetry, cordon, migrate, scale, reserve, snapshot, health.
+
+Contract of every implementation:
+    idempotency: every mutating call takes a ``key``; a repeated key is a no-op that returns the result of
+        the first successful call with that key (so a retry after a time-out never acts twice).
+    errors: failures raise :class:`forewarn.errors.AdapterError` subclasses: ``TransientAdapterError`` for
+        throttling, time-outs and 5xx (worth retrying), ``NotFoundError`` for unknown instances or tasks.
+    dry run: with ``dry_run`` true, mutating calls log what they would do and change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from forewarn.schemas import Instance, Task
+
+MUTATING_CALLS = ("cordon", "uncordon", "migrate", "scale", "reserve", "snapshot", "restore")
+"""The calls that change the fleet (``snapshot`` creates a record); the applier never sends them in dry-run."""
+
+
+@runtime_checkable
+class CloudAdapter(Protocol):
+    """A cloud Forewarn can observe and act on."""
+
+    name: str
+    dry_run: bool
+
+    def list_instances(self) -> list[Instance]:
+        """Every instance the adapter manages, failed ones included (with state ``failed``)."""
+        ...
+
+    def list_tasks(self) -> list[Task]:
+        """Every task with its current placement."""
+        ...
+
+    def read_telemetry(self, instance_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
+        """Telemetry in the dataset format (``instance_id``, ``timestamp``, metrics); may be empty."""
+        ...
+
+    def cordon(self, instance_id: str, *, key: str) -> None:
+        """Stop placing new work on an instance."""
+        ...
+
+    def uncordon(self, instance_id: str, *, key: str) -> None:
+        """Allow new work on an instance again."""
+        ...
+
+    def migrate(
+        self,
+        task_ids: Sequence[str],
+        source: str,
+        target: str,
+        *,
+        key: str,
+        fractions: Sequence[float] | None = None,
+    ) -> None:
+        """Move tasks from ``source`` to ``target``; with ``fractions``, move those shares as chunk tasks."""
+        ...
+
+    def scale(
+        self,
+        instance_id_or_group: str,
+        *,
+        factor: float | None = None,
+        delta: int | None = None,
+        key: str,
+    ) -> None:
+        """Resize one instance (``factor`` on its capacity) or a group (``delta`` instances, or ``factor``)."""
+        ...
+
+    def reserve(self, instance_id: str, fraction: float, *, key: str) -> None:
+        """Hold back ``fraction`` of an instance's capacity as a buffer (0 releases it)."""
+        ...
+
+    def snapshot(self, *, key: str) -> str:
+        """Capture placement and instance configuration; returns the snapshot id."""
+        ...
+
+    def restore(self, snapshot_id: str, *, key: str) -> None:
+        """Return placement and configuration to a snapshot."""
+        ...
+
+    def health(self, instance_id: str) -> bool:
+        """Whether the instance is up and able to run work."""
+        ...

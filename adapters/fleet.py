@@ -1,0 +1,195 @@
+"""The simulated fleet's state and its rules: placement, capacity, cordons, buffers, splits, scaling.
+
+Plain mechanics with no idempotency, faults or dry-run (those live in :mod:`adapters.simulated`). Every
+operation checks everything before it changes anything, so a refused call leaves the fleet as it was.
+
+Splitting: ``migrate(..., fractions=[f1, f2])`` cuts each task into chunks ``<id>#k`` of those shares of
+its demand, placed on the target; the rest (1 - sum) stays on the source under the original id. A chunk
+that comes back to the instance holding its original task rejoins it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from forewarn.errors import AdapterError, NotFoundError
+from forewarn.schemas import Instance, InstanceState, Task
+
+EPS = 1e-9
+
+
+def root_id(task_id: str) -> str:
+    """The original task a chunk was cut from (``t1#2`` -> ``t1``)."""
+    return task_id.split("#", 1)[0]
+
+
+@dataclass
+class FleetState:
+    """Instances, tasks and their configuration. A snapshot is a copy of everything but ``failed``."""
+
+    instances: dict[str, Instance]
+    tasks: dict[str, Task]
+    cordoned: set[str] = field(default_factory=set)
+    reserved: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, datetime] = field(default_factory=dict)
+    auto_count: int = 0
+    moved: int = 0
+
+    def copy(self) -> FleetState:
+        return copy.deepcopy(self)
+
+    def used(self, instance_id: str) -> tuple[float, float]:
+        """CPU and memory taken by the tasks on an instance."""
+        tasks = [t for t in self.tasks.values() if t.instance_id == instance_id]
+        return sum(t.cpu for t in tasks), sum(t.memory for t in tasks)
+
+    def free(self, instance_id: str) -> tuple[float, float]:
+        """CPU and memory still free on an instance, after its reserved buffer."""
+        inst = self.instance(instance_id)
+        keep = 1.0 - self.reserved.get(instance_id, 0.0)
+        cpu, memory = self.used(instance_id)
+        return inst.cpu_capacity * keep - cpu, inst.memory_capacity * keep - memory
+
+    def instance(self, instance_id: str) -> Instance:
+        try:
+            return self.instances[instance_id]
+        except KeyError:
+            raise NotFoundError(f"no instance {instance_id!r}") from None
+
+    def task(self, task_id: str) -> Task:
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise NotFoundError(f"no task {task_id!r}") from None
+
+    def view(self, inst: Instance) -> Instance:
+        state = InstanceState.RUNNING
+        if inst.instance_id in self.failed:
+            state = InstanceState.FAILED
+        elif inst.instance_id in self.cordoned:
+            state = InstanceState.CORDONED
+        return inst.model_copy(update={"state": state})
+
+    def set_cordon(self, instance_id: str, cordoned: bool) -> None:
+        self.instance(instance_id)
+        (self.cordoned.add if cordoned else self.cordoned.discard)(instance_id)
+
+    def migrate(self, task_ids: list[str], source: str, target: str, fractions: Sequence[float] | None) -> None:
+        self.instance(source)
+        self.instance(target)
+        if target == source:
+            raise AdapterError(f"migrate: source and target are both {source}")
+        if target in self.failed or target in self.cordoned:
+            raise AdapterError(f"migrate: target {target} is {'failed' if target in self.failed else 'cordoned'}")
+        tasks = [self.task(t) for t in task_ids]
+        for task in tasks:
+            if task.instance_id != source:
+                raise AdapterError(f"migrate: task {task.task_id} is on {task.instance_id}, not {source}")
+        share = self._check_fractions(tasks, fractions)
+        free_cpu, free_memory = self.free(target)
+        need_cpu, need_memory = sum(t.cpu for t in tasks) * share, sum(t.memory for t in tasks) * share
+        if need_cpu > free_cpu + EPS or need_memory > free_memory + EPS:
+            raise AdapterError(f"migrate: target {target} is full (free cpu {free_cpu:.3g}, memory {free_memory:.3g})")
+        for task in tasks:
+            self._move(task, fractions, target)
+        self.moved += len(tasks)
+
+    def _check_fractions(self, tasks: list[Task], fractions: Sequence[float] | None) -> float:
+        if not fractions:
+            return 1.0
+        total = sum(fractions)
+        if total > 1.0 + EPS or any(f <= 0 for f in fractions):
+            raise AdapterError(f"migrate: fractions must be positive and add up to at most 1, got {list(fractions)}")
+        for task in tasks:
+            if not task.splittable:
+                raise AdapterError(f"migrate: task {task.task_id} is not splittable")
+            if min(fractions) < task.min_chunk - EPS:
+                raise AdapterError(f"migrate: chunks of {task.task_id} must be at least {task.min_chunk} of it")
+        return total
+
+    def _move(self, task: Task, fractions: Sequence[float] | None, target: str) -> None:
+        if not fractions or (len(fractions) == 1 and fractions[0] >= 1.0 - EPS):
+            task.instance_id = target
+            self._rejoin(task)
+            return
+        whole = (task.cpu, task.memory, task.data_size)
+        for part in fractions:
+            k = 1
+            while f"{root_id(task.task_id)}#{k}" in self.tasks:
+                k += 1
+            cpu, memory, data = (value * part for value in whole)
+            chunk = task.model_copy(
+                update={"task_id": f"{root_id(task.task_id)}#{k}", "instance_id": target, "cpu": cpu,
+                        "memory": memory, "data_size": data}
+            )
+            self.tasks[chunk.task_id] = chunk
+            task.cpu, task.memory, task.data_size = (max(a - b, 0.0) for a, b in zip(
+                (task.cpu, task.memory, task.data_size), (cpu, memory, data), strict=True))
+            self._rejoin(chunk)
+        if sum(fractions) >= 1.0 - EPS:
+            del self.tasks[task.task_id]
+
+    def _rejoin(self, task: Task) -> None:
+        """Merge chunks into their original task wherever both sit on the same instance."""
+        root = self.tasks.get(root_id(task.task_id))
+        if root is None or root.instance_id != task.instance_id:
+            return
+        for chunk in [t for t in self.tasks.values() if t is not root and root_id(t.task_id) == root.task_id]:
+            if chunk.instance_id == root.instance_id:
+                root.cpu, root.memory = root.cpu + chunk.cpu, root.memory + chunk.memory
+                root.data_size += chunk.data_size
+                del self.tasks[chunk.task_id]
+
+    def scale(self, name: str, factor: float | None, delta: int | None) -> None:
+        if (factor is None) == (delta is None):
+            raise AdapterError("scale: give exactly one of factor and delta")
+        if factor is not None and factor <= 0:
+            raise AdapterError(f"scale: factor must be positive, got {factor}")
+        if name in self.instances:
+            if factor is None:
+                raise AdapterError(f"scale: {name} is an instance; resize it with factor, not delta")
+            inst = self.instances[name]
+            inst.cpu_capacity, inst.memory_capacity = inst.cpu_capacity * factor, inst.memory_capacity * factor
+            return
+        members = [i for i in self.instances.values() if i.group == name]
+        if not members:
+            raise NotFoundError(f"no instance or group {name!r}")
+        change = delta if delta is not None else round(len(members) * (factor or 1.0)) - len(members)
+        if change >= 0:
+            for _ in range(change):
+                self.auto_count += 1
+                new_id = f"i-auto-{self.auto_count:04d}"
+                self.instances[new_id] = members[0].model_copy(update={"instance_id": new_id, "tags": {}})
+            return
+        self._remove_empty(members, -change)
+
+    def _remove_empty(self, members: list[Instance], count: int) -> None:
+        busy = {t.instance_id for t in self.tasks.values()}
+        empty = sorted((i.instance_id for i in members if i.instance_id not in busy), reverse=True)
+        if len(empty) < count:
+            raise AdapterError(f"scale: cannot remove {count} instances, only {len(empty)} are empty")
+        for instance_id in empty[:count]:
+            del self.instances[instance_id]
+            self.cordoned.discard(instance_id)
+            self.reserved.pop(instance_id, None)
+
+    def reserve(self, instance_id: str, fraction: float) -> None:
+        inst = self.instance(instance_id)
+        if not 0.0 <= fraction < 1.0:
+            raise AdapterError(f"reserve: fraction must be in [0, 1), got {fraction}")
+        cpu, memory = self.used(instance_id)
+        if cpu > inst.cpu_capacity * (1 - fraction) + EPS or memory > inst.memory_capacity * (1 - fraction) + EPS:
+            raise AdapterError(f"reserve: {instance_id} is too full to hold back {fraction:.0%}")
+        self.reserved[instance_id] = fraction
+
+    def restore(self, saved: FleetState) -> FleetState:
+        """The fleet as ``saved`` left it, keeping today's failures; refused if that strands tasks."""
+        stranded = sorted({str(t.instance_id) for t in saved.tasks.values() if t.instance_id in self.failed})
+        if stranded:
+            raise AdapterError(f"restore: it would put tasks back on failed {', '.join(stranded)}")
+        state = saved.copy()
+        state.failed, state.auto_count, state.moved = dict(self.failed), self.auto_count, self.moved
+        return state

@@ -1,0 +1,22 @@
+"""Where the window features live: the parquet Forewarn writes, and a push source for fresh rows.
+
+The path is relative, as Feast allows: it resolves against the repository path, which FeatureStoreGlue
+sets to its working directory (and makes absolute, since the DuckDB store reads paths as given).
+"""
+
+from feast import FileSource, PushSource
+
+FEATURES_PARQUET = "data/window_features.parquet"
+
+window_features_source = FileSource(
+    name="window_features_file",
+    path=FEATURES_PARQUET,
+    timestamp_field="event_timestamp",
+    description="Window features written by forewarn.features.store.FeatureStoreGlue.write_offline.",
+)
+
+window_features_push = PushSource(
+    name="window_features_push",
+    batch_source=window_features_source,
+    description="Fresh window features pushed by the scoring loop.",
+)

@@ -1,0 +1,30 @@
+"""The train flow: point-in-time frame from Feast -> Great Expectations gate -> XGBoost -> registry."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows import tasks
+from forewarn import service
+
+
+@flow(name="train", log_prints=True)
+def train(dataset: str | None = None, dry_run: bool = True, until: str | None = None) -> str:
+    """Train a new model version; it becomes current only if it passes the gate and is not worse.
+
+    Args:
+        dataset: dataset directory; default FOREWARN_DATASET.
+        dry_run: unused here; kept so every flow takes the same options.
+        until: learn only from samples before this time (RFC 3339); default all of the dataset.
+    """
+    ctx = service.context()
+    data = tasks.load_dataset(dataset or ctx.settings.dataset)
+    cutoff = pd.Timestamp(until) if until else None
+    outcome = tasks.train_model(
+        data, ctx.glue, ctx.registry, horizon_minutes=ctx.settings.horizon_minutes, until=cutoff
+    )
+    summary = service.describe_training(outcome)
+    create_markdown_artifact(summary, key="model-report", description="The model trained by this run")
+    return summary

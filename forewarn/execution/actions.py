@@ -1,0 +1,274 @@
+"""One small class per action type, after OpenStack Watcher's applier actions.
+
+Each declares a params model and four verbs, all given the adapter and the action:
+    pre_condition: False when the action should be skipped (its target is gone, or it is already done);
+    execute: make the change, with the action id as idempotency key;
+    post_condition: whether the change holds and its instances are healthy (checked after the bake time);
+    revert: undo it (key ``<action id>:revert``); returns False when it deliberately leaves things as they
+        are because undoing would put work back on a failed instance.
+None of them checks dry-run: the applier never calls execute or revert in dry-run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from pydantic import Field, ValidationError
+
+from adapters.base import CloudAdapter
+from adapters.fleet import root_id
+from forewarn.errors import AdapterError, NotFoundError, PlanError
+from forewarn.schemas import Action, ActionType, Instance, InstanceState, Model
+
+log = logging.getLogger(__name__)
+
+
+class NoParams(Model):
+    pass
+
+
+class ActionHandler:
+    """Base of every action class; subclasses set ``action_type`` and ``Params`` and override the verbs."""
+
+    action_type: ClassVar[ActionType]
+    Params: ClassVar[type[Model]] = NoParams
+    needs_target: ClassVar[bool] = False
+
+    def params(self, action: Action) -> Any:
+        try:
+            return self.Params.model_validate(action.params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "params"
+            where = f"action {action.action_id} ({self.action_type})"
+            raise PlanError(f"{where}: params field '{field}': {first['msg']}") from None
+
+    def validate(self, action: Action) -> None:
+        """Raise PlanError when the action cannot be carried out as written."""
+        self.params(action)
+        if self.needs_target and not action.target_instance_id:
+            raise PlanError(f"action {action.action_id} ({self.action_type}) needs target_instance_id")
+
+    def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        return True
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+        return None
+
+    def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        return True
+
+    def revert(self, adapter: CloudAdapter, action: Action) -> bool:
+        return True
+
+
+REGISTRY: dict[ActionType, ActionHandler] = {}
+
+
+def register(cls: type[ActionHandler]) -> type[ActionHandler]:
+    REGISTRY[cls.action_type] = cls()
+    return cls
+
+
+def handler_for(action: Action) -> ActionHandler:
+    try:
+        return REGISTRY[action.type]
+    except KeyError:
+        allowed = ", ".join(sorted(t.value for t in REGISTRY))
+        raise PlanError(f"action {action.action_id}: no handler for type {action.type} (allowed: {allowed})") from None
+
+
+def find_instance(adapter: CloudAdapter, instance_id: str) -> Instance | None:
+    return next((i for i in adapter.list_instances() if i.instance_id == instance_id), None)
+
+
+def healthy(adapter: CloudAdapter, instance_id: str) -> bool:
+    try:
+        return adapter.health(instance_id)
+    except NotFoundError:
+        return False
+
+
+class MigrateParams(Model):
+    fractions: list[float] | None = None
+
+
+@register
+class Migrate(ActionHandler):
+    """Move ``task_ids`` from ``instance_id`` to ``target_instance_id`` (in shares when ``fractions``)."""
+
+    action_type = ActionType.MIGRATE
+    Params = MigrateParams
+    needs_target = True
+
+    def validate(self, action: Action) -> None:
+        super().validate(action)
+        if not action.task_ids:
+            raise PlanError(f"action {action.action_id} (migrate) names no task_ids")
+
+    def _moved(self, adapter: CloudAdapter, action: Action) -> dict[str, bool]:
+        """For each task: whether it (or, for a split, a chunk of it) is on the target."""
+        on_target = {t.task_id for t in adapter.list_tasks() if t.instance_id == action.target_instance_id}
+        if self.params(action).fractions:
+            roots = {root_id(t) for t in on_target}
+            return {task: task in roots for task in action.task_ids}
+        return {task: task in on_target for task in action.task_ids}
+
+    def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        if not healthy(adapter, str(action.target_instance_id)):
+            return False
+        on_source = {t.task_id for t in adapter.list_tasks() if t.instance_id == action.instance_id}
+        return any(t in on_source for t in action.task_ids) and not all(self._moved(adapter, action).values())
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+        adapter.migrate(action.task_ids, action.instance_id, str(action.target_instance_id),
+                        key=action.idempotency_key, fractions=self.params(action).fractions)
+
+    def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        return healthy(adapter, str(action.target_instance_id)) and all(self._moved(adapter, action).values())
+
+    def revert(self, adapter: CloudAdapter, action: Action) -> bool:
+        back = [t.task_id for t in adapter.list_tasks()
+                if t.instance_id == action.target_instance_id and root_id(t.task_id) in action.task_ids]
+        if not back:
+            return True
+        if not healthy(adapter, action.instance_id):
+            log.warning("not moving %s back: source %s is not healthy", back, action.instance_id)
+            return False
+        adapter.migrate(back, str(action.target_instance_id), action.instance_id, key=f"{action.action_id}:revert")
+        return True
+
+
+@register
+class Cordon(ActionHandler):
+    action_type = ActionType.CORDON
+
+    def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        inst = find_instance(adapter, action.instance_id)
+        return inst is not None and inst.state == InstanceState.RUNNING
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+        adapter.cordon(action.instance_id, key=action.idempotency_key)
+
+    def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        inst = find_instance(adapter, action.instance_id)
+        return inst is not None and inst.state == InstanceState.CORDONED
+
+    def revert(self, adapter: CloudAdapter, action: Action) -> bool:
+        adapter.uncordon(action.instance_id, key=f"{action.action_id}:revert")
+        return True
+
+
+class ScaleBackParams(Model):
+    factor: float = Field(default=0.5, gt=0.0, le=1.0)
+
+
+@register
+class ScaleBack(ActionHandler):
+    """Shrink an at-risk instance's capacity by ``factor`` so less work lands on it."""
+
+    action_type = ActionType.SCALE_BACK
+    Params = ScaleBackParams
+
+    def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        return healthy(adapter, action.instance_id)
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+        adapter.scale(action.instance_id, factor=self.params(action).factor, key=action.idempotency_key)
+
+    def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        return healthy(adapter, action.instance_id)
+
+    def revert(self, adapter: CloudAdapter, action: Action) -> bool:
+        adapter.scale(action.instance_id, factor=1.0 / self.params(action).factor, key=f"{action.action_id}:revert")
+        return True
+
+
+class ReserveParams(Model):
+    fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+
+
+@register
+class ReserveBuffer(ActionHandler):
+    action_type = ActionType.RESERVE_BUFFER
+    Params = ReserveParams
+
+    def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        return healthy(adapter, action.instance_id)
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+        adapter.reserve(action.instance_id, self.params(action).fraction, key=action.idempotency_key)
+
+    def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        return healthy(adapter, action.instance_id)
+
+    def revert(self, adapter: CloudAdapter, action: Action) -> bool:
+        adapter.reserve(action.instance_id, 0.0, key=f"{action.action_id}:revert")
+        return True
+
+
+class AutoscaleParams(Model):
+    group: str | None = None
+    delta: int = Field(default=1, ge=1)
+
+
+@register
+class Autoscale(ActionHandler):
+    """Add ``delta`` instances to ``group`` (default: the group of ``instance_id``)."""
+
+    action_type = ActionType.AUTOSCALE
+    Params = AutoscaleParams
+
+    def _group(self, adapter: CloudAdapter, action: Action) -> str:
+        group = self.params(action).group
+        if group:
+            return str(group)
+        inst = find_instance(adapter, action.instance_id)
+        if inst is None:
+            raise NotFoundError(f"autoscale: no instance {action.instance_id!r} to take the group from")
+        return inst.group
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+        adapter.scale(self._group(adapter, action), delta=self.params(action).delta, key=action.idempotency_key)
+
+    def revert(self, adapter: CloudAdapter, action: Action) -> bool:
+        group = self._group(adapter, action)
+        adapter.scale(group, delta=-self.params(action).delta, key=f"{action.action_id}:revert")
+        return True
+
+
+class RollbackParams(Model):
+    snapshot_id: str
+
+
+@register
+class Rollback(ActionHandler):
+    """Restore a snapshot. It cannot be reverted; a failing plan restores its own snapshot instead."""
+
+    action_type = ActionType.ROLLBACK
+    Params = RollbackParams
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+        adapter.restore(self.params(action).snapshot_id, key=action.idempotency_key)
+
+    def revert(self, adapter: CloudAdapter, action: Action) -> bool:
+        raise AdapterError(f"action {action.action_id}: a restore cannot be reverted step by step")
+
+
+class NotifyParams(Model):
+    message: str = ""
+
+
+@register
+class Notify(ActionHandler):
+    action_type = ActionType.NOTIFY
+    Params = NotifyParams
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+        log.warning("forewarn: %s: %s", action.instance_id, self.params(action).message or action.reason.rule)
+
+
+@register
+class NoAction(ActionHandler):
+    action_type = ActionType.NONE

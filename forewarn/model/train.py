@@ -1,0 +1,210 @@
+"""Training: XGBoost (``xgb.train``, no scikit-learn) with early stopping, class weighting and calibration.
+
+The frame is cut by time into train / validation / test (:func:`forewarn.model.split.time_split`, purged by
+the horizon). Trees learn on train with ``scale_pos_weight`` = negatives / positives; the validation period
+stops boosting early, fits the calibrator and chooses the operating threshold; the test period, never seen
+before, gives the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from pydantic import BaseModel, ConfigDict, Field
+
+from forewarn.errors import InputError
+from forewarn.model.calibrate import Calibrator
+from forewarn.model.evaluate import brier, choose_threshold, pr_auc
+from forewarn.model.split import time_split
+from forewarn.schemas import FeatureContribution, RiskScore, utcnow
+
+
+class TrainConfig(BaseModel):
+    """Hyper-parameters and procedure of one training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizon_minutes: int = Field(default=60, gt=0)
+    max_rounds: int = Field(default=400, gt=0)
+    early_stopping_rounds: int = Field(default=30, gt=0)
+    learning_rate: float = Field(default=0.1, gt=0.0, le=1.0)
+    max_depth: int = Field(default=4, gt=0)
+    min_child_weight: float = Field(default=1.0, ge=0.0)
+    subsample: float = Field(default=1.0, gt=0.0, le=1.0)
+    nthread: int = Field(default=2, gt=0)
+    seed: int = 0
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    time_col: str = "event_timestamp"
+    calibration: Literal["isotonic", "platt"] = "isotonic"
+    min_precision: float | None = Field(default=None, gt=0.0, le=1.0)
+
+
+class TrainedModel:
+    """A booster with its calibrator, feature names, horizon, version, operating threshold and metrics."""
+
+    def __init__(
+        self,
+        booster: xgb.Booster,
+        calibrator: Calibrator,
+        *,
+        feature_names: Sequence[str],
+        horizon_minutes: int,
+        version: str,
+        threshold: float = 0.5,
+        metrics: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.booster = booster
+        self.calibrator = calibrator
+        self.feature_names = list(feature_names)
+        self.horizon_minutes = int(horizon_minutes)
+        self.version = version
+        self.threshold = float(threshold)
+        self.metrics = dict(metrics or {})
+        self.params = dict(params or {})
+
+    def _matrix(self, features: pd.DataFrame) -> pd.DataFrame:
+        missing = [name for name in self.feature_names if name not in features.columns]
+        if missing:
+            raise InputError(f"feature frame lacks column(s) {', '.join(missing)} of model {self.version}",
+                             field=missing[0], allowed=self.feature_names)
+        return features[self.feature_names].astype(np.float32)
+
+    def raw_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated probabilities of the booster."""
+        if features.empty:
+            return np.zeros(0)
+        return np.asarray(self.booster.inplace_predict(self._matrix(features)), dtype=float)
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated P(failure within the horizon), one per row."""
+        return self.calibrator.transform(self.raw_proba(features))
+
+    def explain(self, features: pd.DataFrame, top_k: int = 3) -> list[list[FeatureContribution]]:
+        """Per row, the ``top_k`` features with the largest contribution (log-odds, by magnitude)."""
+        if features.empty:
+            return []
+        matrix = self._matrix(features)
+        contribs = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)[:, :-1]
+        values = features[self.feature_names].to_numpy(dtype=float)
+        order = np.argsort(-np.abs(contribs), axis=1, kind="mergesort")[:, :top_k]
+        out = []
+        for row, picks in enumerate(order):
+            out.append([
+                FeatureContribution(
+                    feature=self.feature_names[j],
+                    value=None if np.isnan(values[row, j]) else float(values[row, j]),
+                    contribution=float(contribs[row, j]),
+                )
+                for j in picks
+            ])
+        return out
+
+    def score(self, features: pd.DataFrame, *, timestamp: datetime | None = None, top_k: int = 3) -> list[RiskScore]:
+        """Risk scores of the rows of ``features`` (``instance_id``, optional ``event_timestamp``).
+
+        The time of each score is the row's ``event_timestamp``, else ``timestamp``, else now.
+        """
+        if "instance_id" not in features.columns:
+            raise InputError("feature frame has no column 'instance_id'", field="instance_id")
+        probabilities = self.predict_proba(features)
+        reasons = self.explain(features, top_k=top_k)
+        if "event_timestamp" in features.columns:
+            times = [ts.to_pydatetime() for ts in pd.to_datetime(features["event_timestamp"], utc=True)]
+        else:
+            times = [timestamp or utcnow()] * len(features)
+        return [
+            RiskScore(instance_id=str(instance), timestamp=when, probability=float(p),
+                      horizon_minutes=self.horizon_minutes, model_version=self.version, top_features=top)
+            for instance, when, p, top in zip(features["instance_id"], times, probabilities, reasons, strict=True)
+        ]
+
+    def save(self, directory: Path) -> None:
+        """Write ``booster.json``, ``calibrator.json`` and ``model.json`` into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(directory / "booster.json"))
+        (directory / "calibrator.json").write_text(self.calibrator.model_dump_json(indent=2))
+        meta = {"feature_names": self.feature_names, "horizon_minutes": self.horizon_minutes,
+                "version": self.version, "threshold": self.threshold, "metrics": self.metrics, "params": self.params}
+        (directory / "model.json").write_text(json.dumps(meta, indent=2, default=str))
+
+    @classmethod
+    def load(cls, directory: Path, *, nthread: int = 2) -> TrainedModel:
+        """Read a model written by :meth:`save`."""
+        booster = xgb.Booster(params={"nthread": nthread})
+        booster.load_model(str(directory / "booster.json"))
+        calibrator = Calibrator.model_validate_json((directory / "calibrator.json").read_text())
+        meta = json.loads((directory / "model.json").read_text())
+        return cls(booster, calibrator, **meta)
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A sortable, unique model version such as ``20240301T120000Z-3f9a1c``."""
+    return f"{(now or utcnow()):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def _labels(part: pd.DataFrame, label_column: str, name: str) -> np.ndarray:
+    values = pd.to_numeric(part[label_column], errors="coerce")
+    if values.isna().any() or not values.isin([0, 1]).all():
+        raise InputError(f"labels must be 0 or 1 in the {name} period", field=label_column, allowed=["0", "1"])
+    if values.sum() == 0:
+        raise InputError(f"the {name} period has no positive label; more data or a longer horizon is needed",
+                         field=label_column)
+    return values.to_numpy(dtype=float)
+
+
+def train_model(
+    frame: pd.DataFrame, feature_columns: Sequence[str], label_column: str, config: TrainConfig
+) -> TrainedModel:
+    """Train, calibrate and test a failure model on a labelled feature frame (see the module docstring).
+
+    Raises:
+        InputError: a missing column, labels other than 0/1, or a period without any failure.
+    """
+    features = list(feature_columns)
+    for column in [*features, label_column, config.time_col]:
+        if column not in frame.columns:
+            raise InputError(f"training frame has no column '{column}'", field=column)
+    gap = pd.Timedelta(minutes=config.horizon_minutes)
+    train, valid, test = time_split(frame, time_col=config.time_col, fractions=config.fractions, gap=gap)
+    y_train, y_valid = _labels(train, label_column, "training"), _labels(valid, label_column, "validation")
+    y_test = pd.to_numeric(test[label_column]).to_numpy(dtype=float)
+    params: dict[str, Any] = {
+        "objective": "binary:logistic", "eval_metric": "aucpr", "tree_method": "hist",
+        "learning_rate": config.learning_rate, "max_depth": config.max_depth,
+        "min_child_weight": config.min_child_weight, "subsample": config.subsample,
+        "nthread": config.nthread, "seed": config.seed,
+        "scale_pos_weight": float((len(y_train) - y_train.sum()) / y_train.sum()),
+    }
+    dtrain = xgb.DMatrix(train[features].astype(np.float32), label=y_train, missing=np.nan)
+    dvalid = xgb.DMatrix(valid[features].astype(np.float32), label=y_valid, missing=np.nan)
+    booster = xgb.train(params, dtrain, num_boost_round=config.max_rounds, evals=[(dvalid, "validation")],
+                        early_stopping_rounds=config.early_stopping_rounds, verbose_eval=False)
+    booster = booster[: booster.best_iteration + 1]
+    booster.set_param({"nthread": config.nthread})
+    model = TrainedModel(booster, Calibrator(), feature_names=features, horizon_minutes=config.horizon_minutes,
+                         version=new_version(), params=params)
+    raw_valid = model.raw_proba(valid)
+    model.calibrator = Calibrator.fit(raw_valid, y_valid, method=config.calibration)
+    model.threshold = choose_threshold(y_valid, model.calibrator.transform(raw_valid),
+                                       min_precision=config.min_precision)
+    p_test = model.predict_proba(test)
+    prevalence = float(y_test.mean())
+    model.metrics = {
+        "pr_auc": pr_auc(y_test, p_test) if y_test.sum() else None,
+        "brier": brier(y_test, p_test),
+        "brier_constant": brier(y_test, np.full_like(y_test, float(y_valid.mean()))),
+        "prevalence": prevalence,
+        "n_train": len(train), "n_validation": len(valid), "n_test": len(test),
+        "best_iteration": int(booster.num_boosted_rounds()),
+        "threshold": model.threshold,
+    }
+    return model

@@ -1,0 +1,155 @@
+"""The stages of the loop as plain, typed functions; flows/ wraps each in a Prefect task.
+
+materialize: dataset -> window features -> Feast offline store -> online store.
+train: point-in-time training frame -> Great Expectations gate -> XGBoost -> registry (never a worse model).
+score: online features -> calibrated risk scores with their top features.
+plan: scores -> policy decisions -> allocation -> guardrails -> a journalled plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from forewarn.dataset import Dataset
+from forewarn.errors import ModelUnavailable
+from forewarn.features.store import FeatureStoreGlue
+from forewarn.features.windows import compute_window_features
+from forewarn.model.labels import make_labels
+from forewarn.model.registry import ModelCard, ModelRegistry
+from forewarn.model.train import TrainConfig, TrainedModel, train_model
+from forewarn.policy.engine import PolicyEngine
+from forewarn.policy.guardrails import GuardrailState, enforce
+from forewarn.policy.schema import Policy
+from forewarn.schemas import Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
+from forewarn.validation import ValidationReport, validate_training_frame
+
+TRAIN_EVERY_MINUTES = 15
+"""Training rows are taken every this many minutes per instance: neighbours 5 minutes apart add little."""
+
+
+def build_features(dataset: Dataset, *, every_minutes: int | None = None) -> pd.DataFrame:
+    """Window features of every instance at every telemetry step (or every ``every_minutes``)."""
+    return compute_window_features(
+        dataset.telemetry,
+        errors=dataset.errors,
+        failures=dataset.failures,
+        instances=dataset.instances,
+        metrics=dataset.metrics,
+        every_minutes=every_minutes,
+    )
+
+
+def materialize(glue: FeatureStoreGlue, features: pd.DataFrame, *, end: datetime | None = None) -> int:
+    """Write features to the offline store, apply the definitions and materialize up to ``end``."""
+    glue.write_offline(features)
+    glue.apply()
+    until = end or pd.Timestamp(features["event_timestamp"].max()).to_pydatetime()
+    glue.materialize(end=until)
+    return len(features)
+
+
+@dataclass
+class TrainOutcome:
+    """What a training run produced: the card of the new model, whether it became current, the gate."""
+
+    card: ModelCard | None
+    promoted: bool
+    validation: ValidationReport
+    rows: int
+
+
+def training_entities(telemetry: pd.DataFrame, *, until: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The (instance, time) rows to learn from: thinned, and only before ``until`` when given."""
+    entities = telemetry[["instance_id", "timestamp"]].rename(columns={"timestamp": "event_timestamp"})
+    minute = entities["event_timestamp"].dt.minute + 60 * entities["event_timestamp"].dt.hour
+    entities = entities[(minute % TRAIN_EVERY_MINUTES) == 0]
+    if until is not None:
+        entities = entities[entities["event_timestamp"] < until]
+    return entities.reset_index(drop=True)
+
+
+def train(
+    dataset: Dataset,
+    glue: FeatureStoreGlue,
+    registry: ModelRegistry,
+    *,
+    horizon_minutes: int,
+    until: pd.Timestamp | None = None,
+    config: TrainConfig | None = None,
+) -> TrainOutcome:
+    """Train on the point-in-time frame from Feast; the current model stays if the gate fails or it is worse."""
+    entities = training_entities(dataset.telemetry, until=until)
+    data_end = until if until is not None else dataset.end
+    labelled = make_labels(entities, dataset.failures, [horizon_minutes], data_end=data_end)
+    frame = glue.training_frame(labelled)
+    label = f"label_{horizon_minutes}m"
+    report = validate_training_frame(frame, feature_columns=glue.feature_names, label_column=label)
+    if not report.success:
+        return TrainOutcome(card=None, promoted=False, validation=report, rows=len(frame))
+    cfg = config or TrainConfig(horizon_minutes=horizon_minutes)
+    model = train_model(frame, glue.feature_names, label, cfg)
+    window = (
+        pd.Timestamp(frame["event_timestamp"].min()).to_pydatetime(),
+        pd.Timestamp(frame["event_timestamp"].max()).to_pydatetime(),
+    )
+    card = registry.register(model, data_window=window, validation=report.model_dump(mode="json"))
+    promoted = registry.promote_if_better(card.version)
+    return TrainOutcome(card=card, promoted=promoted, validation=report, rows=len(frame))
+
+
+def current_model(registry: ModelRegistry) -> TrainedModel:
+    model = registry.current()
+    if model is None:
+        raise ModelUnavailable("no trained model yet: run `forewarn run train` first")
+    return model
+
+
+def score(glue: FeatureStoreGlue, model: TrainedModel, instance_ids: Sequence[str], *, now: datetime) -> list[RiskScore]:
+    """Score every instance from the latest features in the online store."""
+    features = glue.online_features(list(instance_ids))
+    return model.score(features, timestamp=now)
+
+
+@dataclass
+class CyclePlan:
+    """One cycle's plan with the guardrail state to carry into the next cycle."""
+
+    plan: Plan
+    guard_state: GuardrailState
+    high_risk: int
+
+
+def plan_cycle(
+    scores: Sequence[RiskScore],
+    instances: Sequence[Instance],
+    tasks: Sequence[Task],
+    *,
+    engine: PolicyEngine,
+    policy: Policy,
+    guard_state: GuardrailState,
+    now: datetime,
+    model_version: str | None,
+    model_fresh: bool = True,
+    features: dict[str, dict[str, float]] | None = None,
+) -> CyclePlan:
+    """Decide, allocate and enforce the guardrails: the plan of one cycle, not yet persisted or run."""
+    from forewarn.allocation.planner import plan_actions
+
+    decisions = engine.decide(scores, instances, tasks, now=now, model_fresh=model_fresh, features=features)
+    risk = {s.instance_id: s.probability for s in scores}
+    allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits())
+    mode = PolicyMode(policy.mode)
+    plan = Plan(policy=policy.name, mode=mode, model_version=model_version, actions=allocation.actions,
+                notes=list(allocation.explanations), created_at=now)
+    high = sum(1 for band in engine.last_bands.values() if band == Band.HIGH)
+    plan, guard_state = enforce(plan, policy, fleet_size=len(instances), high_risk_count=high,
+                                state=guard_state, now=now)
+    if plan.mode == PolicyMode.SHADOW:
+        plan.state = PlanState.SHADOW
+    elif plan.mode == PolicyMode.AUTO:
+        plan.state = PlanState.APPROVED
+    return CyclePlan(plan=plan, guard_state=guard_state, high_risk=high)

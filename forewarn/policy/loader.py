@@ -1,0 +1,159 @@
+"""Load a policy file, validating it in layers; every problem is one :class:`PolicyError` with file and line.
+
+Layers, in order: YAML syntax and safety (:mod:`forewarn.policy.yamlsafe`), structure (unknown keys and
+action types, with the allowed ones), the pydantic schema, then semantics
+(:func:`forewarn.policy.schema.semantic_problems`).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path as FilePath
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from forewarn.errors import PolicyError
+from forewarn.policy.schema import Policy, semantic_problems
+from forewarn.policy.yamlsafe import Path, parse_yaml
+
+
+def _dotted(path: Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+class _Context:
+    """Where the policy came from, to turn a key path into file, line and field."""
+
+    def __init__(self, source: str, lines: dict[Path, int], name: str) -> None:
+        self.source = source
+        self.lines = lines
+        self.name = name
+
+    def line(self, path: Path) -> int | None:
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+    def error(self, path: Path, message: str, allowed: list[str] | None = None) -> PolicyError:
+        return PolicyError(
+            message, file=self.source, row=self.line(path), field=_dotted(path) or None, allowed=allowed
+        )
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _tagged(models: list[type[BaseModel]]) -> dict[str, type[BaseModel]]:
+    tags: dict[str, type[BaseModel]] = {}
+    for model in models:
+        field = model.model_fields.get("type")
+        if field is not None and typing.get_origin(field.annotation) is typing.Literal:
+            tags[typing.get_args(field.annotation)[0]] = model
+    return tags
+
+
+def _walk_value(tp: Any, value: Any, path: Path, ctx: _Context) -> None:
+    """Check ``value`` against the annotation ``tp``, descending into models, lists, dicts and unions."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        _walk_value(typing.get_args(tp)[0], value, path, ctx)
+    elif origin in (typing.Union, types.UnionType):
+        models = [arg for arg in typing.get_args(tp) if _is_model(arg)]
+        if len(models) == 1:
+            _walk_value(models[0], value, path, ctx)
+        elif models and isinstance(value, dict):
+            tags = _tagged(models)
+            kind = value.get("type")
+            if kind is None:
+                raise ctx.error(path, f"policy '{ctx.name}': {path[-1]} needs a 'type'", allowed=sorted(tags))
+            if not isinstance(kind, str) or kind not in tags:
+                raise ctx.error((*path, "type"), f"unknown action type '{kind}'", allowed=sorted(tags))
+            _walk_model(tags[kind], value, path, ctx)
+    elif origin is list and isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk_value(typing.get_args(tp)[0], item, (*path, index), ctx)
+    elif origin is dict and isinstance(value, dict):
+        for key, item in value.items():
+            _walk_value(typing.get_args(tp)[1], item, (*path, key), ctx)
+    elif _is_model(tp):
+        _walk_model(tp, value, path, ctx)
+
+
+def _walk_model(model: type[BaseModel], data: Any, path: Path, ctx: _Context) -> None:
+    if not isinstance(data, dict):
+        return  # the schema layer reports the wrong type
+    fields = {(info.alias or name): info for name, info in model.model_fields.items()}
+    for key, value in data.items():
+        if key not in fields:
+            where = _dotted(path) or "the top level"
+            raise ctx.error(
+                (*path, key), f"policy '{ctx.name}' has unknown key '{key}' in {where}", allowed=sorted(fields)
+            )
+        _walk_value(fields[key].annotation, value, (*path, key), ctx)
+
+
+def _schema_error(exc: ValidationError, ctx: _Context) -> PolicyError:
+    first = exc.errors()[0]
+    path: list[str | int] = []
+    loc = list(first["loc"])
+    for part in loc:
+        if (*path, part) in ctx.lines or not (part == "[key]" or _is_tag(path, part, ctx)):
+            path.append(part)
+    message = first["msg"]
+    value = first.get("input")
+    if isinstance(value, str | int | float | bool) and first["type"] != "missing":
+        message += f", got {value!r}"
+    return ctx.error(tuple(path), f"policy '{ctx.name}': {message}")
+
+
+def _is_tag(path: list[str | int], part: Any, ctx: _Context) -> bool:
+    """Whether ``part`` is a union tag pydantic inserts (such as 'migrate' after 'action')."""
+    return bool(path) and path[-1] == "action" and (*path, part) not in ctx.lines and (*path, "type") in ctx.lines
+
+
+def load_policy_text(text: str, source: str = "<string>") -> Policy:
+    """Parse and validate a policy from YAML text; ``source`` names it in errors.
+
+    Raises:
+        PolicyError: the first problem found, naming file, line and field.
+    """
+    data, lines = parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise PolicyError(
+            "a policy file must be a mapping of keys such as name, mode, bands, rules", file=source, row=1
+        )
+    name = data.get("name") if isinstance(data.get("name"), str) else "<unnamed>"
+    ctx = _Context(source, lines, str(name))
+    _walk_model(Policy, data, (), ctx)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise _schema_error(exc, ctx) from None
+    problems = semantic_problems(policy)
+    if problems:
+        path, message = problems[0]
+        raise ctx.error(path, f"policy '{ctx.name}': {message}")
+    return policy
+
+
+def load_policy(path: str | FilePath) -> Policy:
+    """Read and validate the policy file at ``path``.
+
+    Raises:
+        PolicyError: the file is missing, unreadable or invalid; the message names file, line and field.
+    """
+    file = FilePath(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError("policy file not found", file=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read policy file: {exc}", file=file) from None
+    return load_policy_text(text, source=str(file))

@@ -1,0 +1,220 @@
+"""The composition root: builds the store, journal, registry, feature store, policy and cloud from settings.
+
+Only this module (and the CLI above it) decides which real adapter serves each port.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+from adapters.base import CloudAdapter
+from adapters.simulated import SimulatedAdapter
+from forewarn.dataset import Dataset, read_dataset
+from forewarn.errors import ConfigError, ModelUnavailable
+from forewarn.execution.applier import Applier
+from forewarn.execution.journal import Journal
+from forewarn.features.store import FeatureStoreGlue
+from forewarn.model.registry import ModelRegistry
+from forewarn.model.train import TrainedModel
+from forewarn.pipeline import CyclePlan, TrainOutcome
+from forewarn.policy.engine import BandTracker, PolicyEngine
+from forewarn.policy.guardrails import GuardrailState
+from forewarn.policy.loader import load_policy
+from forewarn.policy.schema import Policy
+from forewarn.schemas import Instance, Plan, PlanState, RiskScore, Task
+from forewarn.settings import Settings, get_settings
+from forewarn.store import Repository
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    return read_dataset(path)
+
+
+@dataclass
+class Context:
+    """Everything a flow needs, built once per run from settings."""
+
+    settings: Settings
+    dry_run: bool = True
+    policy_path: Path | None = None
+    _state: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def repo(self) -> Repository:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        repo = Repository(self.settings.resolved_database_url())
+        repo.create_all()
+        return repo
+
+    @cached_property
+    def journal(self) -> Journal:
+        return Journal(self.repo)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.settings.models_dir)
+
+    @cached_property
+    def glue(self) -> FeatureStoreGlue:
+        return FeatureStoreGlue(self.settings.features_dir)
+
+    @cached_property
+    def policy(self) -> Policy:
+        return load_policy(self.policy_path or self.settings.policy)
+
+    @property
+    def state_file(self) -> Path:
+        return self.settings.home / "state.json"
+
+    def _load_state(self) -> dict[str, Any]:
+        if not self._state and self.state_file.exists():
+            self._state.update(json.loads(self.state_file.read_text()))
+        return self._state
+
+    def engine(self) -> PolicyEngine:
+        saved = self._load_state().get("bands")
+        tracker = BandTracker.model_validate(saved) if saved else None
+        return PolicyEngine(self.policy, tracker)
+
+    def guard_state(self) -> GuardrailState:
+        saved = self._load_state().get("guardrails")
+        return GuardrailState.model_validate(saved) if saved else GuardrailState()
+
+    def save_state(self, *, engine: PolicyEngine, guard_state: GuardrailState) -> None:
+        self._state = {"bands": engine.tracker.model_dump(mode="json"), "guardrails": guard_state.model_dump(mode="json")}
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(self._state))
+
+
+def context(*, dry_run: bool | None = None, settings: Settings | None = None, policy: Path | None = None) -> Context:
+    s = settings or get_settings()
+    return Context(settings=s, dry_run=s.dry_run if dry_run is None else dry_run, policy_path=policy)
+
+
+def instances_from(dataset: Dataset) -> list[Instance]:
+    """The fleet's instances: from instances.csv where present, else every instance in the telemetry."""
+    if dataset.instances is None:
+        return [Instance(instance_id=i) for i in dataset.instance_ids]
+    allowed = set(Instance.model_fields) - {"tags", "state"}
+    rows = dataset.instances.to_dict("records")
+    return [Instance(**{k: v for k, v in row.items() if k in allowed and not pd.isna(v)}) for row in rows]
+
+
+def tasks_at(dataset: Dataset, at: pd.Timestamp) -> list[Task]:
+    """Tasks running at ``at`` per workloads.csv; without one, a unit task per instance."""
+    if dataset.workloads is None:
+        return [Task(task_id=f"task-{i}", instance_id=i) for i in dataset.instance_ids]
+    w = dataset.workloads
+    running = w[(w["start"] <= at) & (w["end"].isna() | (w["end"] > at))]
+    return [
+        Task(
+            task_id=str(r.task_id), instance_id=str(r.instance_id), kind=str(r.kind), cpu=float(r.cpu),
+            memory=float(r.memory), data_size=0.0 if pd.isna(r.data_size) else float(r.data_size),
+            expected_duration_minutes=60.0 if pd.isna(r.expected_duration) else float(r.expected_duration),
+            splittable=str(r.kind) in {"batch", "etl"}, start=r.start.to_pydatetime(),
+            end=None if pd.isna(r.end) else r.end.to_pydatetime(),
+        )
+        for r in running.itertuples(index=False)
+    ]
+
+
+def fleet_adapter(ctx: Context, dataset: Dataset, *, at: pd.Timestamp | None = None) -> CloudAdapter:
+    """The cloud adapter of the settings; the simulated one is built from the dataset's fleet."""
+    if ctx.settings.cloud != "simulated":
+        raise ConfigError(
+            f"cloud '{ctx.settings.cloud}' has no adapter wired yet", field="FOREWARN_CLOUD", allowed=["simulated"]
+        )
+    when = at if at is not None else dataset.end
+    return SimulatedAdapter(instances_from(dataset), tasks_at(dataset, when), dry_run=ctx.dry_run)
+
+
+def current_model(ctx: Context) -> TrainedModel:
+    model = ctx.registry.current()
+    if model is None:
+        raise ModelUnavailable("no trained model yet: run `forewarn run train` first")
+    return model
+
+
+def apply_plan(ctx: Context, adapter: CloudAdapter, cycle: CyclePlan) -> Plan:
+    """Journal the plan before anything runs; run it when the policy's mode approved it."""
+    plan = cycle.plan
+    ctx.journal.save_plan(plan)
+    if plan.state == PlanState.APPROVED and plan.actions:
+        plan = Applier(adapter, ctx.journal, dry_run=ctx.dry_run).run(plan)
+    return plan
+
+
+def journal() -> Journal:
+    return context().journal
+
+
+def approve_and_run(plan_id: str, *, dry_run: bool) -> Plan:
+    ctx = context(dry_run=dry_run)
+    ctx.journal.approve(plan_id)
+    plan = ctx.journal.get(plan_id)
+    adapter = fleet_adapter(ctx, read_dataset(ctx.settings.dataset))
+    return Applier(adapter, ctx.journal, dry_run=dry_run).run(plan)
+
+
+def describe_training(outcome: TrainOutcome) -> str:
+    lines = [f"# Training: {outcome.rows:,} rows", ""]
+    if outcome.card is None:
+        lines.append("The training frame failed validation; the current model stays.")
+        lines += [f"- {failure}" for failure in outcome.validation.failures]
+        return "\n".join(lines)
+    card = outcome.card
+    lines.append(f"Model **{card.version}** {'promoted to current' if outcome.promoted else 'kept as candidate'}.")
+    lines += ["", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in card.metrics.items()]
+    return "\n".join(lines)
+
+
+def risk_rows(scores: Sequence[RiskScore], plan: Plan, top: int = 20) -> list[dict[str, Any]]:
+    """The risk table: the riskiest instances with score, action planned and top features."""
+    planned = {a.instance_id: a.type.value for a in plan.actions}
+    ranked = sorted(scores, key=lambda s: s.probability, reverse=True)[:top]
+    return [
+        {
+            "instance": s.instance_id,
+            "probability": round(s.probability, 4),
+            "action": planned.get(s.instance_id, "-"),
+            "top features": ", ".join(f"{f.feature} ({f.contribution:+.2f})" for f in s.top_features),
+        }
+        for s in ranked
+    ]
+
+
+def plan_markdown(plan: Plan) -> str:
+    lines = [f"# Plan {plan.plan_id}: {plan.state}", "", f"Policy `{plan.policy}`, mode `{plan.mode}`.", ""]
+    if plan.actions:
+        lines += ["| action | instance | target | tasks | rule | probability |", "|---|---|---|---|---|---|"]
+        for a in plan.actions:
+            p = "" if a.reason.probability is None else f"{a.reason.probability:.3f}"
+            lines.append(f"| {a.type} | {a.instance_id} | {a.target_instance_id or ''} | {len(a.task_ids)} | "
+                         f"{a.reason.rule} | {p} |")
+    lines += ["", *[f"- {n}" for n in plan.notes]]
+    return "\n".join(lines)
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table("action", "state", "instance", "target", "tasks", "rule", "p", "why",
+                  title=f"{plan.plan_id} {plan.state} ({plan.policy}, {plan.mode})")
+    for a in plan.actions:
+        p = "" if a.reason.probability is None else f"{a.reason.probability:.3f}"
+        why = ", ".join(f.feature for f in a.reason.top_features) or a.reason.note
+        table.add_row(a.type, a.state, a.instance_id, a.target_instance_id or "", str(len(a.task_ids)),
+                      a.reason.rule, p, why)
+    return table
+
+
+def now_of(dataset: Dataset) -> datetime:
+    return dataset.end.to_pydatetime()

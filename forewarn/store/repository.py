@@ -1,0 +1,176 @@
+"""The historical repository: one SQL database (SQLite by default, Postgres at scale) behind one class.
+
+``Repository(url)`` opens it; ``create_all()`` brings the schema to the newest migration (Alembic), so
+the same code path creates a fresh database and upgrades an old one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from forewarn.dataset import Dataset
+from forewarn.errors import ConfigError
+from forewarn.schemas import Instance, Model, UtcDatetime, VelocityLimits, utcnow
+from forewarn.settings import get_settings
+from forewarn.store.history import HistoryStore
+from forewarn.store.models import InstanceRow, ModelVersionRow, QuarantineRow, SnapshotRow, VelocityParametersRow
+
+
+class QuarantineRecord(Model):
+    """A row refused by validation: where it came from, why, and its values."""
+
+    source_file: str
+    line: int | None = None
+    reason: str
+    row: dict[str, Any] = Field(default_factory=dict)
+    batch_id: str | None = None
+
+
+class ModelVersion(Model):
+    version: str
+    path: str
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets foreign keys on and its parent folder created."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
+        raise ConfigError(f"not a database URL: {url!r} ({exc})", field="database_url") from None
+    if parsed.get_backend_name() != "sqlite":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+    else:
+        engine = create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+class Repository(HistoryStore):
+    """The historical repository.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path.db``, ``sqlite://`` in memory, ``postgresql://...``);
+            default: the settings' database URL, a SQLite file under FOREWARN_HOME.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or get_settings().resolved_database_url()
+        self.engine = make_engine(self.url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def create_all(self) -> None:
+        """Create or upgrade the schema to the newest migration."""
+        from forewarn.store.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- instances -----------------------------------------------------------------------------------------
+    def save_instances(self, instances: Iterable[Instance]) -> int:
+        """Insert or update instances by id."""
+        count = 0
+        with self.session() as session, session.begin():
+            for inst in instances:
+                session.merge(InstanceRow(**inst.model_dump(mode="python")))
+                count += 1
+        return count
+
+    def load_instances(self) -> list[Instance]:
+        with self.session() as session:
+            rows = session.scalars(select(InstanceRow).order_by(InstanceRow.instance_id)).all()
+            return [Instance.model_validate(_columns(row)) for row in rows]
+
+    # -- dataset -------------------------------------------------------------------------------------------
+    def save_dataset(self, dataset: Dataset, *, source: str) -> str:
+        """Store every table of a dataset; the telemetry becomes one batch, whose id is returned."""
+        batch_id = self.save_telemetry(dataset.telemetry, source=source)
+        self.save_failures(dataset.failures)
+        if dataset.errors is not None:
+            self.save_errors(dataset.errors)
+        if dataset.workloads is not None:
+            self.save_workloads(dataset.workloads)
+        return batch_id
+
+    def load_dataset(self) -> Dataset:
+        errors, workloads = self.load_errors(), self.load_workloads()
+        return Dataset(
+            telemetry=self.load_telemetry(),
+            failures=self.load_failures(),
+            errors=errors if len(errors) else None,
+            workloads=workloads if len(workloads) else None,
+        )
+
+    # -- velocity, quarantine, snapshots, model versions ---------------------------------------------------
+    def save_velocity(self, name: str, limits: VelocityLimits) -> None:
+        with self.session() as session, session.begin():
+            session.merge(VelocityParametersRow(name=name, limits=limits.model_dump(), updated_at=utcnow()))
+
+    def load_velocity(self, name: str) -> VelocityLimits | None:
+        with self.session() as session:
+            row = session.get(VelocityParametersRow, name)
+            return VelocityLimits.model_validate(row.limits) if row else None
+
+    def save_quarantine(self, records: Iterable[QuarantineRecord]) -> int:
+        rows = [QuarantineRow(**r.model_dump(), created_at=utcnow()) for r in records]
+        with self.session() as session, session.begin():
+            session.add_all(rows)
+        return len(rows)
+
+    def load_quarantine(self, batch_id: str | None = None) -> list[QuarantineRecord]:
+        query = select(QuarantineRow).order_by(QuarantineRow.id)
+        if batch_id is not None:
+            query = query.where(QuarantineRow.batch_id == batch_id)
+        with self.session() as session:
+            rows = session.scalars(query).all()
+            return [QuarantineRecord.model_validate(_columns(r, skip=("id", "created_at"))) for r in rows]
+
+    def save_snapshot(self, snapshot_id: str, *, adapter: str, plan_id: str | None = None) -> None:
+        with self.session() as session, session.begin():
+            session.add(SnapshotRow(snapshot_id=snapshot_id, adapter=adapter, plan_id=plan_id, created_at=utcnow()))
+
+    def snapshot_of(self, plan_id: str) -> str | None:
+        """The snapshot taken for a plan, if any (the latest when there are several)."""
+        query = select(SnapshotRow.snapshot_id).where(SnapshotRow.plan_id == plan_id).order_by(SnapshotRow.id.desc())
+        with self.session() as session:
+            return session.scalars(query.limit(1)).first()
+
+    def save_model_version(self, version: ModelVersion) -> None:
+        with self.session() as session, session.begin():
+            session.merge(ModelVersionRow(**version.model_dump()))
+
+    def list_model_versions(self) -> list[ModelVersion]:
+        with self.session() as session:
+            rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.created_at)).all()
+            return [ModelVersion.model_validate(_columns(r)) for r in rows]
+
+
+def _columns(row: Any, skip: Iterable[str] = ()) -> dict[str, Any]:
+    """A mapped row's column values as a dict."""
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key not in set(skip)}

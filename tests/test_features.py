@@ -1,0 +1,190 @@
+"""Window features: known answers on tiny frames, window edges, gaps, events, and no look-ahead."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forewarn.errors import InputError
+from forewarn.features.windows import METRICS, compute_window_features, feature_names
+
+T0 = pd.Timestamp("2024-03-01T00:00:00Z")
+
+
+def at(minutes: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(minutes=minutes)
+
+
+def telemetry(rows: Sequence[tuple[str, float, float]]) -> pd.DataFrame:
+    """Rows of (instance, minute, cpu); the other metrics are constant."""
+    frame = pd.DataFrame(rows, columns=["instance_id", "minute", "cpu"])
+    frame["timestamp"] = [at(m) for m in frame["minute"]]
+    for metric in METRICS[1:]:
+        frame[metric] = 1.0
+    return frame.drop(columns="minute")
+
+
+def row(features: pd.DataFrame, instance: str, minute: float) -> pd.Series:
+    hit = features[(features["instance_id"] == instance) & (features["event_timestamp"] == at(minute))]
+    assert len(hit) == 1
+    return hit.iloc[0]
+
+
+def test_output_columns_are_keys_then_feature_names() -> None:
+    out = compute_window_features(telemetry([("a", 0, 1.0)]))
+    assert list(out.columns) == ["instance_id", "event_timestamp", *feature_names()]
+    assert str(out["event_timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert all(out[name].dtype == float for name in feature_names())
+    assert "cpu_slope_1h" in feature_names() and "err_disk_6h" in feature_names()
+    assert feature_names(["a.b"])[0] == "a_b_mean_5m"
+
+
+def test_known_answers_for_a_linear_ramp() -> None:
+    # cpu rises by 1 every 10 minutes: slope 6 per hour.
+    out = compute_window_features(telemetry([("a", m, 1.0 + m / 10) for m in (0, 10, 20, 30)]))
+    last = row(out, "a", 30)
+    assert last["cpu_mean_1h"] == pytest.approx(2.5)
+    assert last["cpu_max_1h"] == pytest.approx(4.0)
+    assert last["cpu_std_1h"] == pytest.approx(math.sqrt(1.25))
+    assert last["cpu_slope_1h"] == pytest.approx(6.0)
+    assert last["cpu_mean_5m"] == pytest.approx(4.0)
+    assert last["cpu_std_5m"] == 0.0
+    assert math.isnan(last["cpu_slope_5m"])  # one sample: no slope
+    assert math.isnan(row(out, "a", 0)["cpu_slope_6h"])
+    assert row(out, "a", 10)["cpu_slope_6h"] == pytest.approx(6.0)
+
+
+def test_window_excludes_its_left_edge_and_includes_t() -> None:
+    out = compute_window_features(telemetry([("a", 0, 100.0), ("a", 30, 1.0), ("a", 60, 3.0)]))
+    last = row(out, "a", 60)
+    assert last["cpu_mean_1h"] == pytest.approx(2.0)  # the sample at t - 1h is outside (t - 1h, t]
+    assert last["cpu_max_1h"] == pytest.approx(3.0)
+    assert last["cpu_mean_6h"] == pytest.approx(104.0 / 3)
+
+
+def test_gaps_empty_the_short_windows_only() -> None:
+    out = compute_window_features(telemetry([("a", 0, 2.0), ("a", 5, 4.0), ("a", 185, 10.0)]))
+    after = row(out, "a", 185)
+    assert after["cpu_mean_1h"] == pytest.approx(10.0)
+    assert after["cpu_mean_6h"] == pytest.approx(16.0 / 3)
+    assert math.isnan(after["cpu_slope_1h"])
+    assert not math.isnan(after["cpu_slope_6h"])
+
+
+def test_missing_values_are_skipped_and_instances_kept_apart() -> None:
+    out = compute_window_features(telemetry([("a", 0, 1.0), ("a", 10, float("nan")), ("b", 10, 50.0), ("a", 20, 3.0)]))
+    assert row(out, "a", 20)["cpu_mean_1h"] == pytest.approx(2.0)
+    assert row(out, "a", 20)["cpu_slope_1h"] == pytest.approx(6.0)
+    assert math.isnan(row(out, "a", 10)["cpu_mean_5m"])
+    assert row(out, "b", 10)["cpu_mean_6h"] == pytest.approx(50.0)
+
+
+def test_matches_a_brute_force_reference_on_irregular_data() -> None:
+    rng = np.random.default_rng(7)
+    minutes = np.sort(rng.choice(np.arange(0, 900, 1.5), size=150, replace=False))
+    frame = telemetry([("a", float(m), float(v)) for m, v in zip(minutes, rng.normal(size=150), strict=True)])
+    out = compute_window_features(frame)
+    for i in rng.choice(len(minutes), size=25, replace=False):
+        t = minutes[i]
+        for window, length in (("1h", 60), ("6h", 360)):
+            inside = (minutes > t - length) & (minutes <= t)
+            x, y = minutes[inside] / 60.0, frame["cpu"].to_numpy()[inside]
+            got = row(out, "a", t)
+            assert got[f"cpu_mean_{window}"] == pytest.approx(y.mean())
+            assert got[f"cpu_max_{window}"] == pytest.approx(y.max())
+            assert got[f"cpu_std_{window}"] == pytest.approx(y.std(), abs=1e-9)
+            if len(y) >= 2:
+                assert got[f"cpu_slope_{window}"] == pytest.approx(np.polyfit(x, y, 1)[0], rel=1e-6, abs=1e-9)
+
+
+def test_error_counts_by_category_and_window() -> None:
+    frame = telemetry([("a", m, 1.0) for m in (0, 60, 120, 400)])
+    errors = pd.DataFrame(
+        {
+            "instance_id": ["a", "a", "a", "a", "b"],
+            "timestamp": [at(0), at(30), at(60), at(61), at(60)],
+            "category": ["disk", "Disk", "weird", "kernel", "disk"],
+        }
+    )
+    out = compute_window_features(frame, errors=errors)
+    assert row(out, "a", 60)["err_disk_1h"] == 1.0  # at(0) is on the left edge: out; at(30): in
+    assert row(out, "a", 60)["err_other_1h"] == 1.0  # an error at exactly t counts; unknown -> other
+    assert row(out, "a", 60)["err_kernel_1h"] == 0.0  # at(61) is after t
+    assert row(out, "a", 120)["err_kernel_1h"] == 1.0
+    assert row(out, "a", 120)["err_disk_6h"] == 2.0
+    assert row(out, "a", 400)["err_disk_6h"] == 0.0 and row(out, "a", 400)["err_kernel_6h"] == 1.0
+
+
+def test_minutes_since_failure_and_boot() -> None:
+    frame = telemetry([("a", m, 1.0) for m in (0, 30, 60, 100)] + [("b", 30, 1.0)])
+    failures = pd.DataFrame(
+        {"instance_id": ["a"], "timestamp": [at(30)], "recovery_minutes": [10.0]}
+    )
+    instances = pd.DataFrame({"instance_id": ["a", "b"], "boot_time": ["2024-02-29T23:00:00Z", ""]})
+    out = compute_window_features(frame, failures=failures, instances=instances)
+    assert math.isnan(row(out, "a", 30)["minutes_since_failure"])  # strictly before t only
+    assert row(out, "a", 60)["minutes_since_failure"] == pytest.approx(30.0)
+    assert row(out, "a", 30)["minutes_since_boot"] == pytest.approx(90.0)
+    assert row(out, "a", 100)["minutes_since_boot"] == pytest.approx(60.0)  # recovered at minute 40
+    assert math.isnan(row(out, "b", 30)["minutes_since_boot"])
+
+
+def test_every_minutes_keeps_the_last_row_of_each_bucket() -> None:
+    frame = telemetry([("a", m, float(m)) for m in range(0, 60, 5)])
+    out = compute_window_features(frame, every_minutes=15)
+    assert list(out["event_timestamp"]) == [at(10), at(25), at(40), at(55)]
+    assert out.iloc[-1]["cpu_mean_1h"] == pytest.approx(27.5)  # computed on every sample before thinning
+    with pytest.raises(InputError, match="every_minutes"):
+        compute_window_features(frame, every_minutes=0)
+
+
+def test_missing_metric_column_is_a_readable_error() -> None:
+    frame = telemetry([("a", 0, 1.0)]).drop(columns="memory")
+    with pytest.raises(InputError, match="field 'memory'"):
+        compute_window_features(frame)
+    out = compute_window_features(frame, metrics=["cpu"])
+    assert list(out.columns[2:6]) == ["cpu_mean_5m", "cpu_max_5m", "cpu_std_5m", "cpu_slope_5m"]
+
+
+def _random_inputs(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for instance in ("a", "b", "c"):
+        minutes = np.sort(rng.choice(np.arange(0, 1200, 5), size=180, replace=False))
+        rows += [(instance, float(m), float(v)) for m, v in zip(minutes, rng.normal(size=180), strict=True)]
+    frame = telemetry(rows)
+    for metric in METRICS[1:]:
+        frame[metric] = rng.normal(size=len(frame))
+    errors = pd.DataFrame(
+        {
+            "instance_id": rng.choice(["a", "b", "c"], 60),
+            "timestamp": [at(float(m)) for m in rng.integers(0, 1200, 60)],
+            "category": rng.choice(["disk", "memory", "kernel", "x"], 60),
+        }
+    )
+    failures = pd.DataFrame(
+        {"instance_id": rng.choice(["a", "b", "c"], 6), "timestamp": [at(float(m)) for m in rng.integers(0, 1200, 6)]}
+    )
+    return frame, errors, failures
+
+
+@pytest.mark.parametrize("cut_minute", [240, 610, 1000])
+def test_no_feature_uses_data_after_its_timestamp(cut_minute: int) -> None:
+    frame, errors, failures = _random_inputs(cut_minute)
+    full = compute_window_features(frame, errors=errors, failures=failures)
+    cut = at(cut_minute)
+    past = compute_window_features(
+        frame[frame["timestamp"] <= cut], errors=errors[errors["timestamp"] <= cut],
+        failures=failures[failures["timestamp"] < cut],
+    )
+    expected = full[full["event_timestamp"] <= cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(past, expected, check_exact=False, rtol=1e-9, atol=1e-9)
+    # and a spike planted after the cut changes nothing at or before it
+    spiked = frame.copy()
+    spiked.loc[spiked["timestamp"] > cut, list(METRICS)] = 1e9
+    again = compute_window_features(spiked, errors=errors, failures=failures)
+    pd.testing.assert_frame_equal(again[again["event_timestamp"] <= cut].reset_index(drop=True), expected)
