@@ -28,13 +28,17 @@ def root_id(task_id: str) -> str:
 
 @dataclass
 class FleetState:
-    """Instances, tasks and their configuration. A snapshot is a copy of everything but ``failed``."""
+    """Instances, tasks and their configuration. A snapshot is a copy of everything but ``failed``.
+
+    A cordon refuses new work, but a task may return to the instance it last left (undoing a move).
+    """
 
     instances: dict[str, Instance]
     tasks: dict[str, Task]
     cordoned: set[str] = field(default_factory=set)
     reserved: dict[str, float] = field(default_factory=dict)
     failed: dict[str, datetime] = field(default_factory=dict)
+    left: dict[str, str] = field(default_factory=dict)
     auto_count: int = 0
     moved: int = 0
 
@@ -82,9 +86,10 @@ class FleetState:
         self.instance(target)
         if target == source:
             raise AdapterError(f"migrate: source and target are both {source}")
-        if target in self.failed or target in self.cordoned:
-            raise AdapterError(f"migrate: target {target} is {'failed' if target in self.failed else 'cordoned'}")
         tasks = [self.task(t) for t in task_ids]
+        returning = all(self.left.get(root_id(t.task_id)) == target for t in tasks)
+        if target in self.failed or (target in self.cordoned and not returning):
+            raise AdapterError(f"migrate: target {target} is {'failed' if target in self.failed else 'cordoned'}")
         for task in tasks:
             if task.instance_id != source:
                 raise AdapterError(f"migrate: task {task.task_id} is on {task.instance_id}, not {source}")
@@ -94,6 +99,7 @@ class FleetState:
         if need_cpu > free_cpu + EPS or need_memory > free_memory + EPS:
             raise AdapterError(f"migrate: target {target} is full (free cpu {free_cpu:.3g}, memory {free_memory:.3g})")
         for task in tasks:
+            self.left[root_id(task.task_id)] = source
             self._move(task, fractions, target)
         self.moved += len(tasks)
 
@@ -168,7 +174,8 @@ class FleetState:
 
     def _remove_empty(self, members: list[Instance], count: int) -> None:
         busy = {t.instance_id for t in self.tasks.values()}
-        empty = sorted((i.instance_id for i in members if i.instance_id not in busy), reverse=True)
+        idle = [i.instance_id for i in members if i.instance_id not in busy]
+        empty = sorted(idle, key=lambda i: (i.startswith("i-auto-"), i), reverse=True)  # newest auto ones first
         if len(empty) < count:
             raise AdapterError(f"scale: cannot remove {count} instances, only {len(empty)} are empty")
         for instance_id in empty[:count]:

@@ -25,11 +25,18 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str:
     model = service.current_model(ctx)
     scores = tasks.score_fleet(ctx.glue, model, [i.instance_id for i in instances], now=now)
     cycle = tasks.plan_cycle(
-        scores, instances, fleet_tasks, engine=ctx.engine(), policy=ctx.policy,
-        guard_state=ctx.guard_state(), now=now, model_version=model.version,
+        scores,
+        instances,
+        fleet_tasks,
+        engine=ctx.engine(),
+        policy=ctx.policy,
+        guard_state=ctx.guard_state(),
+        now=now,
+        model_version=model.version,
     )
     plan = tasks.apply_plan(ctx, fleet, cycle)
-    create_table_artifact(service.risk_rows(scores, cycle.plan), key="risk-table",
-                          description="Instances by failure probability")
+    create_table_artifact(
+        service.risk_rows(scores, cycle.plan), key="risk-table", description="Instances by failure probability"
+    )
     create_markdown_artifact(service.plan_markdown(plan), key="plan", description="This cycle's plan")
     return f"scored {len(scores):,} instances; plan {plan.plan_id} {plan.state} with {len(plan.actions)} action(s)"

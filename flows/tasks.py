@@ -6,10 +6,10 @@ from prefect import task
 
 from forewarn import pipeline, service
 
-load_dataset = task(service.load_dataset, name="load-dataset", retries=1, retry_delay_seconds=2)
-build_features = task(pipeline.build_features, name="build-features")
-materialize_features = task(pipeline.materialize, name="materialize-features", retries=2, retry_delay_seconds=5)
-train_model = task(pipeline.train, name="train-model")
-score_fleet = task(pipeline.score, name="score-fleet", retries=2, retry_delay_seconds=2)
-plan_cycle = task(pipeline.plan_cycle, name="plan-cycle")
-apply_plan = task(service.apply_plan, name="apply-plan")
+load_dataset = task(name="load-dataset", retries=1, retry_delay_seconds=2)(service.load_dataset)
+build_features = task(name="build-features")(pipeline.build_features)
+materialize_features = task(name="materialize-features", retries=2, retry_delay_seconds=5)(pipeline.materialize)
+train_model = task(name="train-model")(pipeline.train)
+score_fleet = task(name="score-fleet", retries=2, retry_delay_seconds=2)(pipeline.score)
+plan_cycle = task(name="plan-cycle")(pipeline.plan_cycle)
+apply_plan = task(name="apply-plan")(service.apply_plan)

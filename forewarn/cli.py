@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from forewarn.errors import ForewarnError, InputError
+from forewarn.schemas import PlanState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -154,9 +155,15 @@ def plan_list(state: Annotated[str | None, typer.Option(help="Only plans in this
     from forewarn.service import journal
 
     table = Table("plan", "created", "policy", "mode", "state", "actions")
-    for plan in journal().list(state=state):
-        table.add_row(plan.plan_id, f"{plan.created_at:%Y-%m-%d %H:%M}", plan.policy, plan.mode, plan.state,
-                      str(len(plan.actions)))
+    for plan in journal().list(state=PlanState(state.upper()) if state else None):
+        table.add_row(
+            plan.plan_id,
+            f"{plan.created_at:%Y-%m-%d %H:%M}",
+            plan.policy,
+            plan.mode,
+            plan.state,
+            str(len(plan.actions)),
+        )
     console.print(table)
 
 

@@ -124,9 +124,7 @@ def _numbers(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
         values = pd.to_numeric(text.where(~blank), errors="coerce")
         bad = np.flatnonzero(values.isna() & ~blank)
         if len(bad):
-            raise DatasetError(
-                f"'{raw.iloc[bad[0]]}' is not a number", file=path, row=_line(bad[0]), field=column
-            )
+            raise DatasetError(f"'{raw.iloc[bad[0]]}' is not a number", file=path, row=_line(bad[0]), field=column)
     infinite = np.flatnonzero(np.isinf(values.to_numpy(dtype=float)))
     if len(infinite):
         raise DatasetError("must be finite", file=path, row=_line(infinite[0]), field=column)

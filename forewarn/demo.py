@@ -24,8 +24,14 @@ from forewarn.settings import PROJECT_ROOT, Settings
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def _use_home(out: Path) -> Settings:
@@ -45,8 +51,10 @@ def run_demo(*, out: Path, instances: int, days: float, seed: int, console: Cons
         write(SimConfig(instances=instances, days=days, seed=seed), settings.dataset)
     dataset = read_dataset(settings.dataset)
     replay_start = dataset.end - pd.Timedelta(days=1)
-    console.print(f"dataset: {len(dataset.telemetry):,} samples, {len(dataset.failures)} failures, "
-                  f"{dataset.start:%Y-%m-%d} to {dataset.end:%Y-%m-%d %H:%M}")
+    console.print(
+        f"dataset: {len(dataset.telemetry):,} samples, {len(dataset.failures)} failures, "
+        f"{dataset.start:%Y-%m-%d} to {dataset.end:%Y-%m-%d %H:%M}"
+    )
 
     from flows.materialize import materialize
     from flows.score_and_allocate import score_and_allocate
@@ -59,13 +67,26 @@ def run_demo(*, out: Path, instances: int, days: float, seed: int, console: Cons
     with console.status("flow score-and-allocate: online features, policy, plan (dry-run)"):
         console.print(score_and_allocate(dataset=str(settings.dataset), dry_run=True))
 
-    results = run_replay(dataset=settings.dataset, model_dir=settings.models_dir, policy=None,
-                         start=replay_start.isoformat(), console=console, out=out)
+    results = run_replay(
+        dataset=settings.dataset,
+        model_dir=settings.models_dir,
+        policy=None,
+        start=replay_start.isoformat(),
+        console=console,
+        out=out,
+    )
     return results
 
 
-def run_replay(*, dataset: Path, model_dir: Path | None, policy: Path | None, start: str | None,
-               console: Console, out: Path | None = None) -> dict[str, Any]:
+def run_replay(
+    *,
+    dataset: Path,
+    model_dir: Path | None,
+    policy: Path | None,
+    start: str | None,
+    console: Console,
+    out: Path | None = None,
+) -> dict[str, Any]:
     """Replay ``dataset`` from ``start`` (default: its last day) with the policy, and reactively."""
     from forewarn.model.registry import ModelRegistry
     from forewarn.pipeline import build_features

@@ -108,7 +108,9 @@ def current_model(registry: ModelRegistry) -> TrainedModel:
     return model
 
 
-def score(glue: FeatureStoreGlue, model: TrainedModel, instance_ids: Sequence[str], *, now: datetime) -> list[RiskScore]:
+def score(
+    glue: FeatureStoreGlue, model: TrainedModel, instance_ids: Sequence[str], *, now: datetime
+) -> list[RiskScore]:
     """Score every instance from the latest features in the online store."""
     features = glue.online_features(list(instance_ids))
     return model.score(features, timestamp=now)
@@ -143,11 +145,18 @@ def plan_cycle(
     risk = {s.instance_id: s.probability for s in scores}
     allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits())
     mode = PolicyMode(policy.mode)
-    plan = Plan(policy=policy.name, mode=mode, model_version=model_version, actions=allocation.actions,
-                notes=list(allocation.explanations), created_at=now)
+    plan = Plan(
+        policy=policy.name,
+        mode=mode,
+        model_version=model_version,
+        actions=allocation.actions,
+        notes=list(allocation.explanations),
+        created_at=now,
+    )
     high = sum(1 for band in engine.last_bands.values() if band == Band.HIGH)
-    plan, guard_state = enforce(plan, policy, fleet_size=len(instances), high_risk_count=high,
-                                state=guard_state, now=now)
+    plan, guard_state = enforce(
+        plan, policy, fleet_size=len(instances), high_risk_count=high, state=guard_state, now=now
+    )
     if plan.mode == PolicyMode.SHADOW:
         plan.state = PlanState.SHADOW
     elif plan.mode == PolicyMode.AUTO:

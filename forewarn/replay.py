@@ -85,7 +85,9 @@ def lost_hours(task: Task, at: datetime, config: ReplayConfig) -> float:
     return (since_start % config.checkpoint_minutes + config.restart_minutes) / 60.0
 
 
-def features_at(features: pd.DataFrame, instance_ids: list[str], at: pd.Timestamp, tolerance: pd.Timedelta) -> pd.DataFrame:
+def features_at(
+    features: pd.DataFrame, instance_ids: list[str], at: pd.Timestamp, tolerance: pd.Timedelta
+) -> pd.DataFrame:
     """The latest feature row of each instance at or before ``at`` (within ``tolerance``)."""
     window = features[(features["event_timestamp"] <= at) & (features["event_timestamp"] > at - tolerance)]
     window = window[window["instance_id"].isin(instance_ids)]
@@ -151,8 +153,9 @@ class Replay:
                 self._strike(adapter, journal, row, alerts, result, down_until, horizon)
                 cordoned_at.pop(str(row.instance_id), None)
             if engine is not None and model is not None and policy is not None:
-                guard = self._plan_and_act(adapter, journal, engine, policy, model, guard, now_ts, alerts,
-                                           migrated_from, cordoned_at, result)
+                guard = self._plan_and_act(
+                    adapter, journal, engine, policy, model, guard, now_ts, alerts, migrated_from, cordoned_at, result
+                )
             overhead.append(self._overhead(adapter))
             result.timeline.append((now, result.interrupted_task_hours))
             previous = now_ts
@@ -160,14 +163,23 @@ class Replay:
                 self.progress(name, k + 1, len(self.cycles))
         failed_after = self.failures.groupby("instance_id")["timestamp"].apply(list).to_dict()
         result.unneeded_migrations = sum(
-            1 for inst, when in migrated_from
+            1
+            for inst, when in migrated_from
             if not any(when <= ts.to_pydatetime() <= when + horizon for ts in failed_after.get(inst, []))
         )
         result.capacity_overhead = float(pd.Series(overhead).mean()) if overhead else 0.0
         return result
 
-    def _strike(self, adapter: SimulatedAdapter, journal: Journal, row: object, alerts: dict[str, list[datetime]],
-                result: RunResult, down_until: dict[str, datetime], horizon: timedelta) -> None:
+    def _strike(
+        self,
+        adapter: SimulatedAdapter,
+        journal: Journal,
+        row: object,
+        alerts: dict[str, list[datetime]],
+        result: RunResult,
+        down_until: dict[str, datetime],
+        horizon: timedelta,
+    ) -> None:
         inst = str(row.instance_id)  # type: ignore[attr-defined]
         at = pd.Timestamp(row.timestamp).to_pydatetime()  # type: ignore[attr-defined]
         if not adapter.health(inst) and inst in down_until:
@@ -188,10 +200,20 @@ class Replay:
         if on_it:
             restore_failed_instance(adapter, journal, inst, now=at)
 
-    def _plan_and_act(self, adapter: SimulatedAdapter, journal: Journal, engine: PolicyEngine, policy: Policy,
-                      model: TrainedModel, guard: GuardrailState, now_ts: pd.Timestamp,
-                      alerts: dict[str, list[datetime]], migrated_from: list[tuple[str, datetime]],
-                      cordoned_at: dict[str, datetime], result: RunResult) -> GuardrailState:
+    def _plan_and_act(
+        self,
+        adapter: SimulatedAdapter,
+        journal: Journal,
+        engine: PolicyEngine,
+        policy: Policy,
+        model: TrainedModel,
+        guard: GuardrailState,
+        now_ts: pd.Timestamp,
+        alerts: dict[str, list[datetime]],
+        migrated_from: list[tuple[str, datetime]],
+        cordoned_at: dict[str, datetime],
+        result: RunResult,
+    ) -> GuardrailState:
         now = now_ts.to_pydatetime()
         up = [i for i in adapter.list_instances() if i.state != InstanceState.FAILED]
         tolerance = pd.Timedelta(minutes=2 * self.config.cycle_minutes)
@@ -202,8 +224,16 @@ class Replay:
         for s in scores:
             if s.probability >= policy.bands.high.enter:
                 alerts[s.instance_id].append(now)
-        cycle = plan_cycle(scores, up, adapter.list_tasks(), engine=engine, policy=policy, guard_state=guard,
-                           now=now, model_version=model.version)
+        cycle = plan_cycle(
+            scores,
+            up,
+            adapter.list_tasks(),
+            engine=engine,
+            policy=policy,
+            guard_state=guard,
+            now=now,
+            model_version=model.version,
+        )
         plan = cycle.plan
         journal.save_plan(plan)
         result.plans += 1

@@ -8,11 +8,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from forewarn.model.train import TrainedModel  # noqa: E402
-from forewarn.replay import RunResult  # noqa: E402
+from forewarn.model.train import TrainedModel
+from forewarn.replay import RunResult
 
 
 def _interruptions(ax: Any, runs: list[RunResult]) -> None:
@@ -30,9 +30,11 @@ def _risk_traces(ax: Any, features: pd.DataFrame, model: TrainedModel, failures:
     shown = failures.drop_duplicates("instance_id").head(limit)
     for row in shown.itertuples(index=False):
         at = pd.Timestamp(row.timestamp)
-        rows = features[(features["instance_id"] == row.instance_id)
-                        & (features["event_timestamp"] > at - pd.Timedelta(hours=6))
-                        & (features["event_timestamp"] <= at)]
+        rows = features[
+            (features["instance_id"] == row.instance_id)
+            & (features["event_timestamp"] > at - pd.Timedelta(hours=6))
+            & (features["event_timestamp"] <= at)
+        ]
         if rows.empty:
             continue
         minutes = (rows["event_timestamp"] - at).dt.total_seconds() / 60.0
@@ -45,8 +47,15 @@ def _risk_traces(ax: Any, features: pd.DataFrame, model: TrainedModel, failures:
     ax.legend(fontsize=7)
 
 
-def write_report(out: Path, runs: list[RunResult], results: dict[str, Any], *, features: pd.DataFrame,
-                 model: TrainedModel, failures: pd.DataFrame) -> Path:
+def write_report(
+    out: Path,
+    runs: list[RunResult],
+    results: dict[str, Any],
+    *,
+    features: pd.DataFrame,
+    model: TrainedModel,
+    failures: pd.DataFrame,
+) -> Path:
     """Write ``report.md`` and ``report.png`` under ``out``; return the Markdown path."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     _interruptions(axes[0], runs)
@@ -66,10 +75,14 @@ def write_report(out: Path, runs: list[RunResult], results: dict[str, Any], *, f
     ]
     for key in runs[0].summary():
         lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(f"{r.summary()[key]:,}" for r in runs) + " |")
-    lines += ["", "![interruptions and risk](report.png)", "",
-              "A failure counts as predicted in time when the instance's score reached the policy's high band",
-              "within the horizon before it. Interrupted task-hours: work since each task's last checkpoint plus",
-              "its restart, for every task still on an instance when it failed."]
+    lines += [
+        "",
+        "![interruptions and risk](report.png)",
+        "",
+        "A failure counts as predicted in time when the instance's score reached the policy's high band",
+        "within the horizon before it. Interrupted task-hours: work since each task's last checkpoint plus",
+        "its restart, for every task still on an instance when it failed.",
+    ]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -90,7 +90,10 @@ class Context:
         return GuardrailState.model_validate(saved) if saved else GuardrailState()
 
     def save_state(self, *, engine: PolicyEngine, guard_state: GuardrailState) -> None:
-        self._state = {"bands": engine.tracker.model_dump(mode="json"), "guardrails": guard_state.model_dump(mode="json")}
+        self._state = {
+            "bands": engine.tracker.model_dump(mode="json"),
+            "guardrails": guard_state.model_dump(mode="json"),
+        }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(self._state))
 
@@ -117,10 +120,15 @@ def tasks_at(dataset: Dataset, at: pd.Timestamp) -> list[Task]:
     running = w[(w["start"] <= at) & (w["end"].isna() | (w["end"] > at))]
     return [
         Task(
-            task_id=str(r.task_id), instance_id=str(r.instance_id), kind=str(r.kind), cpu=float(r.cpu),
-            memory=float(r.memory), data_size=0.0 if pd.isna(r.data_size) else float(r.data_size),
+            task_id=str(r.task_id),
+            instance_id=str(r.instance_id),
+            kind=str(r.kind),
+            cpu=float(r.cpu),
+            memory=float(r.memory),
+            data_size=0.0 if pd.isna(r.data_size) else float(r.data_size),
             expected_duration_minutes=60.0 if pd.isna(r.expected_duration) else float(r.expected_duration),
-            splittable=str(r.kind) in {"batch", "etl"}, start=r.start.to_pydatetime(),
+            splittable=str(r.kind) in {"batch", "etl"},
+            start=r.start.to_pydatetime(),
             end=None if pd.isna(r.end) else r.end.to_pydatetime(),
         )
         for r in running.itertuples(index=False)
@@ -199,20 +207,32 @@ def plan_markdown(plan: Plan) -> str:
         lines += ["| action | instance | target | tasks | rule | probability |", "|---|---|---|---|---|---|"]
         for a in plan.actions:
             p = "" if a.reason.probability is None else f"{a.reason.probability:.3f}"
-            lines.append(f"| {a.type} | {a.instance_id} | {a.target_instance_id or ''} | {len(a.task_ids)} | "
-                         f"{a.reason.rule} | {p} |")
+            lines.append(
+                f"| {a.type} | {a.instance_id} | {a.target_instance_id or ''} | {len(a.task_ids)} | "
+                f"{a.reason.rule} | {p} |"
+            )
     lines += ["", *[f"- {n}" for n in plan.notes]]
     return "\n".join(lines)
 
 
 def plan_table(plan: Plan) -> Table:
-    table = Table("action", "state", "instance", "target", "tasks", "rule", "p", "why",
-                  title=f"{plan.plan_id} {plan.state} ({plan.policy}, {plan.mode})")
+    table = Table(
+        "action",
+        "state",
+        "instance",
+        "target",
+        "tasks",
+        "rule",
+        "p",
+        "why",
+        title=f"{plan.plan_id} {plan.state} ({plan.policy}, {plan.mode})",
+    )
     for a in plan.actions:
         p = "" if a.reason.probability is None else f"{a.reason.probability:.3f}"
         why = ", ".join(f.feature for f in a.reason.top_features) or a.reason.note
-        table.add_row(a.type, a.state, a.instance_id, a.target_instance_id or "", str(len(a.task_ids)),
-                      a.reason.rule, p, why)
+        table.add_row(
+            a.type, a.state, a.instance_id, a.target_instance_id or "", str(len(a.task_ids)), a.reason.rule, p, why
+        )
     return table
 
 

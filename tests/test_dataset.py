@@ -43,11 +43,17 @@ def test_reads_a_valid_dataset_with_gaps_and_offsets(tmp_path: Path) -> None:
         ("telemetry.csv", "instance_id,timestamp,cpu\ni-1,yesterday,0.1\n", "telemetry.csv:2, field 'timestamp'"),
         ("telemetry.csv", "instance_id,cpu\ni-1,0.1\n", "telemetry.csv:1, field 'timestamp'"),
         ("telemetry.csv", "instance_id,timestamp\ni-1,2024-03-01T00:00:00Z\n", "no metric columns"),
-        ("telemetry.csv", "instance_id,timestamp,cpu\ni-1,2024-03-01T00:00:00Z,0.1\n,2024-03-01T00:00:00Z,0.1\n",
-         "telemetry.csv:3, field 'instance_id'"),
+        (
+            "telemetry.csv",
+            "instance_id,timestamp,cpu\ni-1,2024-03-01T00:00:00Z,0.1\n,2024-03-01T00:00:00Z,0.1\n",
+            "telemetry.csv:3, field 'instance_id'",
+        ),
         ("telemetry.csv", "instance_id,timestamp,cpu\ni-1,2024-03-01T00:00:00Z,inf\n", "field 'cpu': must be finite"),
-        ("failures.csv", "instance_id,timestamp,recovery_minutes\ni-1,2024-03-01T00:00:00Z,-3\n",
-         "failures.csv:2, field 'recovery_minutes'"),
+        (
+            "failures.csv",
+            "instance_id,timestamp,recovery_minutes\ni-1,2024-03-01T00:00:00Z,-3\n",
+            "failures.csv:2, field 'recovery_minutes'",
+        ),
         ("telemetry.csv", "", "file is empty"),
     ],
 )

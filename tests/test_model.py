@@ -168,6 +168,14 @@ def test_prediction_names_a_missing_feature(trained: TrainedModel) -> None:
         trained.predict_proba(pd.DataFrame({"noise_a": [0.0], "noise_b": [0.0]}))
 
 
+def test_training_leaves_out_censored_rows() -> None:
+    frame = planted_frame(n_instances=10, steps=200).assign(censored_60m=False)
+    frame.loc[frame.index[::2], "censored_60m"] = True
+    model = train_model(frame, FEATURES, "label_60m", TrainConfig(max_rounds=20))
+    total = model.metrics["n_train"] + model.metrics["n_validation"] + model.metrics["n_test"]
+    assert total <= len(frame) // 2
+
+
 def test_training_without_failures_says_so() -> None:
     frame = planted_frame(n_instances=3, steps=100).assign(label_60m=0)
     with pytest.raises(InputError, match="no positive label"):

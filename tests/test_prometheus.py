@@ -37,6 +37,7 @@ EXPECTED = {  # what the default queries should return for each instance
 def _openmetrics(end: int) -> str:
     times = range(end - HOURS * 3600, end + 1, STEP)
     families: dict[str, list[str]] = {}
+    t0 = times[0]
 
     def add(name: str, labels: str, value_at: object) -> None:
         family = families.setdefault(name, [])
@@ -44,7 +45,6 @@ def _openmetrics(end: int) -> str:
 
     for instance, (idle, available, read, written, errs) in PLANTED.items():
         base = f'instance="{instance}",job="node"'
-        t0 = times[0]
         for cpu in ("0", "1"):
             add("node_cpu_seconds_total", f'{base},cpu="{cpu}",mode="idle"', lambda t, r=idle: 1000 + r * (t - t0))
             add("node_cpu_seconds_total", f'{base},cpu="{cpu}",mode="user"', lambda t, r=idle: 5 + (1 - r) * (t - t0))
@@ -109,8 +109,8 @@ def test_reads_planted_node_exporter_values(prometheus: tuple[str, int]) -> None
 @pytest.mark.integration
 def test_filters_instances_and_overrides_queries(prometheus: tuple[str, int]) -> None:
     url, end = prometheus
-    source = PrometheusSource(url, queries={"disk_write": None, "net_latency_ms": None,
-                                            "idle": 'avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'})
+    idle = 'avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
+    source = PrometheusSource(url, queries={"disk_write": None, "net_latency_ms": None, "idle": idle})
     stop_at = datetime.fromtimestamp(end, UTC)
     frame = source.read(stop_at - timedelta(minutes=30), stop_at, step_minutes=10, instance_ids=["10.0.0.6:9100"])
     assert set(frame["instance_id"]) == {"10.0.0.6:9100"}

@@ -27,14 +27,15 @@ def test_syslog_rfc3164_and_5424_with_priority_severity(tmp_path: Path) -> None:
     path = _write(tmp_path, "\n".join([
         "<11>Mar  1 12:00:00 web-1 kernel: EXT4-fs error (device sda1): bad block",
         "Mar  1 12:00:05 web-1 sshd[812]: Connection closed by 10.0.0.9",
-        "<165>1 2024-03-01T12:00:09.5Z db-2 postgres 991 ID47 [meta a=\"1\"] out of memory",
+        "<164>1 2024-03-01T12:00:09.5Z db-2 postgres 991 ID47 [meta a=\"1\"] out of memory",
         "this is not syslog",
     ]) + "\n")
     result = parse_log(path, format="syslog", year=2024)
     events = result.events
-    assert result.parsed == 3 and result.rejected[["line", "reason"]].values.tolist() == [[4, "not a syslog (RFC 3164 or 5424) line"]]
+    assert result.parsed == 3
+    assert result.rejected[["line", "reason"]].values.tolist() == [[4, "not a syslog (RFC 3164 or 5424) line"]]
     assert events["instance_id"].tolist() == ["web-1", "web-1", "db-2"]
-    assert events["severity"].tolist() == ["error", "info", "warning"]  # PRI 11 -> err, none, 165 -> notice? no: 5
+    assert events["severity"].tolist() == ["error", "info", "warning"]  # PRI 11 % 8 = 3 (err); keywords; 164 % 8 = 4
     assert events["category"].tolist() == ["disk", "network", "memory"]
     assert events["timestamp"].iloc[2] == pd.Timestamp("2024-03-01T12:00:09.5Z")
     assert events.index.tolist() == [1, 2, 3]
@@ -117,7 +118,7 @@ def test_error_counts_window_and_step() -> None:
                            "severity": ["error", "warning", "info"], "category": ["disk", "network", "disk"],
                            "message": ["", "", ""]})
     counts = error_counts(events, window_minutes=10, step_minutes=5)
-    # windows (t-10, t]: t=00:05 holds both, t=00:10 holds both, t=00:15 holds the 00:04? no (00:05, 00:15]
+    # windows (t-10, t]: 00:05 and 00:10 hold the two warning-or-worse events; 00:15 holds neither
     assert counts["timestamp"].dt.strftime("%H:%M").tolist() == ["00:05", "00:10"]
     assert counts[["errors_disk", "errors_network", "errors_total"]].values.tolist() == [[1, 1, 2], [1, 1, 2]]
     every = error_counts(events, window_minutes=10, step_minutes=5, min_severity="info")

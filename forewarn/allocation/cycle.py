@@ -35,6 +35,12 @@ class Cycle:
     short_decision: Decision | None = None
     migrations: int = 0
     held: int = 0
+    moved: set[str] = field(default_factory=set)
+
+    def velocity(self) -> VelocityLimits:
+        """The limits as :func:`select` should see them: concurrency capped by the actions left too."""
+        room = min(self.limits.max_concurrent_migrations, self.migrations + self.actions_left())
+        return self.limits.model_copy(update={"max_concurrent_migrations": room})
 
     def actions_left(self) -> int:
         """Actions still allowed, less one held back for a scale-up request once capacity ran short."""

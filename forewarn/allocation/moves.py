@@ -13,7 +13,8 @@ import numpy as np
 
 from forewarn.allocation.cycle import Cycle
 from forewarn.allocation.model import EPS, Fleet
-from forewarn.allocation.placement import VELOCITY, Demand, apply, select
+from forewarn.allocation.placement import CAPACITY, FLEET_FRACTION, VELOCITY, Demand, select
+from forewarn.allocation.repair import carry_out, make_room
 from forewarn.schemas import ActionType, Decision
 
 
@@ -23,16 +24,6 @@ def split_rule(decision: Decision) -> tuple[bool, float]:
     if not isinstance(split, Mapping):
         return True, 0.0
     return bool(split.get("enabled", True)), float(split.get("min_chunk", 0.0))
-
-
-def _note(cycle: Cycle, task: str, row: int, source: int, target: int, fraction: float, free: float) -> str:
-    fleet = cycle.fleet
-    part = "" if fraction >= 1.0 else f" ({fraction:.0%} chunk)"
-    return (
-        f"task {task}{part} (cpu {fleet.task_cpu[row]:.2f}) -> {fleet.instance_ids[target]}: "
-        f"risk {fleet.risk[target]:.3f} vs {fleet.risk[source]:.3f} on {fleet.instance_ids[source]}, "
-        f"{free:.2f} cpu free"
-    )
 
 
 def move_one(cycle: Cycle, row: int, decision: Decision, waiting: int = 0) -> bool:
@@ -51,30 +42,14 @@ def move_one(cycle: Cycle, row: int, decision: Decision, waiting: int = 0) -> bo
         source=source,
         spare=min(limits.max_concurrent_migrations - cycle.migrations, cycle.actions_left()) - 1 - waiting,
     )
-    room = min(limits.max_concurrent_migrations, cycle.migrations + cycle.actions_left())
-    chosen, why = select(fleet, demand, limits.model_copy(update={"max_concurrent_migrations": room}), cycle.migrations)
-    if not chosen:
-        cycle.miss(row, why, decision)
-        return False
-    parent = str(fleet.task_ids[row])
-    free = {target: float(fleet.free_cpu()[target]) for target, _ in chosen}
-    rows = apply(fleet, row, chosen)
-    for chunk, (target, fraction) in zip(rows, chosen, strict=True):
-        task = str(fleet.task_ids[chunk])
-        params: dict[str, object] = {}
-        if len(rows) > 1:
-            params = {"split_of": parent, "fractions": {task: float(fleet.task_fraction[chunk])}}
-        cycle.emit(
-            ActionType.MIGRATE,
-            source,
-            decision,
-            _note(cycle, task, chunk, source, target, fraction, free[target]),
-            target=target,
-            task_ids=[task],
-            params=params,
-            touches=[source, target],
-        )
-    return True
+    chosen, why = select(fleet, demand, cycle.velocity(), cycle.migrations)
+    if chosen:
+        carry_out(cycle, row, chosen, decision)
+        return True
+    if why == CAPACITY and make_room(cycle, row, demand, decision):
+        return True
+    cycle.miss(row, why, decision)
+    return False
 
 
 def move_off(
@@ -108,25 +83,29 @@ def migrate(cycle: Cycle, decisions: Sequence[Decision]) -> set[int]:
     """Cordon each source (riskiest first) and move all its tasks; returns the rows cordoned."""
     fleet = cycle.fleet
     cordoned: dict[int, Decision] = {}
+    handled: set[int] = set()
     for decision in sorted(decisions, key=lambda d: -np.nan_to_num(fleet.risk[fleet.index[d.instance_id]])):
         row = fleet.index[decision.instance_id]
-        if row in cordoned:
+        if row in handled:
             continue
+        handled.add(row)
         note = f"cordon {decision.instance_id}: risk {fleet.risk[row]:.3f} ({decision.band}), rule {decision.rule}"
         if cycle.emit(ActionType.CORDON, row, decision, note) is not None:
             cordoned[row] = decision
         else:
+            why = VELOCITY if cycle.actions_left() <= 0 else FLEET_FRACTION
             for task in fleet.tasks_on([row]).tolist():
-                cycle.miss(task, VELOCITY)
+                cycle.miss(task, why, decision)
     move_off(cycle, cordoned)
     return set(cordoned)
 
 
 def fits_within(fleet: Fleet, row: int) -> bool:
     """Whether instance ``row`` carries no more than its usable capacity."""
+    share = max(float(fleet.capacity_factor[row] - fleet.reserved[row]), 0.0)
     return bool(
-        fleet.cpu_used[row] <= fleet.usable_cpu()[row] + EPS
-        and fleet.memory_used[row] <= fleet.usable_memory()[row] + EPS
+        fleet.cpu_used[row] <= fleet.cpu_capacity[row] * share + EPS
+        and fleet.memory_used[row] <= fleet.memory_capacity[row] * share + EPS
     )
 
 

@@ -36,6 +36,10 @@ class Demand:
     source: int = -1
     spare: int | None = None
     """Migrations that may go to extra chunks when the task also fits whole (None: no other work waits)."""
+    ceiling: float | None = None
+    """Targets must be below this risk (default: the source's risk)."""
+    exclude: int = -1
+    """An instance row that must not receive the work (besides the source)."""
 
 
 def touch_budget(fleet: Fleet, limits: VelocityLimits) -> int:
@@ -55,10 +59,15 @@ def _fits(fleet: Fleet, rows: np.ndarray, demand: Demand) -> np.ndarray:
 def candidates(fleet: Fleet, demand: Demand, limits: VelocityLimits, budget: int) -> np.ndarray:
     """Instance rows that may receive work, lowest risk first, within the per-target and fleet-fraction limits."""
     ok = fleet.accepting & (fleet.incoming < limits.max_migrations_per_target)
+    if demand.exclude >= 0:
+        ok[demand.exclude] = False
     if demand.source >= 0:
         ok[demand.source] = False
-        if np.isfinite(fleet.risk[demand.source]):
-            ok &= fleet.risk < fleet.risk[demand.source]
+    ceiling = (
+        demand.ceiling if demand.ceiling is not None else (fleet.risk[demand.source] if demand.source >= 0 else None)
+    )
+    if ceiling is not None and np.isfinite(ceiling):
+        ok &= fleet.risk < ceiling
     order = fleet.risk_order[ok[fleet.risk_order]]
     fresh = ~fleet.touched[order]
     return order[~fresh | (np.cumsum(fresh) <= budget)]
@@ -107,7 +116,10 @@ def select(
     usable = fit >= demand.min_chunk - EPS
     parts = _chunks(fit[usable], demand.min_chunk)
     if parts is None or len(parts) > slots:
-        return (single, OK) if single else ([], VELOCITY if parts else CAPACITY)
+        if single:
+            return single, OK
+        partial = _partial(rows[usable], fit[usable], demand, slots)
+        return (partial, OK) if partial else ([], VELOCITY if parts else CAPACITY)
     split = list(zip(rows[usable][: len(parts)].tolist(), parts, strict=True))
     if single and (
         (demand.spare is not None and len(split) - 1 > demand.spare)
@@ -117,6 +129,21 @@ def select(
     return split, OK
 
 
+def _partial(rows: np.ndarray, fit: np.ndarray, demand: Demand, slots: int) -> list[tuple[int, float]]:
+    """Chunks for as much of the task as fits, the rest (>= min_chunk) staying on its source as the last entry."""
+    if demand.source < 0:
+        return []
+    pieces = slots if demand.spare is None else max(1, min(slots, demand.spare + 1))
+    left, out = 1.0 - demand.min_chunk, []
+    for row, room in zip(rows[:pieces].tolist(), fit[:pieces].tolist(), strict=True):
+        take = min(room, 1.0, left)
+        if take < demand.min_chunk - EPS:
+            break
+        out.append((int(row), float(take)))
+        left -= take
+    return [*out, (demand.source, 1.0 - sum(f for _, f in out))] if out else []
+
+
 def _weighted_risk(fleet: Fleet, parts: list[tuple[int, float]]) -> float:
     return float(sum(fleet.risk[row] * fraction for row, fraction in parts))
 
@@ -124,13 +151,16 @@ def _weighted_risk(fleet: Fleet, parts: list[tuple[int, float]]) -> float:
 def apply(fleet: Fleet, row: int, chosen: list[tuple[int, float]]) -> list[int]:
     """Carry out a selection for task row ``row``: split it if needed, move each piece, count the migrations.
 
-    Returns the task rows of the pieces, in the order of ``chosen``.
+    A piece whose target is the task's current instance stays there (a partial move). Returns the task rows
+    of the pieces, in the order of ``chosen``.
     """
     source = int(fleet.task_instance[row])
     if source >= 0:
         fleet.touched[source] = True
     rows = fleet.split(row, [fraction for _, fraction in chosen])
     for piece, (target, _) in zip(rows, chosen, strict=True):
+        if target == source:
+            continue
         fleet.move(piece, target)
         fleet.incoming[target] += 1
         fleet.touched[target] = True
@@ -139,6 +169,9 @@ def apply(fleet: Fleet, row: int, chosen: list[tuple[int, float]]) -> list[int]:
 
 def allocate_task(task: Task, fleet: Fleet, limits: VelocityLimits, *, in_flight: int = 0) -> list[tuple[str, float]]:
     """Where ``task`` should go: ``[(instance_id, fraction_of_task)]``, one entry unless split; [] if nowhere.
+
+    When a splittable task fits nowhere whole or in full, as much as fits is moved and the last entry is its
+    own instance with the fraction that stays there (a partial move, each piece >= ``min_chunk``).
 
     Args:
         task: the task; its ``instance_id`` (if any, and in ``fleet``) is the source, never a target, and

@@ -46,7 +46,8 @@ class AllocationResult:
 
 
 def _known(decisions: Sequence[Decision], fleet: Fleet, explanations: list[str]) -> dict[ActionType, list[Decision]]:
-    """Decisions by action type, dropping unknown instances and exact repeats."""
+    """Decisions by action type, dropping unknown instances, exact repeats, and a scale-back of an instance
+    that is also migrated or drained (the stronger decision wins)."""
     out: dict[ActionType, list[Decision]] = {}
     seen: set[tuple[ActionType, str]] = set()
     for decision in decisions:
@@ -58,6 +59,10 @@ def _known(decisions: Sequence[Decision], fleet: Fleet, explanations: list[str])
             continue
         seen.add(key)
         out.setdefault(decision.action, []).append(decision)
+    emptied = {d.instance_id for d in out.get(ActionType.MIGRATE, [])}
+    emptied |= {d.instance_id for d in out.get(ActionType.CORDON, []) if d.params.get("drain")}
+    if ActionType.SCALE_BACK in out:
+        out[ActionType.SCALE_BACK] = [d for d in out[ActionType.SCALE_BACK] if d.instance_id not in emptied]
     return out
 
 

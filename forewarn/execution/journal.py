@@ -72,6 +72,11 @@ class Journal:
         with self.repo.session() as session, session.begin():
             if session.get(PlanRow, plan.plan_id) is not None:
                 raise PlanError(f"plan {plan.plan_id} is already in the journal")
+            ids = [a.action_id for a in plan.actions]
+            taken = session.scalars(select(ActionRow.action_id).where(ActionRow.action_id.in_(ids))).all()
+            if taken or len(set(ids)) != len(ids):
+                dup = ", ".join(taken) or "within the plan"
+                raise PlanError(f"plan {plan.plan_id}: action ids are idempotency keys and must be unique ({dup})")
             now = utcnow()
             session.add(PlanRow(
                 plan_id=plan.plan_id, created_at=plan.created_at, updated_at=now, policy=plan.policy,

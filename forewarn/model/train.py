@@ -166,6 +166,8 @@ def train_model(
 ) -> TrainedModel:
     """Train, calibrate and test a failure model on a labelled feature frame (see the module docstring).
 
+    Rows flagged in the matching ``censored_<H>m`` column of :func:`make_labels`, when present, are left out.
+
     Raises:
         InputError: a missing column, labels other than 0/1, or a period without any failure.
     """
@@ -173,6 +175,9 @@ def train_model(
     for column in [*features, label_column, config.time_col]:
         if column not in frame.columns:
             raise InputError(f"training frame has no column '{column}'", field=column)
+    censored = label_column.replace("label_", "censored_", 1)
+    if censored != label_column and censored in frame.columns:
+        frame = frame.loc[~frame[censored].astype(bool)]  # unknown outcomes are not negatives
     gap = pd.Timedelta(minutes=config.horizon_minutes)
     train, valid, test = time_split(frame, time_col=config.time_col, fractions=config.fractions, gap=gap)
     y_train, y_valid = _labels(train, label_column, "training"), _labels(valid, label_column, "validation")

@@ -92,7 +92,7 @@ def build_lanl(path: Path) -> tuple[Dataset, list[str]]:
 def _first_line(path: Path) -> str:
     opener = lzma.open if path.suffix == ".xz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as handle:
             return str(handle.readline()).strip()
     except (OSError, EOFError, lzma.LZMAError) as exc:
         raise DatasetError(f"cannot be read: {exc}", file=path) from None

@@ -94,7 +94,9 @@ def _match(pattern: re.Pattern[str], line: str, name: str) -> re.Match[str]:
     return found
 
 
-_RFC5424 = re.compile(r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) \S+ \S+ (?:-|(?:\[.*?\])+) ?(?P<msg>.*)$")
+_RFC5424 = re.compile(
+    r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) \S+ \S+ (?:-|(?:\[.*?\])+) ?(?P<msg>.*)$"
+)
 _RFC3164 = re.compile(
     r"^(?:<(?P<pri>\d{1,3})>)?(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) "
     r"(?P<tag>[^:\[\s]+)(?:\[\d+\])?: ?(?P<msg>.*)$"

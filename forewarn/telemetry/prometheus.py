@@ -149,7 +149,9 @@ class PrometheusSource:
         for series in result:
             instance = series.get("metric", {}).get("instance")
             if instance is None:
-                raise InputError("query returns a series without an 'instance' label; use 'by (instance)'", field=metric)
+                raise InputError(
+                    "query returns a series without an 'instance' label; use 'by (instance)'", field=metric
+                )
             if instance in seen:
                 raise InputError(f"query returns several series for instance {instance}; aggregate by (instance)",
                                  field=metric)
