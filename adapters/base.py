@@ -69,7 +69,11 @@ class CloudAdapter(Protocol):
         delta: int | None = None,
         key: str,
     ) -> None:
-        """Resize one instance (``factor`` on its capacity) or a group (``delta`` instances, or ``factor``)."""
+        """Resize one instance or a group (``delta`` instances, or ``factor`` on its size).
+
+        For an instance, ``factor`` is the share of its nominal capacity to run at: repeating a call does not
+        compound, and ``factor=1.0`` restores the nominal capacity.
+        """
         ...
 
     def reserve(self, instance_id: str, fraction: float, *, key: str) -> None:

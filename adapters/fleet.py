@@ -1,5 +1,8 @@
 """The simulated fleet's state and its rules: placement, capacity, cordons, buffers, splits, scaling.
 
+Scaling an instance by ``factor`` sets its capacity to that share of its nominal (first-seen) capacity, so
+repeating a scale-back does not compound and ``factor=1.0`` restores it.
+
 Plain mechanics with no idempotency, faults or dry-run (those live in :mod:`adapters.simulated`). Every
 operation checks everything before it changes anything, so a refused call leaves the fleet as it was.
 
@@ -41,6 +44,7 @@ class FleetState:
     left: dict[str, str] = field(default_factory=dict)
     auto_count: int = 0
     moved: int = 0
+    nominal: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def copy(self) -> FleetState:
         return copy.deepcopy(self)
@@ -158,7 +162,8 @@ class FleetState:
             if factor is None:
                 raise AdapterError(f"scale: {name} is an instance; resize it with factor, not delta")
             inst = self.instances[name]
-            inst.cpu_capacity, inst.memory_capacity = inst.cpu_capacity * factor, inst.memory_capacity * factor
+            cpu, memory = self.nominal.setdefault(name, (inst.cpu_capacity, inst.memory_capacity))
+            inst.cpu_capacity, inst.memory_capacity = cpu * factor, memory * factor
             return
         members = [i for i in self.instances.values() if i.group == name]
         if not members:

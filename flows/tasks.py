@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from forewarn import pipeline, service
 
-load_dataset = task(name="load-dataset", retries=1, retry_delay_seconds=2)(service.load_dataset)
-build_features = task(name="build-features")(pipeline.build_features)
-materialize_features = task(name="materialize-features", retries=2, retry_delay_seconds=5)(pipeline.materialize)
-train_model = task(name="train-model")(pipeline.train)
-score_fleet = task(name="score-fleet", retries=2, retry_delay_seconds=2)(pipeline.score)
-plan_cycle = task(name="plan-cycle")(pipeline.plan_cycle)
-apply_plan = task(name="apply-plan")(service.apply_plan)
+load_dataset = task(name="load-dataset", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)(service.load_dataset)
+build_features = task(name="build-features", cache_policy=NO_CACHE)(pipeline.build_features)
+materialize_features = task(name="materialize-features", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)(
+    pipeline.materialize
+)
+train_model = task(name="train-model", cache_policy=NO_CACHE)(pipeline.train)
+online_features = task(name="online-features", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)(
+    pipeline.online_features
+)
+score_fleet = task(name="score-fleet", cache_policy=NO_CACHE)(pipeline.score)
+plan_cycle = task(name="plan-cycle", cache_policy=NO_CACHE)(pipeline.plan_cycle)
+apply_plan = task(name="apply-plan", cache_policy=NO_CACHE)(service.apply_plan)

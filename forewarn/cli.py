@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,6 +21,10 @@ from forewarn.errors import ForewarnError, InputError
 from forewarn.schemas import PlanState
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Libraries' deprecation notices are for their developers, not for an operator reading a run.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
 
 console = Console()
 err = Console(stderr=True)

@@ -125,7 +125,9 @@ def run_replay(
     target = out or workdir
     target.mkdir(parents=True, exist_ok=True)
     (target / "results.json").write_text(json.dumps(results, indent=2))
-    report = write_report(target, runs, results, features=features, model=model, failures=replay.failures)
+    report = write_report(
+        target, runs, results, features=features, model=model, failures=replay.failures, alert=chosen.bands.high.enter
+    )
     console.print(f"report: [bold]{report}[/]")
     return results
 

@@ -15,7 +15,7 @@ from datetime import datetime
 import pandas as pd
 
 from forewarn.dataset import Dataset
-from forewarn.errors import ModelUnavailable
+from forewarn.features.events import EVENT_FEATURES
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.features.windows import compute_window_features
 from forewarn.model.labels import make_labels
@@ -87,7 +87,9 @@ def train(
     labelled = make_labels(entities, dataset.failures, [horizon_minutes], data_end=data_end)
     frame = glue.training_frame(labelled)
     label = f"label_{horizon_minutes}m"
-    report = validate_training_frame(frame, feature_columns=glue.feature_names, label_column=label)
+    report = validate_training_frame(
+        frame, feature_columns=glue.feature_names, label_column=label, sparse_columns=EVENT_FEATURES
+    )
     if not report.success:
         return TrainOutcome(card=None, promoted=False, validation=report, rows=len(frame))
     cfg = config or TrainConfig(horizon_minutes=horizon_minutes)
@@ -101,19 +103,23 @@ def train(
     return TrainOutcome(card=card, promoted=promoted, validation=report, rows=len(frame))
 
 
-def current_model(registry: ModelRegistry) -> TrainedModel:
-    model = registry.current()
+def online_features(glue: FeatureStoreGlue, instance_ids: Sequence[str]) -> pd.DataFrame:
+    """The latest features of each instance from the online store (NaN where it has none)."""
+    return glue.online_features(list(instance_ids))
+
+
+def score(model: TrainedModel | None, features: pd.DataFrame, *, now: datetime) -> list[RiskScore]:
+    """Calibrated scores with their top features; none without a model (the policy's fallback decides)."""
     if model is None:
-        raise ModelUnavailable("no trained model yet: run `forewarn run train` first")
-    return model
+        return []
+    known = features.dropna(subset=model.feature_names, how="all")
+    return model.score(known, timestamp=now)
 
 
-def score(
-    glue: FeatureStoreGlue, model: TrainedModel, instance_ids: Sequence[str], *, now: datetime
-) -> list[RiskScore]:
-    """Score every instance from the latest features in the online store."""
-    features = glue.online_features(list(instance_ids))
-    return model.score(features, timestamp=now)
+def feature_map(features: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """instance_id -> feature -> value, for the policy's static fallback thresholds."""
+    indexed = features.drop(columns=[c for c in ("event_timestamp",) if c in features]).set_index("instance_id")
+    return {str(k): {c: float(v) for c, v in row.items() if pd.notna(v)} for k, row in indexed.iterrows()}
 
 
 @dataclass
@@ -162,3 +168,13 @@ def plan_cycle(
     elif plan.mode == PolicyMode.AUTO:
         plan.state = PlanState.APPROVED
     return CyclePlan(plan=plan, guard_state=guard_state, high_risk=high)
+
+
+FINISHED = frozenset({PlanState.SUCCEEDED, PlanState.FAILED, PlanState.ROLLED_BACK, PlanState.CANCELLED})
+
+
+def finish_cycle(plan: Plan, guard_state: GuardrailState) -> GuardrailState:
+    """After the applier: the plan's migrations no longer count against the concurrent-migration cap."""
+    if plan.state in FINISHED:
+        guard_state.mark_finished([a.action_id for a in plan.actions])
+    return guard_state

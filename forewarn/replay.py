@@ -24,7 +24,7 @@ from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.execution.rollback import restore_failed_instance
 from forewarn.model.train import TrainedModel
-from forewarn.pipeline import plan_cycle
+from forewarn.pipeline import finish_cycle, plan_cycle
 from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState
 from forewarn.policy.schema import Policy
@@ -198,7 +198,8 @@ class Replay:
         recovery = row.recovery_minutes if pd.notna(row.recovery_minutes) else 60.0  # type: ignore[attr-defined]
         down_until[inst] = at + timedelta(minutes=float(recovery))
         if on_it:
-            restore_failed_instance(adapter, journal, inst, now=at)
+            applier = Applier(adapter, journal, dry_run=False, bake_seconds=0)
+            restore_failed_instance(adapter, journal, inst, now=at, applier=applier)
 
     def _plan_and_act(
         self,
@@ -224,10 +225,11 @@ class Replay:
         for s in scores:
             if s.probability >= policy.bands.high.enter:
                 alerts[s.instance_id].append(now)
+        up_ids = {i.instance_id for i in up}
         cycle = plan_cycle(
             scores,
             up,
-            adapter.list_tasks(),
+            [t for t in adapter.list_tasks() if t.instance_id in up_ids],
             engine=engine,
             policy=policy,
             guard_state=guard,
@@ -249,7 +251,7 @@ class Replay:
                 cordoned_at[action.instance_id] = now
             elif action.type in (ActionType.AUTOSCALE, ActionType.SCALE_BACK):
                 result.scale_actions += 1
-        return cycle.guard_state
+        return finish_cycle(plan, cycle.guard_state)
 
     @staticmethod
     def _overhead(adapter: SimulatedAdapter) -> float:

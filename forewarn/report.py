@@ -26,8 +26,12 @@ def _interruptions(ax: Any, runs: list[RunResult]) -> None:
     ax.tick_params(axis="x", rotation=30)
 
 
-def _risk_traces(ax: Any, features: pd.DataFrame, model: TrainedModel, failures: pd.DataFrame, limit: int = 6) -> None:
-    shown = failures.drop_duplicates("instance_id").head(limit)
+def _risk_traces(
+    ax: Any, features: pd.DataFrame, model: TrainedModel, failures: pd.DataFrame, alert: float, limit: int = 6
+) -> None:
+    first = failures.drop_duplicates("instance_id")
+    announced = first[first["type"] != "sudden"]  # sudden failures have no precursor to show
+    shown = pd.concat([announced, first[first["type"] == "sudden"]]).head(limit)
     for row in shown.itertuples(index=False):
         at = pd.Timestamp(row.timestamp)
         rows = features[
@@ -40,6 +44,7 @@ def _risk_traces(ax: Any, features: pd.DataFrame, model: TrainedModel, failures:
         minutes = (rows["event_timestamp"] - at).dt.total_seconds() / 60.0
         ax.plot(minutes, model.predict_proba(rows), label=f"{row.instance_id} ({row.type})")
     ax.axvline(0, color="black", linewidth=0.8)
+    ax.axhline(alert, color="grey", linestyle="--", linewidth=0.8, label=f"high band ({alert:g})")
     ax.set_title("Risk before failures in the replayed day")
     ax.set_xlabel("minutes before the failure")
     ax.set_ylabel("P(fail within horizon)")
@@ -55,11 +60,12 @@ def write_report(
     features: pd.DataFrame,
     model: TrainedModel,
     failures: pd.DataFrame,
+    alert: float,
 ) -> Path:
     """Write ``report.md`` and ``report.png`` under ``out``; return the Markdown path."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     _interruptions(axes[0], runs)
-    _risk_traces(axes[1], features, model, failures)
+    _risk_traces(axes[1], features, model, failures, alert)
     fig.tight_layout()
     fig.savefig(out / "report.png", dpi=110)
     plt.close(fig)

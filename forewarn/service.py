@@ -19,7 +19,7 @@ from rich.table import Table
 from adapters.base import CloudAdapter
 from adapters.simulated import SimulatedAdapter
 from forewarn.dataset import Dataset, read_dataset
-from forewarn.errors import ConfigError, ModelUnavailable
+from forewarn.errors import ConfigError
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.features.store import FeatureStoreGlue
@@ -145,11 +145,14 @@ def fleet_adapter(ctx: Context, dataset: Dataset, *, at: pd.Timestamp | None = N
     return SimulatedAdapter(instances_from(dataset), tasks_at(dataset, when), dry_run=ctx.dry_run)
 
 
-def current_model(ctx: Context) -> TrainedModel:
+def usable_model(ctx: Context, now: datetime) -> tuple[TrainedModel | None, bool]:
+    """The current model and whether the policy may use it (trained, and fresh enough)."""
     model = ctx.registry.current()
     if model is None:
-        raise ModelUnavailable("no trained model yet: run `forewarn run train` first")
-    return model
+        return None, False
+    version = ctx.registry.current_version()
+    trained_at = ctx.registry.card(version).created_at if version else None
+    return model, ctx.policy.model_is_fresh(trained_at, now)
 
 
 def apply_plan(ctx: Context, adapter: CloudAdapter, cycle: CyclePlan) -> Plan:

@@ -26,8 +26,20 @@ from forewarn.schemas import utcnow
 __all__ = ["ValidationReport", "quarantine", "require", "validate_telemetry", "validate_training_frame"]
 
 _FLOAT_MAX = sys.float_info.max
-FRACTION_METRICS = frozenset({"cpu", "memory", "mem", "cpu_util", "memory_util", "mem_util", "cpu_usage",
-                              "memory_usage", "cpu_fraction", "memory_fraction"})
+FRACTION_METRICS = frozenset(
+    {
+        "cpu",
+        "memory",
+        "mem",
+        "cpu_util",
+        "memory_util",
+        "mem_util",
+        "cpu_usage",
+        "memory_usage",
+        "cpu_fraction",
+        "memory_fraction",
+    }
+)
 """Metric names taken as fractions in [0, 1] unless the caller names the fraction metrics itself."""
 
 
@@ -109,8 +121,12 @@ def _run(suite_name: str, frame: pd.DataFrame, expectations: list[Any], statisti
     suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
     result = batch.validate(suite)
     failures = [_describe(r) for r in result.results if not r.success]
-    return ValidationReport(success=bool(result.success), suite=suite_name, failures=failures,
-                            statistics={**statistics, "evaluated": len(result.results)})
+    return ValidationReport(
+        success=bool(result.success),
+        suite=suite_name,
+        failures=failures,
+        statistics={**statistics, "evaluated": len(result.results)},
+    )
 
 
 def _column_checks(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[list[Any], list[str]]:
@@ -161,6 +177,7 @@ def validate_training_frame(
     label_column: str,
     min_rows: int = 100,
     max_null_fraction: float = 0.5,
+    sparse_columns: Sequence[str] = (),
     prevalence_range: tuple[float, float] = (0.0005, 0.5),
     max_age: timedelta | None = None,
     now: datetime | None = None,
@@ -169,7 +186,8 @@ def validate_training_frame(
     """Gate a labelled feature frame before training.
 
     Checks: the key, feature and label columns exist; at least ``min_rows`` rows; keys not null; each
-    feature at most ``max_null_fraction`` null and finite; labels 0/1 and not null; label prevalence in
+    feature at most ``max_null_fraction`` null (``sparse_columns``, undefined until an event such as a
+    first failure, may be null at any rate) and finite; labels 0/1 and not null; label prevalence in
     ``prevalence_range``; with ``max_age``, the newest row no older than ``now - max_age``.
     """
     gxe = _expectations()
@@ -179,9 +197,11 @@ def validate_training_frame(
         if key in present:
             expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=key))
     for feature in (c for c in feature_columns if c in present):
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=feature, mostly=1.0 - max_null_fraction))
-        expectations.append(gxe.ExpectColumnValuesToBeBetween(column=feature, min_value=-_FLOAT_MAX,
-                                                              max_value=_FLOAT_MAX))
+        if feature not in sparse_columns:
+            expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=feature, mostly=1.0 - max_null_fraction))
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(column=feature, min_value=-_FLOAT_MAX, max_value=_FLOAT_MAX)
+        )
     if label_column in present:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=label_column))
         expectations.append(gxe.ExpectColumnValuesToBeInSet(column=label_column, value_set=[0, 1]))
@@ -241,8 +261,10 @@ def quarantine(
             flag(values > 1, f"{metric} above 1")
     if known_instances is not None:
         flag(instance.notna() & ~instance.astype(str).isin(set(known_instances)), "unknown instance")
-    flag(pd.DataFrame({"i": instance, "t": stamps}).duplicated(keep="first") & stamps.notna(),
-         "duplicate (instance_id, timestamp)")
+    flag(
+        pd.DataFrame({"i": instance, "t": stamps}).duplicated(keep="first") & stamps.notna(),
+        "duplicate (instance_id, timestamp)",
+    )
     joined = pd.Series("", index=frame.index, dtype=object)
     for reason in reasons:
         separator = np.where((joined != "") & (reason != ""), "; ", "")

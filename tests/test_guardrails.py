@@ -103,6 +103,16 @@ def test_cooldown_per_instance() -> None:
     assert len(plan.actions) == 1
 
 
+def test_cooldown_lets_an_escalation_through_but_not_a_repeat() -> None:
+    policy = _policy(cooldown_minutes=30)
+    _, state = _run(_plan(_act("a", ActionType.SCALE_BACK)), policy)
+    later = T0 + timedelta(minutes=10)
+    plan, _ = _run(_plan(_act("a", ActionType.SCALE_BACK), _act("a", ActionType.MIGRATE, "t")), policy, state,
+                   now=later)
+    assert [a.type for a in plan.actions] == [ActionType.MIGRATE]
+    assert "cooldown-minutes (30)" in plan.notes[0]
+
+
 def test_circuit_breaker_switches_to_shadow_and_says_so() -> None:
     policy = _policy(circuit_breaker={"max-high-risk-jump-percent": 20})
     plan, state = _run(_plan(_act("a")), policy, high=5)

@@ -122,15 +122,23 @@ class Migrate(ActionHandler):
         return any(t in on_source for t in action.task_ids) and not all(self._moved(adapter, action).values())
 
     def execute(self, adapter: CloudAdapter, action: Action) -> None:
-        adapter.migrate(action.task_ids, action.instance_id, str(action.target_instance_id),
-                        key=action.idempotency_key, fractions=self.params(action).fractions)
+        adapter.migrate(
+            action.task_ids,
+            action.instance_id,
+            str(action.target_instance_id),
+            key=action.idempotency_key,
+            fractions=self.params(action).fractions,
+        )
 
     def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         return healthy(adapter, str(action.target_instance_id)) and all(self._moved(adapter, action).values())
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
-        back = [t.task_id for t in adapter.list_tasks()
-                if t.instance_id == action.target_instance_id and root_id(t.task_id) in action.task_ids]
+        back = [
+            t.task_id
+            for t in adapter.list_tasks()
+            if t.instance_id == action.target_instance_id and root_id(t.task_id) in action.task_ids
+        ]
         if not back:
             return True
         if not healthy(adapter, action.instance_id):
@@ -181,7 +189,7 @@ class ScaleBack(ActionHandler):
         return healthy(adapter, action.instance_id)
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
-        adapter.scale(action.instance_id, factor=1.0 / self.params(action).factor, key=f"{action.action_id}:revert")
+        adapter.scale(action.instance_id, factor=1.0, key=f"{action.action_id}:revert")  # back to nominal
         return True
 
 

@@ -36,8 +36,15 @@ Hook = Callable[[str, "str | None"], None]
 A = ActionState
 DRY_RUN_NOTE = "dry-run"
 CRASH_POINTS = (
-    "after-start", "after-snapshot", "before-intent", "after-intent", "after-execute", "after-outcome",
-    "before-revert", "after-revert", "before-finish",
+    "after-start",
+    "after-snapshot",
+    "before-intent",
+    "after-intent",
+    "after-execute",
+    "after-outcome",
+    "before-revert",
+    "after-revert",
+    "before-finish",
 )
 """Where ``hook`` is called; tests raise there to simulate a crash."""
 
@@ -212,8 +219,9 @@ class Applier:
             if reverted:
                 self.journal.record_outcome(plan_id, action.action_id, A.REVERTED, action.error)
             else:
-                self.journal.add_note(plan_id, f"{action.action_id} left in place: undoing it would return work "
-                                               "to an unhealthy instance")
+                self.journal.add_note(
+                    plan_id, f"{action.action_id} left in place: undoing it would return work to an unhealthy instance"
+                )
             self.hook("after-revert", action.action_id)
         return self.journal.transition(plan_id, PlanState.ROLLED_BACK, note=f"rolled back: {reason}")
 

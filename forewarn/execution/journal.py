@@ -41,16 +41,27 @@ INITIAL_PLAN_STATES = {P.RECOMMENDED, P.APPROVED, P.SHADOW}
 
 def _action(row: ActionRow) -> Action:
     return Action(
-        action_id=row.action_id, type=row.type, instance_id=row.instance_id,
-        target_instance_id=row.target_instance_id, task_ids=list(row.task_ids), params=dict(row.params),
-        reason=ActionReason.model_validate(row.reason), state=ActionState(row.state), error=row.error,
+        action_id=row.action_id,
+        type=row.type,
+        instance_id=row.instance_id,
+        target_instance_id=row.target_instance_id,
+        task_ids=list(row.task_ids),
+        params=dict(row.params),
+        reason=ActionReason.model_validate(row.reason),
+        state=ActionState(row.state),
+        error=row.error,
     )
 
 
 def _plan(row: PlanRow, actions: builtins.list[ActionRow]) -> Plan:
     return Plan(
-        plan_id=row.plan_id, created_at=row.created_at, policy=row.policy, mode=row.mode,
-        state=PlanState(row.state), model_version=row.model_version, notes=list(row.notes),
+        plan_id=row.plan_id,
+        created_at=row.created_at,
+        policy=row.policy,
+        mode=row.mode,
+        state=PlanState(row.state),
+        model_version=row.model_version,
+        notes=list(row.notes),
         actions=[_action(a) for a in sorted(actions, key=lambda a: a.seq)],
     )
 
@@ -78,18 +89,35 @@ class Journal:
                 dup = ", ".join(taken) or "within the plan"
                 raise PlanError(f"plan {plan.plan_id}: action ids are idempotency keys and must be unique ({dup})")
             now = utcnow()
-            session.add(PlanRow(
-                plan_id=plan.plan_id, created_at=plan.created_at, updated_at=now, policy=plan.policy,
-                mode=plan.mode.value, state=plan.state.value, model_version=plan.model_version, notes=plan.notes,
-            ))
+            session.add(
+                PlanRow(
+                    plan_id=plan.plan_id,
+                    created_at=plan.created_at,
+                    updated_at=now,
+                    policy=plan.policy,
+                    mode=plan.mode.value,
+                    state=plan.state.value,
+                    model_version=plan.model_version,
+                    notes=plan.notes,
+                )
+            )
             session.flush()
             for seq, action in enumerate(plan.actions):
-                session.add(ActionRow(
-                    action_id=action.action_id, plan_id=plan.plan_id, seq=seq, type=action.type.value,
-                    instance_id=action.instance_id, target_instance_id=action.target_instance_id,
-                    task_ids=action.task_ids, params=action.params, reason=action.reason.model_dump(mode="json"),
-                    state=action.state.value, error=action.error,
-                ))
+                session.add(
+                    ActionRow(
+                        action_id=action.action_id,
+                        plan_id=plan.plan_id,
+                        seq=seq,
+                        type=action.type.value,
+                        instance_id=action.instance_id,
+                        target_instance_id=action.target_instance_id,
+                        task_ids=action.task_ids,
+                        params=action.params,
+                        reason=action.reason.model_dump(mode="json"),
+                        state=action.state.value,
+                        error=action.error,
+                    )
+                )
         return self.get(plan.plan_id)
 
     def get(self, plan_id: str) -> Plan:
@@ -130,8 +158,14 @@ class Journal:
             values: dict[str, Any] = {"state": state.value, "updated_at": utcnow()}
             if note:
                 values["notes"] = [*row.notes, note]
-            self._conditional(session, PlanRow, PlanRow.plan_id == plan_id, PlanRow.state == current.value, values,
-                              f"plan {plan_id} changed state concurrently")
+            self._conditional(
+                session,
+                PlanRow,
+                PlanRow.plan_id == plan_id,
+                PlanRow.state == current.value,
+                values,
+                f"plan {plan_id} changed state concurrently",
+            )
         return self.get(plan_id)
 
     def add_note(self, plan_id: str, note: str) -> None:
@@ -221,13 +255,19 @@ class Journal:
             current = ActionState(row.state)
             if state not in ACTION_TRANSITIONS.get(current, set()):
                 raise PlanError(f"action {action_id} of plan {plan_id} is {current}; it cannot become {state}")
-            self._conditional(session, ActionRow, ActionRow.action_id == action_id,
-                              ActionRow.state == current.value, {"state": state.value, **values},
-                              f"action {action_id} changed state concurrently; it is not run twice")
+            self._conditional(
+                session,
+                ActionRow,
+                ActionRow.action_id == action_id,
+                ActionRow.state == current.value,
+                {"state": state.value, **values},
+                f"action {action_id} changed state concurrently; it is not run twice",
+            )
 
     @staticmethod
     def _conditional(session: Session, table: Any, key: Any, expected: Any, values: dict[str, Any], msg: str) -> None:
-        result = session.execute(update(table).where(key, expected).values(**values).execution_options(
-            synchronize_session=False))
+        result = session.execute(
+            update(table).where(key, expected).values(**values).execution_options(synchronize_session=False)
+        )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise PlanError(msg)

@@ -75,8 +75,14 @@ def restore_failed_instance(
     placed, unplaced = _place(adapter, instance_id, stranded)
     reason = ActionReason(rule=POLICY, note=f"{instance_id} failed; tasks restart from their last checkpoint")
     actions = [
-        Action(type=ActionType.MIGRATE, instance_id=instance_id, target_instance_id=target, task_ids=sorted(ids),
-               params={}, reason=reason)
+        Action(
+            type=ActionType.MIGRATE,
+            instance_id=instance_id,
+            target_instance_id=target,
+            task_ids=sorted(ids),
+            params={},
+            reason=reason,
+        )
         for target, ids in sorted(placed.items())
     ]
     notes = [f"restore of {instance_id} planned at {now.isoformat()}"]
@@ -84,7 +90,8 @@ def restore_failed_instance(
         notes.append(f"nothing to restore: no task is left on {instance_id}")
     if unplaced:
         notes.append(f"no healthy capacity for {', '.join(sorted(unplaced))}; they stay on {instance_id}")
-    plan = Plan(policy=POLICY, mode=PolicyMode.AUTO, state=PlanState.APPROVED, created_at=now,
-                actions=actions, notes=notes)
+    plan = Plan(
+        policy=POLICY, mode=PolicyMode.AUTO, state=PlanState.APPROVED, created_at=now, actions=actions, notes=notes
+    )
     journal.save_plan(plan)
     return applier.run(plan) if applier is not None else journal.get(plan.plan_id)

@@ -23,9 +23,7 @@ def error_feature_names() -> list[str]:
     return [f"err_{category}_{window}" for category in ERROR_CATEGORIES for window in ERROR_WINDOWS]
 
 
-def _asof(
-    keys: pd.DataFrame, events: pd.DataFrame, column: str, *, offset: pd.Timedelta, exact: bool
-) -> pd.DataFrame:
+def _asof(keys: pd.DataFrame, events: pd.DataFrame, column: str, *, offset: pd.Timedelta, exact: bool) -> pd.DataFrame:
     """For each key row, the last event row of the same instance at or before ``event_timestamp - offset``.
 
     Args:
@@ -41,7 +39,12 @@ def _asof(
     left = left.sort_values("_at", kind="stable")
     right = events.sort_values(column, kind="stable")
     merged = pd.merge_asof(
-        left, right, left_on="_at", right_on=column, by="instance_id", direction="backward",
+        left,
+        right,
+        left_on="_at",
+        right_on=column,
+        by="instance_id",
+        direction="backward",
         allow_exact_matches=exact,
     )
     return merged.set_index("_row").reindex(keys.index)
@@ -94,9 +97,7 @@ def _events(instance_id: pd.Series, timestamp: pd.Series) -> pd.DataFrame:
     return frame.dropna(subset=["_ts"])
 
 
-def event_features(
-    keys: pd.DataFrame, failures: pd.DataFrame | None, instances: pd.DataFrame | None
-) -> pd.DataFrame:
+def event_features(keys: pd.DataFrame, failures: pd.DataFrame | None, instances: pd.DataFrame | None) -> pd.DataFrame:
     """``minutes_since_failure`` and ``minutes_since_boot`` for each key row (NaN when unknown).
 
     A boot is ``instances.boot_time`` or the end of a recovery (failure time plus ``recovery_minutes``,

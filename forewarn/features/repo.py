@@ -183,6 +183,13 @@ def with_metrics(definitions: Definitions, metrics: list[str]) -> Definitions:
             out.add(service)
             continue
         views = {v.name: v for v in out.views}
-        out.add(FeatureService(name=service.name, features=[views[n] for n in names],
-                               description=service.description, tags=service.tags, owner=service.owner))
+        out.add(
+            FeatureService(
+                name=service.name,
+                features=[views[n] for n in names],
+                description=service.description,
+                tags=service.tags,
+                owner=service.owner,
+            )
+        )
     return out

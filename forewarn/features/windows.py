@@ -29,6 +29,9 @@ WINDOWS = {"5m": 5, "1h": 60, "6h": 360}
 """Window name -> length in minutes."""
 
 STATS = ("mean", "max", "std", "slope")
+WINDOW_STATS: dict[str, tuple[str, ...]] = {"5m": ("mean", "max"), "1h": STATS, "6h": STATS}
+"""Statistics per window. The 5-minute window holds one sample at the usual 5-minute step, so its
+standard deviation (always 0) and slope (never defined) would be constant columns; it keeps mean and max."""
 KEYS = ("instance_id", "event_timestamp")
 
 
@@ -42,9 +45,10 @@ def feature_names(metrics: Sequence[str] | None = None) -> list[str]:
     chosen = METRICS if metrics is None else tuple(metrics)
     safe = [safe_name(m) for m in chosen]
     if len(set(safe)) != len(safe):
-        raise InputError(f"metric names collide once made safe for feature names: {', '.join(map(str, chosen))}",
-                         field="metrics")
-    names = [f"{safe_name(m)}_{stat}_{window}" for m in chosen for window in WINDOWS for stat in STATS]
+        raise InputError(
+            f"metric names collide once made safe for feature names: {', '.join(map(str, chosen))}", field="metrics"
+        )
+    names = [f"{safe_name(m)}_{stat}_{window}" for m in chosen for window in WINDOWS for stat in WINDOW_STATS[window]]
     return [*names, *error_feature_names(), *EVENT_FEATURES]
 
 
@@ -154,12 +158,16 @@ def compute_window_features(
     for window, minutes in WINDOWS.items():
         block = _window_block(frame, len(chosen), minutes)
         for i, metric in enumerate(chosen):
-            for stat in STATS:
+            for stat in WINDOW_STATS[window]:
                 columns[f"{safe_name(metric)}_{stat}_{window}"] = block[f"m{i}_{stat}"]
     keys = pd.DataFrame({"instance_id": frame["instance_id"], "event_timestamp": frame["timestamp"]})
     out = pd.concat(
-        [keys, pd.DataFrame(columns, index=keys.index), error_counts(keys, errors),
-         event_features(keys, failures, instances)],
+        [
+            keys,
+            pd.DataFrame(columns, index=keys.index),
+            error_counts(keys, errors),
+            event_features(keys, failures, instances),
+        ],
         axis=1,
     )
     out = out[[*KEYS, *feature_names(chosen)]]

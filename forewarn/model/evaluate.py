@@ -94,12 +94,18 @@ def event_metrics(
         if column not in scores.columns:
             raise InputError(f"scores frame has no column '{column}'", field=column)
     window = pd.Timedelta(minutes=int(horizon_minutes))
-    frame = scores[["instance_id", "event_timestamp", "probability"]].assign(
-        instance_id=scores["instance_id"].astype(str),
-        event_timestamp=pd.to_datetime(scores["event_timestamp"], utc=True),
-    ).sort_values(["instance_id", "event_timestamp"], kind="mergesort").reset_index(drop=True)
-    fails = failures.assign(instance_id=failures["instance_id"].astype(str),
-                            timestamp=pd.to_datetime(failures["timestamp"], utc=True))
+    frame = (
+        scores[["instance_id", "event_timestamp", "probability"]]
+        .assign(
+            instance_id=scores["instance_id"].astype(str),
+            event_timestamp=pd.to_datetime(scores["event_timestamp"], utc=True),
+        )
+        .sort_values(["instance_id", "event_timestamp"], kind="mergesort")
+        .reset_index(drop=True)
+    )
+    fails = failures.assign(
+        instance_id=failures["instance_id"].astype(str), timestamp=pd.to_datetime(failures["timestamp"], utc=True)
+    )
     start, end = frame["event_timestamp"].min(), frame["event_timestamp"].max()
     counted = fails[(fails["timestamp"] > start) & (fails["timestamp"] <= end + window)]
 
@@ -158,11 +164,16 @@ def static_baseline(features: pd.DataFrame, thresholds: Mapping[str, float]) -> 
     alert = pd.Series(False, index=features.index)
     for column, limit in thresholds.items():
         if column not in features.columns:
-            raise InputError(f"feature frame has no column '{column}'", field=column,
-                             allowed=[c for c in features.columns if c not in ("instance_id", "event_timestamp")])
+            raise InputError(
+                f"feature frame has no column '{column}'",
+                field=column,
+                allowed=[c for c in features.columns if c not in ("instance_id", "event_timestamp")],
+            )
         alert |= features[column].to_numpy(dtype=float) > float(limit)
-    return pd.DataFrame({
-        "instance_id": features["instance_id"].to_numpy(),
-        "event_timestamp": features["event_timestamp"].to_numpy(),
-        "probability": alert.astype(float).to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "instance_id": features["instance_id"].to_numpy(),
+            "event_timestamp": features["event_timestamp"].to_numpy(),
+            "probability": alert.astype(float).to_numpy(),
+        }
+    )

@@ -38,8 +38,13 @@ def _next_failure(entities: pd.DataFrame, failures: pd.DataFrame) -> pd.Series:
     right = failures[["instance_id", "timestamp"]].rename(columns={"timestamp": "_next"})
     right = right.assign(_key=right["_next"]).sort_values("_key")
     merged = pd.merge_asof(
-        left, right, left_on="event_timestamp", right_on="_key", by="instance_id",
-        direction="forward", allow_exact_matches=False,
+        left,
+        right,
+        left_on="event_timestamp",
+        right_on="_key",
+        by="instance_id",
+        direction="forward",
+        allow_exact_matches=False,
     )
     return merged.set_index("_row")["_next"].reindex(entities["_row"]).set_axis(entities.index)
 
@@ -49,14 +54,21 @@ def _in_downtime(entities: pd.DataFrame, failures: pd.DataFrame) -> pd.Series:
     if "recovery_minutes" not in failures.columns:
         return pd.Series(False, index=entities.index)
     recovery = pd.to_numeric(failures["recovery_minutes"], errors="coerce").fillna(0.0)
-    right = pd.DataFrame({
-        "instance_id": failures["instance_id"],
-        "_key": failures["timestamp"],
-        "_up": failures["timestamp"] + pd.to_timedelta(recovery, unit="min"),
-    }).sort_values("_key")
+    right = pd.DataFrame(
+        {
+            "instance_id": failures["instance_id"],
+            "_key": failures["timestamp"],
+            "_up": failures["timestamp"] + pd.to_timedelta(recovery, unit="min"),
+        }
+    ).sort_values("_key")
     left = entities[["instance_id", "event_timestamp", "_row"]].sort_values("event_timestamp")
     merged = pd.merge_asof(
-        left, right, left_on="event_timestamp", right_on="_key", by="instance_id", direction="backward",
+        left,
+        right,
+        left_on="event_timestamp",
+        right_on="_key",
+        by="instance_id",
+        direction="backward",
     )
     down = merged["_up"].notna() & (merged["event_timestamp"] < merged["_up"])
     return down.set_axis(merged["_row"]).reindex(entities["_row"]).set_axis(entities.index)

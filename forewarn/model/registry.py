@@ -65,9 +65,15 @@ class ModelRegistry:
         if directory.exists():
             raise InputError(f"model version {model.version} is already registered", field="version")
         card = ModelCard(
-            version=model.version, created_at=utcnow(), horizon_minutes=model.horizon_minutes,
-            features=model.feature_names, params=model.params, metrics=model.metrics, threshold=model.threshold,
-            data_window=data_window, validation=validation,
+            version=model.version,
+            created_at=utcnow(),
+            horizon_minutes=model.horizon_minutes,
+            features=model.feature_names,
+            params=model.params,
+            metrics=model.metrics,
+            threshold=model.threshold,
+            data_window=data_window,
+            validation=validation,
             status="rejected" if validation.get("success") is False else "registered",
         )
         model.save(directory)

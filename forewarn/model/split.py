@@ -32,8 +32,9 @@ def time_split(
         raise InputError(f"frame has no time column '{time_col}'", field=time_col)
     shares = np.asarray(list(fractions), dtype=float)
     if len(shares) < 2 or (shares <= 0).any() or not np.isclose(shares.sum(), 1.0):
-        raise InputError(f"fractions must be 2+ positive numbers summing to 1, got {list(fractions)}",
-                         field="fractions")
+        raise InputError(
+            f"fractions must be 2+ positive numbers summing to 1, got {list(fractions)}", field="fractions"
+        )
     if frame.empty:
         raise InputError("cannot split an empty frame", field=time_col)
     times = pd.to_datetime(frame[time_col], utc=True)

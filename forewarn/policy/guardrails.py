@@ -7,7 +7,9 @@ that would break a limit, adding a note naming the guardrail and the instance. L
 * migrations: ``max-concurrent-migrations`` (this plan plus those still in flight) and
   ``max-migrations-per-target``;
 * actions that change the fleet (all but ``notify`` and ``none``): ``cooldown-minutes`` since the last action
-  on the same instance, and the share of the fleet touched in this cycle and in the sliding window.
+  on the same instance, and the share of the fleet touched in this cycle and in the sliding window. The
+  cooldown stops flapping, never an escalation: an action more severe than the one that started it
+  (see :data:`SEVERITY`: scale-back, then cordon, then migrate) goes through.
   A fleet share allows ``floor(fleet_size * percent / 100)`` distinct instances.
 
 The circuit breaker trips when the high-risk count grew, since the previous cycle, by more than
@@ -28,6 +30,18 @@ from forewarn.schemas import Action, ActionType, Plan, PlanState, PolicyMode, Ut
 
 PASSIVE = frozenset({ActionType.NOTIFY, ActionType.NONE})
 """Action types that do not change the fleet: no cooldown, no fleet share."""
+
+SEVERITY: dict[ActionType, int] = {
+    ActionType.NONE: 0,
+    ActionType.NOTIFY: 0,
+    ActionType.RESERVE_BUFFER: 1,
+    ActionType.AUTOSCALE: 1,
+    ActionType.SCALE_BACK: 2,
+    ActionType.ROLLBACK: 3,
+    ActionType.CORDON: 3,
+    ActionType.MIGRATE: 4,
+}
+"""How drastic an action is to its instance; a cooldown lets through only more drastic ones."""
 
 
 class ActionRecord(PolicyModel):
@@ -71,7 +85,10 @@ class _Budget:
         window_start = now - timedelta(minutes=g.max_fleet_percent_per_window.window_minutes)
         cooldown_start = now - timedelta(minutes=g.cooldown_minutes)
         self.window = {r.instance_id for r in state.history if r.at > window_start and r.type not in PASSIVE}
-        self.cooling = {r.instance_id for r in state.history if r.at > cooldown_start and r.type not in PASSIVE}
+        self.cooling: dict[str, int] = {}
+        for r in state.history:
+            if r.at > cooldown_start and r.type not in PASSIVE:
+                self.cooling[r.instance_id] = max(self.cooling.get(r.instance_id, 0), SEVERITY[r.type])
         by_id = {r.action_id: r for r in state.history}
         flying = [by_id[a] for a in state.in_flight_migrations if a in by_id]
         self.migrations = len(state.in_flight_migrations)
@@ -86,7 +103,7 @@ class _Budget:
     def refusal(self, action: Action) -> str | None:
         """The guardrail this action would break, or None."""
         g, kind = self.g, action.type
-        if kind not in PASSIVE and action.instance_id in self.cooling:
+        if kind not in PASSIVE and SEVERITY[kind] <= self.cooling.get(action.instance_id, -1):
             return f"cooldown-minutes ({g.cooldown_minutes:g}): acted on within the cooldown"
         if self.actions >= g.max_actions_per_cycle:
             return f"max-actions-per-cycle ({g.max_actions_per_cycle})"

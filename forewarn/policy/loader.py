@@ -41,9 +41,7 @@ class _Context:
         return None
 
     def error(self, path: Path, message: str, allowed: list[str] | None = None) -> PolicyError:
-        return PolicyError(
-            message, file=self.source, row=self.line(path), field=_dotted(path) or None, allowed=allowed
-        )
+        return PolicyError(message, file=self.source, row=self.line(path), field=_dotted(path) or None, allowed=allowed)
 
 
 def _is_model(tp: Any) -> bool:

@@ -161,9 +161,7 @@ def semantic_problems(policy: Policy) -> list[Problem]:
             )
         )
     if g.max_migrations_per_target > g.max_concurrent_migrations:
-        problems.append(
-            (("guardrails", "max-migrations-per-target"), "must not exceed max-concurrent-migrations")
-        )
+        problems.append((("guardrails", "max-migrations-per-target"), "must not exceed max-concurrent-migrations"))
     for kind, cap in g.max_actions_per_type.items():
         if cap > g.max_actions_per_cycle:
             problems.append(

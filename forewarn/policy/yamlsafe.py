@@ -78,7 +78,8 @@ class PolicyYamlLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if key_node.value in seen:
                 raise self._fail(
-                    line, f"duplicate key (first at line {seen[key_node.value]}); each key may appear once",
+                    line,
+                    f"duplicate key (first at line {seen[key_node.value]}); each key may appear once",
                     field=str(key_node.value),
                 )
             seen[key_node.value] = line

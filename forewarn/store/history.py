@@ -22,9 +22,7 @@ from forewarn.store.models import ErrorEventRow, FailureEventRow, TelemetryBatch
 KEYS = ["instance_id", "timestamp"]
 FAILURE_COLUMNS = ["instance_id", "timestamp", "type", "root_cause", "recovery_minutes"]
 ERROR_COLUMNS = ["instance_id", "timestamp", "severity", "category", "message"]
-WORKLOAD_COLUMNS = [
-    "task_id", "instance_id", "start", "end", "cpu", "memory", "kind", "data_size", "expected_duration"
-]
+WORKLOAD_COLUMNS = ["task_id", "instance_id", "start", "end", "cpu", "memory", "kind", "data_size", "expected_duration"]
 TIME_COLUMNS = {"timestamp", "start", "end"}
 
 
@@ -71,9 +69,13 @@ class HistoryStore:
         long["value"] = long["value"].astype(float)
         times = pd.to_datetime(frame["timestamp"], utc=True)
         batch = {
-            "batch_id": batch_id, "source": source, "row_count": len(frame), "quarantined_count": quarantined,
+            "batch_id": batch_id,
+            "source": source,
+            "row_count": len(frame),
+            "quarantined_count": quarantined,
             "start": times.min().to_pydatetime() if len(frame) else None,
-            "end": times.max().to_pydatetime() if len(frame) else None, "created_at": utcnow(),
+            "end": times.max().to_pydatetime() if len(frame) else None,
+            "created_at": utcnow(),
         }
         with self.engine.begin() as conn:
             conn.execute(insert(TelemetryBatchRow), [batch])

@@ -51,13 +51,18 @@ def _read_backblaze(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, low_memory=False)
     missing = [c for c in ("date", "serial_number", "failure") if c not in frame.columns]
     if missing:
-        raise DatasetError(f"not a Backblaze Drive Stats file: missing column(s) {', '.join(missing)}",
-                           file=path, row=1, field=missing[0])
+        raise DatasetError(
+            f"not a Backblaze Drive Stats file: missing column(s) {', '.join(missing)}",
+            file=path,
+            row=1,
+            field=missing[0],
+        )
     dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce", utc=True)
     bad = np.flatnonzero(dates.isna().to_numpy())
     if len(bad):
-        raise DatasetError(f"'{frame['date'].iloc[bad[0]]}' is not a date (YYYY-MM-DD)", file=path,
-                           row=int(bad[0]) + 2, field="date")
+        raise DatasetError(
+            f"'{frame['date'].iloc[bad[0]]}' is not a date (YYYY-MM-DD)", file=path, row=int(bad[0]) + 2, field="date"
+        )
     frame["date"] = dates
     return frame
 
@@ -93,8 +98,9 @@ def build_backblaze(path: Path) -> Built:
         f"{revived} failed drive(s) still report after their failure date; kept as failures (Backblaze's flag)",
         "timestamps are the snapshot dates at 00:00 UTC; a failure shares the timestamp of its last snapshot",
     ]
-    dataset = Dataset(telemetry=telemetry, failures=failures.sort_values(["timestamp", "instance_id"]),
-                      instances=instances)
+    dataset = Dataset(
+        telemetry=telemetry, failures=failures.sort_values(["timestamp", "instance_id"]), instances=instances
+    )
     return dataset, notes
 
 

@@ -24,8 +24,15 @@ LANL_CAUSES = {
     "Undetermined": "undetermined",
     "Software": "software",
 }
-LANL_STATIC = {"machine type": "machine_type", "nodes": "system_nodes", "procsinnode": "processors",
-               "mem": "memory", "purpose": "purpose", "node install": "installed", "node decom": "decommissioned"}
+LANL_STATIC = {
+    "machine type": "machine_type",
+    "nodes": "system_nodes",
+    "procsinnode": "processors",
+    "mem": "memory",
+    "purpose": "purpose",
+    "node install": "installed",
+    "node decom": "decommissioned",
+}
 
 
 def _one_file(path: Path, patterns: tuple[str, ...], what: str) -> Path:
@@ -62,8 +69,9 @@ def build_lanl(path: Path) -> tuple[Dataset, list[str]]:
     has = causes != ""
     blamed = has.idxmax(axis=1).where(has.any(axis=1))
     frame["root_cause"] = blamed.map(LANL_CAUSES).fillna("undetermined")
-    frame["type"] = [row[c] if isinstance(c, str) else "unknown" for row, c in zip(causes.to_dict("records"), blamed,
-                                                                                     strict=True)]
+    frame["type"] = [
+        row[c] if isinstance(c, str) else "unknown" for row, c in zip(causes.to_dict("records"), blamed, strict=True)
+    ]
     fixed = _lanl_times(frame["Prob Fixed"].str.strip()) if "Prob Fixed" in frame else frame["timestamp"]
     down = pd.to_numeric(frame.get("Down Time", pd.Series(index=frame.index, dtype=str)), errors="coerce")
     computed = (fixed - frame["timestamp"]).dt.total_seconds() / 60
@@ -75,8 +83,7 @@ def build_lanl(path: Path) -> tuple[Dataset, list[str]]:
     instances["system"] = instances["instance_id"].str.split("-").str[1]
     start = frame["timestamp"].min()
     processors = pd.to_numeric(instances["processors"], errors="coerce") if "processors" in instances else np.nan
-    telemetry = pd.DataFrame({"instance_id": instances["instance_id"], "timestamp": start,
-                              "processors": processors})
+    telemetry = pd.DataFrame({"instance_id": instances["instance_id"], "timestamp": start, "processors": processors})
     notes = [
         f"{len(failures)} failure records of {len(instances)} nodes; times taken as UTC (the source has no zone)",
         f"{undated} record(s) without a parseable 'Prob Started' were skipped",
@@ -84,8 +91,9 @@ def build_lanl(path: Path) -> tuple[Dataset, list[str]]:
         "(processors in the node, from the record); LANL publishes no performance telemetry",
         "recovery_minutes is 'Down Time' (minutes), else Prob Fixed - Prob Started",
     ]
-    dataset = Dataset(telemetry=telemetry, failures=failures.sort_values(["timestamp", "instance_id"]),
-                      instances=instances)
+    dataset = Dataset(
+        telemetry=telemetry, failures=failures.sort_values(["timestamp", "instance_id"]), instances=instances
+    )
     return dataset, notes
 
 
@@ -123,16 +131,26 @@ def build_fta(path: Path) -> tuple[Dataset, list[str]]:
     end = pd.to_numeric(trace["event_stop_time"], errors="coerce")
     bad = np.flatnonzero((kind.isna() | begin.isna() | ~kind.isin([0, 1])).to_numpy())
     if len(bad):
-        raise DatasetError("event_type must be 0 or 1 and event_start_time a Unix time", file=source,
-                           row=int(bad[0]) + 2, field="event_type")
+        raise DatasetError(
+            "event_type must be 0 or 1 and event_start_time a Unix time",
+            file=source,
+            row=int(bad[0]) + 2,
+            field="event_type",
+        )
     stamps = pd.to_datetime(begin, unit="s", utc=True)
     down = kind == 1
-    failures = pd.DataFrame({
-        "instance_id": trace["node_name"][down], "timestamp": stamps[down], "type": "unavailable",
-        "root_cause": "undetermined", "recovery_minutes": ((end - begin) / 60)[down].where(end >= begin),
-    })
-    telemetry = pd.DataFrame({"instance_id": trace["node_name"], "timestamp": stamps,
-                              "available": (1 - kind).astype(float)})
+    failures = pd.DataFrame(
+        {
+            "instance_id": trace["node_name"][down],
+            "timestamp": stamps[down],
+            "type": "unavailable",
+            "root_cause": "undetermined",
+            "recovery_minutes": ((end - begin) / 60)[down].where(end >= begin),
+        }
+    )
+    telemetry = pd.DataFrame(
+        {"instance_id": trace["node_name"], "timestamp": stamps, "available": (1 - kind).astype(float)}
+    )
     telemetry = telemetry.sort_values(["instance_id", "timestamp"], kind="stable").reset_index(drop=True)
     instances = pd.DataFrame({"instance_id": sorted(trace["node_name"].unique())})
     node_path = source.with_name(source.name.replace("event_trace", "node"))
@@ -147,6 +165,7 @@ def build_fta(path: Path) -> tuple[Dataset, list[str]]:
         "telemetry 'available' is 1 at the start of each up interval and 0 at each down interval (from the trace)",
         f"node attributes from {node_path.name}" if node_path.exists() else "no node table beside the trace",
     ]
-    dataset = Dataset(telemetry=telemetry, failures=failures.sort_values(["timestamp", "instance_id"]),
-                      instances=instances)
+    dataset = Dataset(
+        telemetry=telemetry, failures=failures.sort_values(["timestamp", "instance_id"]), instances=instances
+    )
     return dataset, notes

@@ -31,9 +31,20 @@ _RULE_PATTERNS = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern i
 _HINTS = {"kernel": "kernel", "app": "application", "linkcard": "network", "hardware": "other", "unix.hw": "other"}
 
 _LEVELS = {
-    "debug": "debug", "info": "info", "notice": "info", "warn": "warning", "warning": "warning",
-    "error": "error", "err": "error", "severe": "error", "fatal": "critical", "failure": "critical",
-    "critical": "critical", "crit": "critical", "alert": "critical", "emerg": "critical",
+    "debug": "debug",
+    "info": "info",
+    "notice": "info",
+    "warn": "warning",
+    "warning": "warning",
+    "error": "error",
+    "err": "error",
+    "severe": "error",
+    "fatal": "critical",
+    "failure": "critical",
+    "critical": "critical",
+    "crit": "critical",
+    "alert": "critical",
+    "emerg": "critical",
 }
 _PRI_SEVERITY = ("critical", "critical", "critical", "error", "warning", "info", "info", "debug")
 _KEYWORD_SEVERITY = [

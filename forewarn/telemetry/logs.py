@@ -75,8 +75,9 @@ def detect_format(lines: list[str], ctx: Context, *, path: Path | None = None) -
                 pass
     best = max(scores, key=lambda name: scores[name])
     if scores[best] == 0:
-        raise InputError("cannot tell the log format from its first lines; name it", file=path, field="format",
-                         allowed=list(PARSERS))
+        raise InputError(
+            "cannot tell the log format from its first lines; name it", file=path, field="format", allowed=list(PARSERS)
+        )
     return best
 
 
@@ -150,15 +151,18 @@ def error_counts(
         ``instance_id``, ``timestamp``, ``errors_<category>`` for every category, ``errors_total``.
     """
     if step_minutes <= 0 or window_minutes < step_minutes:
-        raise InputError(f"window {window_minutes} must be at least the step {step_minutes} (> 0) minutes",
-                         field="window_minutes")
+        raise InputError(
+            f"window {window_minutes} must be at least the step {step_minutes} (> 0) minutes", field="window_minutes"
+        )
     if min_severity not in SEVERITIES:
         raise InputError(f"unknown severity '{min_severity}'", field="min_severity", allowed=SEVERITIES)
     columns = [f"errors_{name}" for name in CATEGORIES]
     kept = events[events["severity"].map(SEVERITIES.index).fillna(-1) >= SEVERITIES.index(min_severity)]
     if kept.empty:
-        return pd.DataFrame({"instance_id": pd.Series(dtype=str), "timestamp": pd.Series(dtype="datetime64[ns, UTC]")}
-                            | {c: pd.Series(dtype=int) for c in [*columns, "errors_total"]})
+        return pd.DataFrame(
+            {"instance_id": pd.Series(dtype=str), "timestamp": pd.Series(dtype="datetime64[ns, UTC]")}
+            | {c: pd.Series(dtype=int) for c in [*columns, "errors_total"]}
+        )
     step = np.int64(step_minutes * 60 * 10**9)
     width = np.int64(window_minutes * 60 * 10**9)
     nanos = pd.to_datetime(kept["timestamp"], utc=True).astype("int64").to_numpy()
@@ -167,11 +171,13 @@ def error_counts(
     repeats = (last - first).astype(np.int64)
     index = np.repeat(np.arange(len(kept)), repeats)
     offsets = np.arange(len(index)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    expanded = pd.DataFrame({
-        "instance_id": kept["instance_id"].to_numpy()[index],
-        "timestamp": pd.to_datetime((first[index] + offsets) * step, utc=True),
-        "category": pd.Categorical(kept["category"].to_numpy()[index], categories=CATEGORIES),
-    })
+    expanded = pd.DataFrame(
+        {
+            "instance_id": kept["instance_id"].to_numpy()[index],
+            "timestamp": pd.to_datetime((first[index] + offsets) * step, utc=True),
+            "category": pd.Categorical(kept["category"].to_numpy()[index], categories=CATEGORIES),
+        }
+    )
     counts = expanded.groupby(["instance_id", "timestamp", "category"], observed=False).size().unstack("category")
     counts = counts.reindex(columns=list(CATEGORIES), fill_value=0).fillna(0).astype(int)
     counts.columns = columns

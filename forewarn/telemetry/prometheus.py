@@ -153,8 +153,9 @@ class PrometheusSource:
                     "query returns a series without an 'instance' label; use 'by (instance)'", field=metric
                 )
             if instance in seen:
-                raise InputError(f"query returns several series for instance {instance}; aggregate by (instance)",
-                                 field=metric)
+                raise InputError(
+                    f"query returns several series for instance {instance}; aggregate by (instance)", field=metric
+                )
             seen.add(instance)
             values = [(float(t), float(v)) for t, v in series.get("values", [])]
             index = pd.MultiIndex.from_arrays(
@@ -195,8 +196,9 @@ class PrometheusSource:
             else:
                 columns.append(series)
         if not columns:
-            return pd.DataFrame({"instance_id": pd.Series(dtype=str),
-                                 "timestamp": pd.Series(dtype="datetime64[ns, UTC]")})
+            return pd.DataFrame(
+                {"instance_id": pd.Series(dtype=str), "timestamp": pd.Series(dtype="datetime64[ns, UTC]")}
+            )
         frame = pd.concat(columns, axis=1).reset_index()
         if instance_ids is not None:
             frame = frame[frame["instance_id"].isin(list(instance_ids))]
