@@ -6,28 +6,21 @@ Every command catches Forewarn's own errors and prints them as one line; exit co
 
 from __future__ import annotations
 
-import functools
 import json
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from forewarn.errors import ForewarnError, InputError
-from forewarn.schemas import PlanState
-
-F = TypeVar("F", bound=Callable[..., Any])
+from forewarn.commands import plan, policy
+from forewarn.commands.common import console, friendly
+from forewarn.errors import InputError
 
 # Libraries' deprecation notices are for their developers, not for an operator reading a run.
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-console = Console()
-err = Console(stderr=True)
 
 HELP = """Forewarn predicts which virtual machines will fail and moves work off them before they do.
 
@@ -39,31 +32,12 @@ simulated fleet and compares the outcome with a reactive run. Settings come from
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False)
-plan_app = typer.Typer(help="Read and steer the plans in the journal.", no_args_is_help=True)
-policy_app = typer.Typer(help="Check policy files before they are merged.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Check datasets in the Forewarn dataset format.", no_args_is_help=True)
 bench_app = typer.Typer(help="Speed and memory figures, each beside its floor.", no_args_is_help=True)
-app.add_typer(plan_app, name="plan")
-app.add_typer(policy_app, name="policy")
+app.add_typer(plan.app, name="plan")
+app.add_typer(policy.app, name="policy")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(bench_app, name="bench")
-
-
-def friendly(func: F) -> F:
-    """Print Forewarn's own errors as one line and exit 2 (bad input) or 1 (a failed run)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except InputError as exc:
-            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except ForewarnError as exc:
-            err.print(f"[red]failed:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -151,81 +125,6 @@ def replay(
     if json_out:
         json_out.write_text(json.dumps(results, indent=2, default=str))
         console.print(f"wrote {json_out}")
-
-
-@plan_app.command("list")
-@friendly
-def plan_list(state: Annotated[str | None, typer.Option(help="Only plans in this state.")] = None) -> None:
-    """List the plans in the journal, newest first."""
-    from forewarn.service import journal
-
-    table = Table("plan", "created", "policy", "mode", "state", "actions")
-    for plan in journal().list(state=PlanState(state.upper()) if state else None):
-        table.add_row(
-            plan.plan_id,
-            f"{plan.created_at:%Y-%m-%d %H:%M}",
-            plan.policy,
-            plan.mode,
-            plan.state,
-            str(len(plan.actions)),
-        )
-    console.print(table)
-
-
-@plan_app.command("show")
-@friendly
-def plan_show(plan_id: str) -> None:
-    """Show a plan: each action with its reason (score, top features, rule, budget used)."""
-    from forewarn.service import journal, plan_table
-
-    console.print(plan_table(journal().get(plan_id)))
-
-
-@plan_app.command("approve")
-@friendly
-def plan_approve(
-    plan_id: str,
-    dry_run: Annotated[bool, typer.Option(help="Approve and run in dry-run (nothing changes in the cloud).")] = True,
-) -> None:
-    """Approve a RECOMMENDED plan and run it through the cloud adapter."""
-    from forewarn.service import approve_and_run
-
-    plan = approve_and_run(plan_id, dry_run=dry_run)
-    console.print(f"{plan.plan_id}: {plan.state}")
-
-
-@plan_app.command("cancel")
-@friendly
-def plan_cancel(plan_id: str) -> None:
-    """Cancel a plan that has not run yet."""
-    from forewarn.service import journal
-
-    journal().cancel(plan_id)
-    console.print(f"{plan_id}: CANCELLED")
-
-
-@policy_app.command("validate")
-@friendly
-def policy_validate(paths: Annotated[list[Path], typer.Argument(help="Policy files to check.")]) -> None:
-    """Check policy files: YAML, structure, schema and meaning. Exit 2 naming file, line and field."""
-    from forewarn.policy.review import validate_paths
-
-    problems = validate_paths(paths)
-    for problem in problems:
-        err.print(f"[red]error:[/] {problem}", highlight=False, soft_wrap=True)
-    if problems:
-        raise typer.Exit(2)
-    console.print(f"{len(paths)} policy file(s) valid")
-
-
-@policy_app.command("diff")
-@friendly
-def policy_diff(old: Path, new: Path) -> None:
-    """Say what a policy change changes, field by field, for a pull-request review."""
-    from forewarn.policy.loader import load_policy
-    from forewarn.policy.review import diff_policies
-
-    console.print(diff_policies(load_policy(old), load_policy(new), scores_frame=None))
 
 
 @app.command("import")
