@@ -18,7 +18,9 @@ def _state(name: str | None) -> PlanState | None:
     try:
         return PlanState(name.upper())
     except ValueError:
-        raise InputError(f"unknown plan state '{name}'", field="--state", allowed=[s.value for s in PlanState]) from None
+        raise InputError(
+            f"unknown plan state '{name}'", field="--state", allowed=[s.value for s in PlanState]
+        ) from None
 
 
 app = typer.Typer(help="Read and steer the plans in the journal.", no_args_is_help=True)
