@@ -6,14 +6,13 @@ Every command catches Forewarn's own errors and prints them as one line; exit co
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from forewarn.commands import plan, policy
+from forewarn.commands import backtest, ingest, model, plan, policy, replay
 from forewarn.commands.common import console, friendly
 from forewarn.errors import InputError
 
@@ -22,19 +21,24 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-HELP = """Forewarn predicts which virtual machines will fail and moves work off them before they do.
-
-A typical session: [bold]forewarn simulate[/] writes a dataset, [bold]forewarn run train[/] fits the model,
-[bold]forewarn run score-and-allocate[/] scores the fleet and plans (dry-run by default), and
-[bold]forewarn plan approve ID[/] lets a recommended plan run. [bold]forewarn demo[/] does all of it on a
-simulated fleet and compares the outcome with a reactive run. Settings come from FOREWARN_* variables
-(FOREWARN_HOME, FOREWARN_DATASET, FOREWARN_DATABASE_URL, FOREWARN_POLICY, FOREWARN_CLOUD, FOREWARN_DRY_RUN).
-"""
+HELP = (
+    "Forewarn predicts which virtual machines will fail and moves work off them before they do.\n\n"
+    "A typical session: [bold]forewarn simulate[/] writes a dataset, [bold]forewarn run materialize[/] and "
+    "[bold]forewarn run train[/] fit the model, [bold]forewarn run score-and-allocate[/] scores the fleet and "
+    "plans (dry-run by default), and [bold]forewarn plan approve ID[/] lets a recommended plan run. "
+    "[bold]forewarn demo[/] does all of it on a simulated fleet and compares the outcome with a reactive run.\n\n"
+    "Settings come from FOREWARN_* variables: FOREWARN_HOME, FOREWARN_DATASET, FOREWARN_DATABASE_URL, "
+    "FOREWARN_POLICY, FOREWARN_CLOUD, FOREWARN_DRY_RUN."
+)
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False)
 dataset_app = typer.Typer(help="Check datasets in the Forewarn dataset format.", no_args_is_help=True)
 bench_app = typer.Typer(help="Speed and memory figures, each beside its floor.", no_args_is_help=True)
 app.add_typer(plan.app, name="plan")
+app.add_typer(model.app, name="model")
+app.add_typer(ingest.app, name="ingest")
+app.command("backtest")(backtest.command)
+app.command("replay")(replay.command)
 app.add_typer(policy.app, name="policy")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(bench_app, name="bench")
@@ -107,24 +111,6 @@ def demo(
     from forewarn.demo import run_demo
 
     run_demo(out=out, instances=instances, days=days, seed=seed, console=console)
-
-
-@app.command()
-@friendly
-def replay(
-    dataset: Annotated[Path, typer.Argument(help="Dataset directory.")],
-    model: Annotated[Path | None, typer.Option(help="Model registry directory (default FOREWARN_HOME/models).")] = None,
-    policy: Annotated[Path | None, typer.Option(help="Policy file (default policies/default.yaml).")] = None,
-    start: Annotated[str | None, typer.Option(help="Replay from this time (RFC 3339); default the last day.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
-) -> None:
-    """Replay a dataset in simulated time with Forewarn acting, against a reactive run (no prediction)."""
-    from forewarn.demo import run_replay
-
-    results = run_replay(dataset=dataset, model_dir=model, policy=policy, start=start, console=console)
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=2, default=str))
-        console.print(f"wrote {json_out}")
 
 
 @app.command("import")
