@@ -39,6 +39,9 @@ def _use_home(out: Path) -> Settings:
     os.environ["FOREWARN_HOME"] = str((out / "state").resolve())
     os.environ["FOREWARN_DATASET"] = str((out / "dataset").resolve())
     os.environ.setdefault("PREFECT_HOME", str((out / "state" / "prefect").resolve()))
+    # The first run in a fresh Prefect home migrates its database; on a busy 2-core machine that can take
+    # longer than Prefect's default wait for its in-process API.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     return Settings()
 
 
