@@ -33,9 +33,11 @@ $(STAMP):
 install: $(STAMP)  ## create .venv and install Forewarn with its pinned dependencies
 
 demo: $(STAMP)  ## simulate a fleet, train, and replay the last day in closed loop; writes a report
+	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/forewarn demo --out $(DEMO_OUT)
 
 test: $(STAMP)  ## lint, type-check and run every test tier
+	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/ruff check .
 	$(BIN)/mypy forewarn adapters flows
 	$(BIN)/pytest -q
@@ -49,6 +51,7 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/mypy forewarn adapters flows
 
 bench: $(STAMP)  ## speed and memory figures, each beside its floor, as JSON under bench/results
+	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/python -m bench.run --out bench/results
 
 clean:  ## remove the virtualenv and every generated file

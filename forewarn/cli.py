@@ -6,6 +6,7 @@ Every command catches Forewarn's own errors and prints them as one line; exit co
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -138,6 +139,14 @@ def bench_allocate(
 
     result = run(instances, tasks)
     console.print_json(data=result) if as_json else console.print(result)
+
+
+@app.callback()
+def _prepare() -> None:
+    # Prefect creates its home directory but not the parents of it.
+    home = os.environ.get("PREFECT_HOME")
+    if home:
+        Path(home).expanduser().mkdir(parents=True, exist_ok=True)
 
 
 def main() -> None:
