@@ -35,3 +35,16 @@ def forewarn_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("FOREWARN_HOME", str(home))
     return home
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI=true a skipped test is a failure: a skip there hides a missing server or data set."""
+    from tests.servers import in_ci
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if in_ci() and skipped and exitstatus == 0:
+        for report in skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            print(f"\nCI=true: skipped test counts as a failure: {report.nodeid}: {reason}")
+        session.exitstatus = 1
