@@ -18,7 +18,7 @@ export MPLBACKEND := Agg
 
 DEMO_OUT ?= out/demo
 
-.PHONY: help install demo test test-fast lint serve bench clean
+.PHONY: help install demo test test-fast lint serve serve-stop bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,13 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy forewarn adapters flows
+
+serve: $(STAMP)  ## Prefect server + worker on 127.0.0.1 with every deployment of prefect.yaml; `make serve-stop` stops them
+	@mkdir -p "$(PREFECT_HOME)"
+	ops/serve.sh
+
+serve-stop:  ## stop what `make serve` started (the worker on SIGINT)
+	ops/serve.sh stop
 
 bench: $(STAMP)  ## speed and memory figures, each beside its floor, as JSON under bench/results
 	@mkdir -p "$(PREFECT_HOME)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flows.ingest import ingest
 from flows.materialize import materialize
 from flows.score_and_allocate import score_and_allocate
 from flows.train import train
@@ -18,4 +19,4 @@ FLOWS: dict[str, Callable[..., Any]] = {
     "score-and-allocate": score_and_allocate,
 }
 
-__all__ = ["FLOWS", "materialize", "score_and_allocate", "train"]
+__all__ = ["FLOWS", "ingest", "materialize", "score_and_allocate", "train"]

@@ -92,7 +92,8 @@ def run_flow(
 
     if flow not in FLOWS:
         raise InputError(f"unknown flow '{flow}'", field="flow", allowed=sorted(FLOWS))
-    result = FLOWS[flow](dataset=str(dataset) if dataset else None, dry_run=dry_run)
+    with console.status(f"running {flow} (the first run in a fresh Prefect home takes ~10 s to start)"):
+        result = FLOWS[flow](dataset=str(dataset) if dataset else None, dry_run=dry_run)
     console.print(result)
 
 

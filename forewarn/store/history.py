@@ -32,16 +32,15 @@ def _records(frame: pd.DataFrame, columns: Sequence[str], table: str) -> list[di
     if missing:
         raise InputError(f"frame for {table} lacks column(s) {', '.join(missing)}", field=missing[0])
     out = frame[list(columns)].copy()
-    for column in columns:
-        if column in TIME_COLUMNS:
-            out[column] = pd.to_datetime(out[column], utc=True)
-    objects = out.astype(object).where(out.notna(), None)
-    records = objects.to_dict("records")
-    for record in records:
-        for column in TIME_COLUMNS.intersection(record):
-            if record[column] is not None:
-                record[column] = record[column].to_pydatetime()
-    return records
+    times = {}
+    for column in TIME_COLUMNS.intersection(columns):
+        stamps = pd.to_datetime(out[column], utc=True)
+        converted = pd.Series(stamps.dt.to_pydatetime(), index=out.index, dtype=object)  # vectorised, not per row
+        times[column] = converted.where(stamps.notna(), None)
+    objects = out.drop(columns=list(times)).astype(object).where(out.notna(), None)
+    for column, values in times.items():
+        objects[column] = values
+    return objects[list(columns)].to_dict("records")
 
 
 def _frame(engine: Engine, query: Executable, columns: Sequence[str]) -> pd.DataFrame:
