@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+import time
 
-from flows import tasks
-from forewarn import pipeline, service
+from prefect import flow, get_run_logger
+
+from flows import artifacts, tasks
+from forewarn import metrics, pipeline, service
 
 
 @flow(name="score-and-allocate", log_prints=True)
@@ -19,6 +20,7 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str:
         dataset: dataset directory describing the fleet (simulated cloud); default FOREWARN_DATASET.
         dry_run: plan and journal, but change nothing in the cloud (the default).
     """
+    started = time.monotonic()
     ctx = service.context(dry_run=dry_run)
     data = tasks.load_dataset(dataset or ctx.settings.dataset)
     fleet = service.fleet_adapter(ctx, data)
@@ -44,8 +46,16 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str:
     )
     plan = tasks.apply_plan(ctx, fleet, cycle)
     ctx.save_state(engine=engine, guard_state=pipeline.finish_cycle(plan, cycle.guard_state))
-    create_table_artifact(
-        service.risk_rows(scores, cycle.plan), key="risk-table", description="Instances by failure probability"
+    bands = dict(engine.last_bands)
+    artifacts.publish_cycle(scores, plan, bands)
+    metrics.record_to_snapshot(
+        scores,
+        bands,
+        plan,
+        model_version=model.version if model and fresh else None,
+        horizon_minutes=ctx.settings.horizon_minutes,
+        duration_seconds=time.monotonic() - started,
+        feature_age_seconds=artifacts.feature_age_seconds(ctx.glue, now),
+        path=ctx.settings.home / metrics.SNAPSHOT,
     )
-    create_markdown_artifact(service.plan_markdown(plan), key="plan", description="This cycle's plan")
     return f"scored {len(scores):,} instances; plan {plan.plan_id} {plan.state} with {len(plan.actions)} action(s)"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 
-from flows import tasks
+from flows import artifacts, tasks
 from forewarn import service
 
 
@@ -26,5 +25,6 @@ def train(dataset: str | None = None, dry_run: bool = True, until: str | None = 
         data, ctx.glue, ctx.registry, horizon_minutes=ctx.settings.horizon_minutes, until=cutoff
     )
     summary = service.describe_training(outcome)
-    create_markdown_artifact(summary, key="model-report", description="The model trained by this run")
+    model = ctx.registry.load(outcome.card.version) if outcome.card else None
+    artifacts.publish_model_report(summary, outcome.card, model)
     return summary

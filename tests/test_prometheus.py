@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 
@@ -69,14 +70,23 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     env = {**os.environ, "DO_NOT_TRACK": "1"}
     subprocess.run(
         [promtool, "tsdb", "create-blocks-from", "openmetrics", str(root / "samples.om"), str(root / "data")],
-        check=True, capture_output=True, env=env, timeout=120,
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
     )
     (root / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
     port = free_port()
     process = start(
-        [binary, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=30d"],
-        log=root / "prometheus.log", env={"DO_NOT_TRACK": "1"},
+        [
+            binary,
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=30d",
+        ],
+        log=root / "prometheus.log",
+        env={"DO_NOT_TRACK": "1"},
     )
     try:
         wait_for_port(port, timeout=60, process=process)
@@ -158,3 +168,122 @@ def test_load_queries_errors_name_file_line_and_key(tmp_path: Path, text: str, m
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         load_queries(path)
+
+
+# -- simulator history backfilled with promtool, and node_exporter scraped live ---------------------------
+
+SIM_METRICS = ["cpu", "memory", "disk_read", "disk_write", "net_latency_ms", "error_count"]
+
+
+@pytest.fixture(scope="module")
+def fleet_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """Prometheus with three hours of simulator history (ending four hours ago) and a live node_exporter."""
+    from forewarn.sim import SimConfig, simulate
+    from forewarn.telemetry.openmetrics import to_openmetrics
+
+    binary, promtool = require_binary("prometheus"), require_binary("promtool")
+    exporter = require_binary("prometheus-node-exporter")
+    root = tmp_path_factory.mktemp("fleet-prometheus")
+    end = datetime.fromtimestamp((int(time.time()) - 4 * 3600) // 300 * 300, UTC)
+    config = SimConfig(instances=4, days=3 / 24, seed=5, start=end - timedelta(hours=3), failure_rate_per_day=0)
+    telemetry = simulate(config).telemetry
+    (root / "sim.om").write_text(to_openmetrics(telemetry, step_minutes=config.step_minutes))
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(root / "sim.om"), str(root / "data")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    exporter_port, port = free_port(), free_port()
+    node = start([exporter, f"--web.listen-address=127.0.0.1:{exporter_port}"], log=root / "node_exporter.log")
+    (root / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1h\nscrape_configs:\n"
+        f"  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
+    )
+    server = start(
+        [
+            binary,
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=30d",
+        ],
+        log=root / "prometheus.log",
+    )
+    try:
+        wait_for_port(exporter_port, timeout=30, process=node)
+        wait_for_port(port, timeout=60, process=server)
+        deadline = time.monotonic() + 60
+        while requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, (root / "prometheus.log").read_text()[-2000:]
+            time.sleep(0.2)
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "end": end,
+            "telemetry": telemetry,
+            "node": f"127.0.0.1:{exporter_port}",
+        }
+    finally:
+        stop(server)
+        stop(node)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_backfilled_simulator_history_is_ingested_value_for_value(
+    fleet_prometheus: dict[str, object], tmp_path: Path
+) -> None:
+    from forewarn.ingest import ingest_prometheus, open_repository
+
+    telemetry = fleet_prometheus["telemetry"]
+    assert isinstance(telemetry, pd.DataFrame)
+    until = telemetry["timestamp"].max().to_pydatetime() + timedelta(minutes=5)  # the last step's end
+    repository = open_repository(f"sqlite:///{tmp_path / 'history.db'}")
+    summary = ingest_prometheus(str(fleet_prometheus["url"]), since="3h", step="5m", until=until, repository=repository)
+    assert summary.quarantined == 0, summary.reasons
+    assert summary.validation is not None and summary.validation.success
+    assert summary.stored == len(telemetry) and summary.samples == len(telemetry) * 6, summary
+    assert summary.missing_metrics == []
+    stored = repository.load_telemetry()
+    assert sorted(stored["instance_id"].unique()) == sorted(telemetry["instance_id"].unique())
+    merged = telemetry.merge(stored, on=["instance_id", "timestamp"], suffixes=("", "_stored"), validate="1:1")
+    assert len(merged) == len(telemetry)
+    for metric in SIM_METRICS:
+        assert merged[f"{metric}_stored"].to_numpy() == pytest.approx(merged[metric].to_numpy(), rel=1e-6, abs=1e-9)
+    again = ingest_prometheus(str(fleet_prometheus["url"]), since="3h", step="5m", until=until, repository=repository)
+    assert again.stored == 0 and again.already_stored == len(telemetry)
+
+
+def _wait_for_live_minute(url: str, timeout: float = 150.0) -> None:
+    """Until node_exporter was scraped twice before a whole minute that has passed (rate needs two samples)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = requests.get(f"{url}/api/v1/query", params={"query": "count_over_time(up[10m])"}, timeout=5).json()
+        result = answer["data"]["result"]
+        if result and float(result[0]["value"][1]) >= 2:
+            break
+        assert time.monotonic() < deadline, "node_exporter was not scraped"
+        time.sleep(0.5)
+    first_minute = (int(time.time()) // 60 + 1) * 60
+    time.sleep(max(0.0, first_minute + 1 - time.time()))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_live_node_exporter_through_the_cli_into_sqlite(fleet_prometheus: dict[str, object], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from forewarn.cli import app
+    from forewarn.store import Repository
+
+    url, node = str(fleet_prometheus["url"]), str(fleet_prometheus["node"])
+    _wait_for_live_minute(url)
+    database = f"sqlite:///{tmp_path / 'live.db'}"
+    result = CliRunner().invoke(app, ["ingest", "prometheus", "--url", url, "--since", "10m", "--database", database])
+    assert result.exit_code == 0, result.output
+    assert "telemetry rows stored" in result.output and "passed" in result.output
+    stored = Repository(database).load_telemetry()
+    live = stored[stored["instance_id"] == node]
+    assert len(live) >= 1
+    assert live["cpu"].between(0, 1).all() and live["memory"].between(0, 1).all()
+    assert (live["memory"] > 0).all()  # a running machine uses some memory

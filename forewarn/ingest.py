@@ -1,0 +1,266 @@
+"""Ingestion: one batch in, screened row by row, gated by Great Expectations, stored with its quarantine.
+
+A batch comes from a dataset directory (:func:`ingest_files`) or a Prometheus server
+(:func:`ingest_prometheus`). Each bad row is set aside in the repository's quarantine with its file, line
+and reasons (:mod:`forewarn.telemetry.screen`), never dropped in silence; the good rows must then pass the
+telemetry suite (:func:`forewarn.validation.validate_telemetry`) before anything is stored. A file that
+cannot be read at all raises :class:`DatasetError`, one line naming file, line and column, and nothing of
+the directory is stored.
+
+Rows are screened before they are normalised: normalising averages repeated samples and loses file lines,
+so a duplicate or a NaN would vanish into a mean instead of being reported. Prometheus rows have no
+lines; they are normalised first (instance ids mapped, so the known-instance rule sees fleet ids).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from pydantic import Field
+from sqlalchemy import select
+
+from forewarn.dataset import TELEMETRY_KEYS, read_errors, read_workloads
+from forewarn.errors import ConfigError, DatasetError, ValidationFailed
+from forewarn.schemas import Model, new_id, utcnow
+from forewarn.store.models import FailureEventRow, TelemetrySampleRow
+from forewarn.store.repository import Repository
+from forewarn.telemetry.instances import read_fleet
+from forewarn.telemetry.normalise import NormalisationReport, normalise
+from forewarn.telemetry.prometheus import PrometheusSource, load_queries
+from forewarn.telemetry.rows import parse_failures, parse_telemetry, read_raw
+from forewarn.telemetry.screen import Screened, screen, screen_failures
+from forewarn.validation import FRACTION_METRICS, ValidationReport, validate_telemetry
+
+ROUND_OFF = 1e-9
+"""Prometheus values this close below 0 (or above 1 for fractions) are round-off, not bad values."""
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class IngestSummary(Model):
+    """What one ingestion stored, what it quarantined and why, and what the suite said."""
+
+    source: str
+    batch_id: str | None = None
+    stored: int = Field(0, description="telemetry rows stored")
+    samples: int = Field(0, description="metric values stored (rows x metrics, absent samples not counted)")
+    quarantined: int = Field(0, description="rows set aside, telemetry and failures")
+    already_stored: int = Field(0, description="good rows skipped because the repository has them")
+    reasons: dict[str, int] = Field(default_factory=dict, description="each reason and how many rows had it")
+    validation: ValidationReport | None = None
+    normalisation: NormalisationReport | None = None
+    failures: int = 0
+    errors: int = 0
+    workloads: int = 0
+    instances: int = 0
+    missing_metrics: list[str] = Field(default_factory=list)
+
+
+def parse_duration(text: str, *, field: str) -> timedelta:
+    """``"6h"``, ``"90m"``, ``"1h30m"``, ``"2d"``, ``"45s"`` as a timedelta."""
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not parts or "".join(n + u for n, u in parts) != cleaned:
+        raise ConfigError(f"'{text}' is not a duration such as 6h, 90m, 1h30m or 2d", field=field)
+    total = sum((timedelta(**{_UNITS[unit]: int(number)}) for number, unit in parts), timedelta())
+    if total <= timedelta(0):
+        raise ConfigError(f"'{text}' must be longer than zero", field=field)
+    return total
+
+
+def step_minutes_of(text: str) -> int:
+    """A step such as ``"1m"`` or ``"5m"`` in whole minutes."""
+    step = parse_duration(text, field="step")
+    if step % timedelta(minutes=1):
+        raise ConfigError(f"'{text}' is not a whole number of minutes", field="step")
+    return int(step / timedelta(minutes=1))
+
+
+def open_repository(database_url: str | None = None) -> Repository:
+    """The repository at ``database_url`` (default FOREWARN_DATABASE_URL, else SQLite under home), migrated."""
+    repository = Repository(database_url or None)
+    repository.create_all()
+    return repository
+
+
+def _stored_keys(repository: Repository, table: type, frame: pd.DataFrame) -> pd.DataFrame:
+    """(instance_id, timestamp) pairs already stored between the batch's first and last timestamp."""
+    stamps = frame["timestamp"].dropna()
+    if stamps.empty:
+        return pd.DataFrame(columns=list(TELEMETRY_KEYS))
+    lo, hi = stamps.min().to_pydatetime(), stamps.max().to_pydatetime()
+    column = table.timestamp  # type: ignore[attr-defined]
+    query = select(table.instance_id, column).where(column >= lo, column <= hi).distinct()  # type: ignore[attr-defined]
+    with repository.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    stored = pd.DataFrame([tuple(r) for r in rows], columns=list(TELEMETRY_KEYS))
+    stored["timestamp"] = pd.to_datetime(stored["timestamp"], utc=True)
+    return stored
+
+
+def _round_off(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """PromQL arithmetic leaves values such as -1e-17 for an idle CPU: set them to the bound they missed."""
+    values = frame[metrics]
+    values = values.mask((values < 0) & (values > -ROUND_OFF), 0.0)
+    fractions = [m for m in metrics if m in FRACTION_METRICS]
+    values[fractions] = values[fractions].mask((values[fractions] > 1) & (values[fractions] < 1 + ROUND_OFF), 1.0)
+    return frame.assign(**{m: values[m] for m in metrics})
+
+
+def _gate(good: pd.DataFrame, metrics: list[str], now: datetime, gaps_ok: bool) -> ValidationReport | None:
+    """The telemetry suite on the rows about to be stored; a failure here stores nothing."""
+    if good.empty:
+        return None
+    checked = good.fillna({m: 0.0 for m in metrics}) if gaps_ok else good
+    report = validate_telemetry(checked, metrics=metrics, now=now)
+    if not report.success:
+        raise ValidationFailed("rows that passed screening failed the telemetry suite: " + "; ".join(report.failures))
+    return report
+
+
+def _store(repository: Repository, screened: Screened, summary: IngestSummary, metrics: list[str]) -> None:
+    batch_id = new_id("batch")
+    good = screened.good
+    repository.save_telemetry(good, source=summary.source, batch_id=batch_id, quarantined=len(screened.records))
+    for record in screened.records:
+        record.batch_id = batch_id
+    repository.save_quarantine(screened.records)
+    summary.batch_id = batch_id
+    summary.stored = len(good)
+    summary.samples = int(good[metrics].notna().to_numpy().sum())
+
+
+def _count(summary: IngestSummary, *screened: Screened) -> None:
+    for part in screened:
+        summary.quarantined += len(part.records)
+        summary.already_stored += part.already_stored
+        for reason, count in part.reasons.items():
+            summary.reasons[reason] = summary.reasons.get(reason, 0) + count
+
+
+def _find(root: Path, stem: str, *, required: bool) -> Path | None:
+    for suffix in (".parquet", ".csv"):
+        if (root / f"{stem}{suffix}").exists():
+            return root / f"{stem}{suffix}"
+    if required:
+        raise DatasetError(f"missing {stem}.csv (or {stem}.parquet); the dataset format requires it", file=root)
+    return None
+
+
+def ingest_files(
+    directory: str | Path,
+    *,
+    repository: Repository | None = None,
+    step_minutes: int | None = None,
+    now: datetime | None = None,
+) -> IngestSummary:
+    """Ingest a dataset directory: telemetry and failures screened row by row; errors, workloads and
+    instances checked whole. Every file is read before anything is stored.
+
+    Args:
+        directory: a directory in the dataset format.
+        repository: where to store; default :func:`open_repository`.
+        step_minutes: resample the good telemetry rows to this step (see normalise); default: as given.
+        now: the time after which a timestamp is in the future; default now.
+    """
+    root, now = Path(directory), now or utcnow()
+    if not root.is_dir():
+        raise DatasetError("not a directory; a dataset is a directory of telemetry.csv, failures.csv, ...", file=root)
+    telemetry_path = _find(root, "telemetry", required=True)
+    failures_path = _find(root, "failures", required=True)
+    assert telemetry_path is not None and failures_path is not None
+    optional = {stem: _find(root, stem, required=False) for stem in ("instances", "errors", "workloads")}
+    repository = repository or open_repository()
+    fleet = read_fleet(optional["instances"]) if optional["instances"] else []
+    known = {i.instance_id for i in fleet} | {i.instance_id for i in repository.load_instances()}
+    table = read_raw(telemetry_path, TELEMETRY_KEYS)
+    frame, parsed, metrics = parse_telemetry(table)
+    screened = screen(
+        frame,
+        metrics=metrics,
+        source_file=str(telemetry_path),
+        parsed=parsed,
+        raw=table.frame,
+        lines=table.lines,
+        refused=table.refused,
+        known_instances=known or None,
+        now=now,
+        stored=_stored_keys(repository, TelemetrySampleRow, frame),
+    )
+    ftable = read_raw(failures_path, TELEMETRY_KEYS, allow_empty=True)
+    fframe, fparsed = parse_failures(ftable)
+    failures = screen_failures(
+        fframe,
+        parsed=fparsed,
+        raw=ftable.frame,
+        lines=ftable.lines,
+        refused=ftable.refused,
+        source_file=str(failures_path),
+        stored=_stored_keys(repository, FailureEventRow, fframe),
+        now=pd.Timestamp(now),
+    )
+    errors = read_errors(optional["errors"]) if optional["errors"] else None
+    workloads = read_workloads(optional["workloads"]) if optional["workloads"] else None
+    summary = IngestSummary(source=str(telemetry_path))
+    if step_minutes is not None and not screened.good.empty:
+        batch = normalise(screened.good, step_minutes=step_minutes)
+        screened.good = batch.frame.dropna(how="all", subset=metrics)
+        summary.normalisation = batch.report
+    summary.validation = _gate(screened.good, metrics, now, gaps_ok=False)
+    summary.instances = repository.save_instances(fleet)
+    _store(repository, screened, summary, metrics)
+    summary.failures = repository.save_failures(failures.good)
+    repository.save_quarantine(failures.records)
+    summary.errors = repository.save_errors(errors) if errors is not None else 0
+    summary.workloads = repository.save_workloads(workloads) if workloads is not None else 0
+    _count(summary, screened, failures)
+    return summary
+
+
+def ingest_prometheus(
+    url: str,
+    *,
+    since: str = "6h",
+    step: str = "1m",
+    queries: str | Path | None = None,
+    until: datetime | None = None,
+    id_map: Mapping[str, str] | None = None,
+    repository: Repository | None = None,
+    now: datetime | None = None,
+) -> IngestSummary:
+    """Ingest the last ``since`` (before ``until``, default now) of Prometheus telemetry at ``step``.
+
+    ``queries`` is a YAML file of per-metric PromQL overriding the defaults; ``id_map`` maps Prometheus
+    ``instance`` labels to fleet ids. Samples Prometheus has no value for are absent, not bad.
+    """
+    now = now or utcnow()
+    window, step_minutes = parse_duration(since, field="since"), step_minutes_of(step)
+    source = PrometheusSource(url, queries=load_queries(queries) if queries else None)
+    end = until or now
+    frame = source.read(end - window, end, step_minutes=step_minutes)
+    summary = IngestSummary(source=f"prometheus {source.url}", missing_metrics=list(source.missing_metrics))
+    if frame.empty:
+        return summary
+    metrics = [str(c) for c in frame.columns if c not in TELEMETRY_KEYS]
+    batch = normalise(frame, step_minutes=step_minutes, id_map=id_map)
+    frame = _round_off(batch.frame.dropna(how="all", subset=metrics).reset_index(drop=True), metrics)
+    summary.normalisation = batch.report
+    repository = repository or open_repository()
+    known = {i.instance_id for i in repository.load_instances()}
+    screened = screen(
+        frame,
+        metrics=metrics,
+        source_file=summary.source,
+        known_instances=known or None,
+        now=now,
+        gaps_ok=True,
+        stored=_stored_keys(repository, TelemetrySampleRow, frame),
+    )
+    summary.validation = _gate(screened.good, metrics, now, gaps_ok=True)
+    _store(repository, screened, summary, metrics)
+    _count(summary, screened)
+    return summary
