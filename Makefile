@@ -18,7 +18,7 @@ export MPLBACKEND := Agg
 
 DEMO_OUT ?= out/demo
 
-.PHONY: help install demo test test-fast lint serve serve-stop bench clean
+.PHONY: help install demo test test-fast test-nova nova-env lint serve serve-stop bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,11 +36,18 @@ demo: $(STAMP)  ## simulate a fleet, train, and replay the last day in closed lo
 	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/forewarn demo --out $(DEMO_OUT)
 
-test: $(STAMP)  ## lint, type-check and run every test tier
+test: $(STAMP)  ## lint, type-check and run every test tier (the real-Nova tier first, in its own environment)
 	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/ruff check .
 	$(BIN)/mypy forewarn adapters flows
+	$(MAKE) --no-print-directory test-nova
 	$(BIN)/pytest -q
+
+nova-env: $(STAMP)  ## the separate virtualenv with real Nova and Placement for tests/nova
+	scripts/nova-env.sh
+
+test-nova: nova-env  ## OpenStack adapter against real Nova (API, scheduler, conductor, fake computes) in process
+	.venv-nova/bin/python -m pytest -q tests/nova -p no:cacheprovider
 
 test-fast: $(STAMP)  ## the unit tier only
 	$(BIN)/pytest -q -m "not integration and not slow"
@@ -62,4 +69,4 @@ bench: $(STAMP)  ## speed and memory figures, each beside its floor, as JSON und
 	$(BIN)/python -m bench.run --out bench/results
 
 clean:  ## remove the virtualenv and every generated file
-	rm -rf $(VENV) .forewarn out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-nova .forewarn out .mypy_cache .ruff_cache .pytest_cache

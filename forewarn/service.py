@@ -135,12 +135,24 @@ def tasks_at(dataset: Dataset, at: pd.Timestamp) -> list[Task]:
     ]
 
 
-def fleet_adapter(ctx: Context, dataset: Dataset, *, at: pd.Timestamp | None = None) -> CloudAdapter:
+def fleet_adapter(ctx: Context, dataset: Dataset | None = None, *, at: pd.Timestamp | None = None) -> CloudAdapter:
     """The cloud adapter of the settings; the simulated one is built from the dataset's fleet."""
-    if ctx.settings.cloud != "simulated":
-        raise ConfigError(
-            f"cloud '{ctx.settings.cloud}' has no adapter wired yet", field="FOREWARN_CLOUD", allowed=["simulated"]
+    s = ctx.settings
+    if s.cloud == "aws":
+        from adapters.aws import AwsAdapter
+
+        groups = [g.strip() for g in s.aws_groups.split(",") if g.strip()]
+        if not groups:
+            raise ConfigError("name the Auto Scaling groups to manage", field="FOREWARN_AWS_GROUPS")
+        return AwsAdapter(
+            groups, endpoint_url=s.aws_endpoint_url or None, dry_run=ctx.dry_run, state_dir=s.home / "aws"
         )
+    if s.cloud == "openstack":
+        from adapters.openstack import OpenStackAdapter
+
+        return OpenStackAdapter(cloud=s.openstack_cloud or None, dry_run=ctx.dry_run, state_dir=s.home / "openstack")
+    if dataset is None:
+        raise ConfigError("the simulated cloud is built from a dataset", field="FOREWARN_DATASET")
     when = at if at is not None else dataset.end
     return SimulatedAdapter(instances_from(dataset), tasks_at(dataset, when), dry_run=ctx.dry_run)
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     policy: Path = Field(default=PROJECT_ROOT / "policies" / "default.yaml")
     cloud: Literal["simulated", "aws", "openstack"] = "simulated"
     dry_run: bool = True
+    aws_groups: str = Field(default="", description="Comma-separated Auto Scaling groups Forewarn manages.")
+    aws_endpoint_url: str = Field(default="", description="EC2/Auto Scaling endpoint; empty for AWS itself.")
+    openstack_cloud: str = Field(default="", description="Cloud name in clouds.yaml; empty for OS_* variables.")
     horizon_minutes: int = Field(default=60, gt=0)
     step_minutes: int = Field(default=5, gt=0)
 
