@@ -7,11 +7,12 @@ from prefect import flow
 
 from flows import artifacts, tasks
 from forewarn import service
+from forewarn.model.feedback import journal_actions
 
 
 @flow(name="train", log_prints=True)
 def train(dataset: str | None = None, dry_run: bool = True, until: str | None = None) -> str:
-    """Train a new model version; it becomes current only if it passes the gate and is not worse.
+    """Train a new model version; it becomes champion only if it passes the gate and beats the current one.
 
     Args:
         dataset: dataset directory; default FOREWARN_DATASET.
@@ -21,8 +22,9 @@ def train(dataset: str | None = None, dry_run: bool = True, until: str | None = 
     ctx = service.context()
     data = tasks.load_dataset(dataset or ctx.settings.dataset)
     cutoff = pd.Timestamp(until) if until else None
+    actions = journal_actions(ctx.journal.list())  # feedback: what happened after each action
     outcome = tasks.train_model(
-        data, ctx.glue, ctx.registry, horizon_minutes=ctx.settings.horizon_minutes, until=cutoff
+        data, ctx.glue, ctx.registry, horizon_minutes=ctx.settings.horizon_minutes, until=cutoff, actions=actions
     )
     summary = service.describe_training(outcome)
     model = ctx.registry.load(outcome.card.version) if outcome.card else None

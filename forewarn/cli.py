@@ -53,17 +53,25 @@ def simulate(
     days: Annotated[float, typer.Option(min=0.1, help="Days of telemetry to simulate.")] = 3.0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
     step_minutes: Annotated[int, typer.Option(min=1, help="Telemetry step in minutes.")] = 5,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="default, bursty (correlated failures shaped on the Alpine/Campaign disk records) "
+            "or sudden (90% of failures without warning)."
+        ),
+    ] = "default",
 ) -> None:
     """Simulate a fleet and write it in the dataset format (telemetry, failures, errors, workloads).
 
     Load shapes come from real PlanetLab VM traces, failure inter-arrival times from a Weibull fitted to
     the LANL records; some failures announce themselves in telemetry, some are sudden.
     """
-    from forewarn.sim import SimConfig, write
+    from forewarn.sim import SimConfig
+    from forewarn.sim.scenarios import write_scenario
 
     config = SimConfig(instances=instances, days=days, seed=seed, step_minutes=step_minutes)
     with console.status(f"simulating {instances} instances over {days:g} days"):
-        path = write(config, out)
+        path = write_scenario(scenario, config, out)
     console.print(f"wrote dataset to [bold]{path}[/]")
 
 

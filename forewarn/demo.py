@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from forewarn.dataset import read_dataset
+from forewarn.errors import ConfigError, ModelUnavailable
+from forewarn.model.train import TrainedModel
 from forewarn.policy.loader import load_policy
-from forewarn.replay import Replay, RunResult
+from forewarn.policy.schema import Policy
+from forewarn.replay import Replay, ReplayConfig, RunResult, static_scorer
 from forewarn.report import write_report
 from forewarn.settings import PROJECT_ROOT, Settings
 
@@ -81,6 +86,45 @@ def run_demo(*, out: Path, instances: int, days: float, seed: int, console: Cons
     return results
 
 
+@dataclass
+class Contender:
+    """One policy of a comparison: ``model`` scores with the trained model, ``static`` with the policy's
+    fallback static thresholds, ``reactive`` does not predict at all."""
+
+    name: str
+    kind: str
+    policy: Policy | None = None
+
+
+def contenders(policy: Policy, compare: Sequence[str]) -> list[Contender]:
+    """``forewarn`` (the policy with the model) first, then each ``--compare`` entry in order.
+
+    Raises:
+        ConfigError: an entry is neither ``reactive``, ``static`` nor an existing policy file.
+    """
+    runs = [Contender("forewarn", "model", policy)]
+    for entry in (e.strip() for e in compare if e.strip()):
+        if entry == "reactive":
+            runs.append(Contender("reactive", "reactive"))
+        elif entry == "static":
+            runs.append(Contender("static", "static", policy))
+        elif Path(entry).is_file():
+            other = load_policy(entry)
+            taken = {r.name for r in runs}
+            name = other.name if other.name not in taken else Path(entry).stem
+            while name in taken:
+                name += "-2"
+            runs.append(Contender(name, "model", other))
+        else:
+            raise ConfigError(
+                f"'{entry}' is neither reactive, static nor a policy file", field="--compare",
+                allowed=["reactive", "static", "PATH/TO/POLICY.yaml"],
+            )  # fmt: skip
+    if len({r.name for r in runs}) != len(runs):
+        raise ConfigError("the same policy is named twice", field="--compare")
+    return runs
+
+
 def run_replay(
     *,
     dataset: Path,
@@ -89,8 +133,10 @@ def run_replay(
     start: str | None,
     console: Console,
     out: Path | None = None,
+    compare: Sequence[str] = ("reactive",),
+    config: ReplayConfig | None = None,
 ) -> dict[str, Any]:
-    """Replay ``dataset`` from ``start`` (default: its last day) with the policy, and reactively."""
+    """Replay ``dataset`` from ``start`` (default: its last day) with the policy, then with each comparison."""
     from forewarn.model.registry import ModelRegistry
     from forewarn.pipeline import build_features
 
@@ -98,13 +144,12 @@ def run_replay(
     data = read_dataset(dataset)
     begin = pd.Timestamp(start) if start else data.end - pd.Timedelta(days=1)
     begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
+    chosen = load_policy(policy or PROJECT_ROOT / "policies" / "default.yaml")
+    entrants = contenders(chosen, compare)
     registry = ModelRegistry(model_dir or settings.models_dir)
     model = registry.current()
     if model is None:
-        from forewarn.errors import ModelUnavailable
-
         raise ModelUnavailable(f"no current model in {registry.root}: run `forewarn run train` first")
-    chosen = load_policy(policy or PROJECT_ROOT / "policies" / "default.yaml")
     with console.status("computing window features for the replay"):
         features = build_features(data)
     workdir = (out or settings.home) / "replay"
@@ -116,13 +161,14 @@ def run_replay(
                 jobs[name] = bar.add_task(f"replay {name}", total=total)
             bar.update(jobs[name], completed=done)
 
-        replay = Replay(data, features, start=begin, workdir=workdir, progress=tick)
-        runs = [replay.run("forewarn", model=model, policy=chosen), replay.run("reactive")]
+        replay = Replay(data, features, start=begin, workdir=workdir, config=config, progress=tick)
+        runs = [_run_one(replay, c, model) for c in entrants]
     console.print(_table(runs, begin, data.end))
     results = {
         "window": {"start": begin.isoformat(), "end": data.end.isoformat()},
         "model_version": model.version,
         "policy": chosen.name,
+        "replay_config": asdict(replay.config),
         "policies": {r.name: r.summary() for r in runs},
     }
     target = out or workdir
@@ -133,6 +179,16 @@ def run_replay(
     )
     console.print(f"report: [bold]{report}[/]")
     return results
+
+
+def _run_one(replay: Replay, contender: Contender, model: TrainedModel) -> RunResult:
+    if contender.kind == "reactive" or contender.policy is None:
+        return replay.run(contender.name)
+    if contender.kind == "static":
+        fallback = contender.policy.fallback.static_thresholds
+        scorer = static_scorer(dict(fallback), contender.policy.horizon_minutes)
+        return replay.run(contender.name, policy=contender.policy, scorer=scorer)
+    return replay.run(contender.name, model=model, policy=contender.policy)
 
 
 def _table(runs: list[RunResult], start: pd.Timestamp, end: pd.Timestamp) -> Table:

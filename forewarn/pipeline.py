@@ -18,6 +18,8 @@ from forewarn.dataset import Dataset
 from forewarn.features.events import EVENT_FEATURES
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.features.windows import compute_window_features
+from forewarn.model.champion import challenge, newest_holdout
+from forewarn.model.feedback import feedback_labels
 from forewarn.model.labels import make_labels
 from forewarn.model.registry import ModelCard, ModelRegistry
 from forewarn.model.train import TrainConfig, TrainedModel, train_model
@@ -80,11 +82,21 @@ def train(
     horizon_minutes: int,
     until: pd.Timestamp | None = None,
     config: TrainConfig | None = None,
+    actions: pd.DataFrame | None = None,
 ) -> TrainOutcome:
-    """Train on the point-in-time frame from Feast; the current model stays if the gate fails or it is worse."""
+    """Train on the point-in-time frame from Feast; the current model stays if the gate fails or it is worse.
+
+    With ``actions`` (journalled outcomes, :func:`forewarn.model.feedback.journal_actions`), an instance that
+    was drained or migrated is labelled by what then happened to it, never assumed healthy. The new model
+    becomes champion only if it beats the current one on the same newest holdout rows.
+    """
     entities = training_entities(dataset.telemetry, until=until)
     data_end = until if until is not None else dataset.end
-    labelled = make_labels(entities, dataset.failures, [horizon_minutes], data_end=data_end)
+    if actions is not None and len(actions):
+        labelled = feedback_labels(entities, dataset.failures, actions, [horizon_minutes], data_end=data_end)
+        labelled = labelled.drop(columns="drain_outcome")
+    else:
+        labelled = make_labels(entities, dataset.failures, [horizon_minutes], data_end=data_end)
     frame = glue.training_frame(labelled)
     label = f"label_{horizon_minutes}m"
     report = validate_training_frame(
@@ -99,7 +111,8 @@ def train(
         pd.Timestamp(frame["event_timestamp"].max()).to_pydatetime(),
     )
     card = registry.register(model, data_window=window, validation=report.model_dump(mode="json"))
-    promoted = registry.promote_if_better(card.version)
+    holdout = newest_holdout(frame, fraction=cfg.fractions[-1])  # the newest period, scored by both models
+    promoted = challenge(registry, card.version, holdout, label).promoted
     return TrainOutcome(card=card, promoted=promoted, validation=report, rows=len(frame))
 
 

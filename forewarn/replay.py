@@ -1,9 +1,14 @@
 """Closed-loop replay: a dataset's failures strike in simulated time while a policy acts on its scores.
 
-Each cycle: instances whose recovery is over come back; failures since the last cycle strike, interrupting
-the tasks still on the failed instance (which are then restored elsewhere, as any operator would); then,
-for a predictive run, every instance that is up is scored, the policy plans, the guardrails trim, the plan is
-journalled and the applier runs it through the simulated cloud. A reactive run skips the scoring and planning.
+Each cycle: instances whose repair is over come back (uncordoned, buffers and sizes restored); tasks that
+ended leave and tasks that started arrive (from workloads.csv; without one every instance carries one unit
+task all along); failures since the last cycle strike, interrupting every task still on the failed instance
+and every task whose migration off it had not finished (``migration_minutes``); the interrupted work is then
+restored elsewhere, as any operator would. A predictive run then scores every instance that is up, the
+policy plans, the guardrails trim, the plan is journalled and the applier runs it in the simulated cloud.
+Instances the policy held back (cordoned, scaled back, buffered) are released when the policy puts them
+back in the low band; ``cordon_expiry_minutes`` is only a backstop for instances that stop being scored.
+A reactive run skips scoring and planning: recovery after failure only.
 
 Interruption cost of a task: the work since its last checkpoint plus the restart time, in task-hours.
 """
@@ -18,80 +23,70 @@ from pathlib import Path
 
 import pandas as pd
 
+from adapters.fleet import root_id
 from adapters.simulated import SimulatedAdapter
 from forewarn.dataset import Dataset
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.execution.rollback import restore_failed_instance
+from forewarn.model.evaluate import static_baseline
 from forewarn.model.train import TrainedModel
 from forewarn.pipeline import finish_cycle, plan_cycle
 from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState
 from forewarn.policy.schema import Policy
-from forewarn.schemas import ActionState, ActionType, InstanceState, PlanState, Task
+from forewarn.replay_support import ReplayConfig, RunResult, arrivals, features_at, lost_hours, overhead
+from forewarn.schemas import ActionState, ActionType, Band, InstanceState, PlanState, RiskScore, Task
 from forewarn.service import instances_from, tasks_at
 from forewarn.store import Repository
 
+Scorer = Callable[[pd.DataFrame, datetime], list[RiskScore]]
+"""Scores the latest feature rows of the instances that are up, at a cycle's time."""
+
+__all__ = ["Replay", "ReplayConfig", "RunResult", "Scorer", "lost_hours", "model_scorer", "static_scorer"]
+
+
+def model_scorer(model: TrainedModel) -> Scorer:
+    """The trained model's calibrated scores. One thread: a cycle scores a few hundred rows, and on a busy
+    machine XGBoost's thread pool costs more than it saves on batches that small."""
+    model.booster.set_param({"nthread": 1})
+    return lambda features, now: model.score(features, timestamp=now)
+
+
+def static_scorer(thresholds: dict[str, float], horizon_minutes: int) -> Scorer:
+    """Fixed thresholds on current features: probability 1 where any is exceeded, else 0."""
+
+    def score(features: pd.DataFrame, now: datetime) -> list[RiskScore]:
+        flagged = static_baseline(features, thresholds)
+        return [
+            RiskScore(
+                instance_id=str(i),
+                timestamp=now,
+                probability=float(p),
+                horizon_minutes=horizon_minutes,
+                model_version="static-thresholds",
+            )
+            for i, p in zip(flagged["instance_id"], flagged["probability"], strict=True)
+        ]
+
+    return score
+
 
 @dataclass
-class ReplayConfig:
-    """How the replay models time and cost."""
+class _Run:
+    """The mutable state of one replay run."""
 
-    cycle_minutes: int = 10
-    checkpoint_minutes: int = 60
-    restart_minutes: int = 10
-    cordon_expiry_minutes: int = 120
-
-
-@dataclass
-class RunResult:
-    """What one policy did over the replayed window."""
-
-    name: str
-    failures: int = 0
-    failures_hitting_work: int = 0
-    tasks_interrupted: int = 0
-    interrupted_task_hours: float = 0.0
-    predicted_in_time: int = 0
-    lead_minutes: list[float] = field(default_factory=list)
-    migrations: int = 0
-    unneeded_migrations: int = 0
-    scale_actions: int = 0
-    plans: int = 0
-    capacity_overhead: float = 0.0
-    timeline: list[tuple[datetime, float]] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float | int]:
-        lead = pd.Series(self.lead_minutes, dtype=float)
-        return {
-            "failures": self.failures,
-            "failures_predicted_in_time": self.predicted_in_time,
-            "median_lead_minutes": float(lead.median()) if len(lead) else 0.0,
-            "failures_hitting_work": self.failures_hitting_work,
-            "tasks_interrupted": self.tasks_interrupted,
-            "interrupted_task_hours": round(self.interrupted_task_hours, 3),
-            "migrations": self.migrations,
-            "unneeded_migrations": self.unneeded_migrations,
-            "scale_actions": self.scale_actions,
-            "plans": self.plans,
-            "capacity_overhead": round(self.capacity_overhead, 4),
-        }
-
-
-def lost_hours(task: Task, at: datetime, config: ReplayConfig) -> float:
-    """Work lost when ``task`` is interrupted at ``at``: since its last checkpoint, plus the restart."""
-    started = task.start or at
-    since_start = max((at - started).total_seconds() / 60.0, 0.0)
-    return (since_start % config.checkpoint_minutes + config.restart_minutes) / 60.0
-
-
-def features_at(
-    features: pd.DataFrame, instance_ids: list[str], at: pd.Timestamp, tolerance: pd.Timedelta
-) -> pd.DataFrame:
-    """The latest feature row of each instance at or before ``at`` (within ``tolerance``)."""
-    window = features[(features["event_timestamp"] <= at) & (features["event_timestamp"] > at - tolerance)]
-    window = window[window["instance_id"].isin(instance_ids)]
-    return window.sort_values("event_timestamp").groupby("instance_id", sort=False).tail(1).reset_index(drop=True)
+    adapter: SimulatedAdapter
+    journal: Journal
+    result: RunResult
+    horizon: timedelta
+    engine: PolicyEngine | None = None
+    guard: GuardrailState = field(default_factory=GuardrailState)
+    alerts: dict[str, list[datetime]] = field(default_factory=lambda: defaultdict(list))
+    migrated_from: list[tuple[str, datetime]] = field(default_factory=list)
+    in_flight: list[tuple[str, datetime, list[Task]]] = field(default_factory=list)
+    held: dict[str, datetime] = field(default_factory=dict)
+    down_until: dict[str, datetime] = field(default_factory=dict)
 
 
 class Replay:
@@ -107,10 +102,7 @@ class Replay:
         config: ReplayConfig | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
-        self.dataset = dataset
-        self.features = features
-        self.start = start
-        self.workdir = workdir
+        self.dataset, self.features, self.start, self.workdir = dataset, features, start, workdir
         self.config = config or ReplayConfig()
         self.progress = progress
         self.end = dataset.end
@@ -118,145 +110,152 @@ class Replay:
         self.cycles = [start + pd.Timedelta(minutes=self.config.cycle_minutes * k) for k in range(int(span) + 1)]
         f = dataset.failures
         self.failures = f[(f["timestamp"] >= start) & (f["timestamp"] <= self.end)].reset_index(drop=True)
+        self.arrivals, self.ends = arrivals(dataset, start)
 
-    def run(self, name: str, *, model: TrainedModel | None = None, policy: Policy | None = None) -> RunResult:
-        """One replay; with no model (or no policy) the run is reactive: recovery only."""
-        cfg, result = self.config, RunResult(name=name)
+    def run(
+        self,
+        name: str,
+        *,
+        model: TrainedModel | None = None,
+        policy: Policy | None = None,
+        scorer: Scorer | None = None,
+    ) -> RunResult:
+        """One replay; with no scorer (nor model) or no policy the run is reactive: recovery only."""
+        scorer = scorer or (model_scorer(model) if model is not None else None)
+        run = self._fresh(name, policy)
+        previous = self.start - pd.Timedelta(minutes=self.config.cycle_minutes)
+        base = sum(i.cpu_capacity for i in run.adapter.list_instances()) or 1.0
+        shares = run.result.overhead_timeline
+        for k, now_ts in enumerate(self.cycles):
+            now = now_ts.to_pydatetime()
+            self._recover(run, now)
+            self._churn(run, previous, now_ts)
+            strikes = self.failures[(self.failures["timestamp"] > previous) & (self.failures["timestamp"] <= now_ts)]
+            for row in strikes.itertuples(index=False):
+                self._strike(
+                    run, str(row.instance_id), pd.Timestamp(row.timestamp).to_pydatetime(), row.recovery_minutes
+                )
+            if run.engine is not None and scorer is not None and policy is not None:
+                self._plan_and_act(run, policy, scorer, now_ts, model.version if model else "static-thresholds")
+            shares.append(overhead(run.adapter.state, base))
+            run.result.timeline.append((now, run.result.interrupted_task_hours))
+            previous = now_ts
+            if self.progress:
+                self.progress(name, k + 1, len(self.cycles))
+        failed_at = self.failures.groupby("instance_id")["timestamp"].apply(list).to_dict()
+        run.result.unneeded_migrations = sum(
+            1 for inst, when in run.migrated_from
+            if not any(when <= ts.to_pydatetime() <= when + run.horizon for ts in failed_at.get(inst, []))
+        )  # fmt: skip
+        run.result.capacity_overhead = float(pd.Series(shares).mean()) if shares else 0.0
+        return run.result
+
+    def _fresh(self, name: str, policy: Policy | None) -> _Run:
         adapter = SimulatedAdapter(instances_from(self.dataset), tasks_at(self.dataset, self.start), dry_run=False)
         self.workdir.mkdir(parents=True, exist_ok=True)
         db = self.workdir / f"journal-{name}.db"
         db.unlink(missing_ok=True)
         repo = Repository(f"sqlite:///{db.resolve()}")
         repo.create_all()
-        journal = Journal(repo)
+        horizon = timedelta(minutes=policy.horizon_minutes if policy else 60)
         engine = PolicyEngine(policy) if policy else None
-        guard = GuardrailState()
-        alerts: dict[str, list[datetime]] = defaultdict(list)
-        migrated_from: list[tuple[str, datetime]] = []
-        cordoned_at: dict[str, datetime] = {}
-        down_until: dict[str, datetime] = {}
-        previous = self.start - pd.Timedelta(minutes=cfg.cycle_minutes)
-        horizon = timedelta(minutes=(policy.horizon_minutes if policy else 60))
-        overhead: list[float] = []
-        for k, now_ts in enumerate(self.cycles):
-            now = now_ts.to_pydatetime()
-            for inst, until in list(down_until.items()):
-                if until <= now:
-                    adapter.recover_instance(inst)
-                    del down_until[inst]
-            for inst, since in list(cordoned_at.items()):
-                if now - since >= timedelta(minutes=cfg.cordon_expiry_minutes) and adapter.health(inst):
-                    adapter.uncordon(inst, key=f"expire-{inst}-{now:%Y%m%d%H%M}")
-                    del cordoned_at[inst]
-            strikes = self.failures[(self.failures["timestamp"] > previous) & (self.failures["timestamp"] <= now_ts)]
-            for row in strikes.itertuples(index=False):
-                self._strike(adapter, journal, row, alerts, result, down_until, horizon)
-                cordoned_at.pop(str(row.instance_id), None)
-            if engine is not None and model is not None and policy is not None:
-                guard = self._plan_and_act(
-                    adapter, journal, engine, policy, model, guard, now_ts, alerts, migrated_from, cordoned_at, result
-                )
-            overhead.append(self._overhead(adapter))
-            result.timeline.append((now, result.interrupted_task_hours))
-            previous = now_ts
-            if self.progress:
-                self.progress(name, k + 1, len(self.cycles))
-        failed_after = self.failures.groupby("instance_id")["timestamp"].apply(list).to_dict()
-        result.unneeded_migrations = sum(
-            1
-            for inst, when in migrated_from
-            if not any(when <= ts.to_pydatetime() <= when + horizon for ts in failed_after.get(inst, []))
-        )
-        result.capacity_overhead = float(pd.Series(overhead).mean()) if overhead else 0.0
-        return result
+        return _Run(adapter=adapter, journal=Journal(repo), result=RunResult(name=name), horizon=horizon, engine=engine)
 
-    def _strike(
-        self,
-        adapter: SimulatedAdapter,
-        journal: Journal,
-        row: object,
-        alerts: dict[str, list[datetime]],
-        result: RunResult,
-        down_until: dict[str, datetime],
-        horizon: timedelta,
-    ) -> None:
-        inst = str(row.instance_id)  # type: ignore[attr-defined]
-        at = pd.Timestamp(row.timestamp).to_pydatetime()  # type: ignore[attr-defined]
-        if not adapter.health(inst) and inst in down_until:
+    def _recover(self, run: _Run, now: datetime) -> None:
+        for inst, until in list(run.down_until.items()):
+            if until <= now:
+                run.adapter.recover_instance(inst)
+                self._release(run, inst, f"repaired-{inst}-{now:%Y%m%d%H%M}")
+                del run.down_until[inst]
+        expiry = self.config.cordon_expiry_minutes
+        for inst, since in list(run.held.items()):
+            if expiry is not None and now - since >= timedelta(minutes=expiry) and run.adapter.health(inst):
+                self._release(run, inst, f"expire-{inst}-{now:%Y%m%d%H%M}")
+
+    @staticmethod
+    def _release(run: _Run, inst: str, key: str) -> None:
+        """Give an instance back its full capacity: uncordon, no buffer, nominal size."""
+        state = run.adapter.state
+        if inst in state.cordoned:
+            run.adapter.uncordon(inst, key=f"{key}-uncordon")
+        if state.reserved.get(inst, 0.0) > 0:
+            run.adapter.reserve(inst, 0.0, key=f"{key}-unreserve")
+        if inst in state.nominal:
+            run.adapter.scale(inst, factor=1.0, key=f"{key}-size")
+            del state.nominal[inst]
+        run.held.pop(inst, None)
+
+    def _churn(self, run: _Run, previous: pd.Timestamp, now: pd.Timestamp) -> None:
+        """Tasks that ended leave; tasks that started arrive on their instance, or the freest one up."""
+        state = run.adapter.state
+        for task_id in [t for t in state.tasks if self.ends.get(root_id(t), now + pd.Timedelta(1)) <= now]:
+            del state.tasks[task_id]
+        new = self.arrivals[(self.arrivals["start"] > previous) & (self.arrivals["start"] <= now)]
+        for task in new["task"]:
+            where = task.instance_id
+            if where in state.failed or where in state.cordoned or where not in state.instances:
+                up = [i for i in state.instances if i not in state.failed and i not in state.cordoned]
+                where = max(up, key=lambda i: state.free(i)[0]) if up else where
+            state.tasks[task.task_id] = task.model_copy(update={"instance_id": where})
+
+    def _strike(self, run: _Run, inst: str, at: datetime, recovery: float | None) -> None:
+        adapter, result = run.adapter, run.result
+        if inst in run.down_until or inst not in adapter.state.instances:
             return
         result.failures += 1
-        fired = [t for t in alerts.get(inst, []) if at - horizon <= t < at]
+        fired = [t for t in run.alerts.get(inst, []) if at - run.horizon <= t < at]
         if fired:
             result.predicted_in_time += 1
             result.lead_minutes.append((at - min(fired)).total_seconds() / 60.0)
         on_it = [t for t in adapter.list_tasks() if t.instance_id == inst]
-        if on_it:
+        moving = [t for src, until, tasks in run.in_flight if src == inst and at < until for t in tasks]
+        run.in_flight = [entry for entry in run.in_flight if entry[1] > at]
+        if on_it or moving:
             result.failures_hitting_work += 1
-            result.tasks_interrupted += len(on_it)
-            result.interrupted_task_hours += sum(lost_hours(t, at, self.config) for t in on_it)
+            result.tasks_interrupted += len(on_it) + len(moving)
+            result.interrupted_task_hours += sum(lost_hours(t, at, self.config) for t in on_it + moving)
         adapter.fail_instance(inst, at=at)
-        recovery = row.recovery_minutes if pd.notna(row.recovery_minutes) else 60.0  # type: ignore[attr-defined]
-        down_until[inst] = at + timedelta(minutes=float(recovery))
+        repair = 60.0 if recovery is None or pd.isna(recovery) else float(recovery)
+        run.down_until[inst] = at + timedelta(minutes=repair)
         if on_it:
-            applier = Applier(adapter, journal, dry_run=False, bake_seconds=0)
-            restore_failed_instance(adapter, journal, inst, now=at, applier=applier)
+            applier = Applier(adapter, run.journal, dry_run=False, bake_seconds=0)
+            restore_failed_instance(adapter, run.journal, inst, now=at, applier=applier)
 
-    def _plan_and_act(
-        self,
-        adapter: SimulatedAdapter,
-        journal: Journal,
-        engine: PolicyEngine,
-        policy: Policy,
-        model: TrainedModel,
-        guard: GuardrailState,
-        now_ts: pd.Timestamp,
-        alerts: dict[str, list[datetime]],
-        migrated_from: list[tuple[str, datetime]],
-        cordoned_at: dict[str, datetime],
-        result: RunResult,
-    ) -> GuardrailState:
-        now = now_ts.to_pydatetime()
+    def _plan_and_act(self, run: _Run, policy: Policy, scorer: Scorer, now_ts: pd.Timestamp, version: str) -> None:
+        assert run.engine is not None
+        adapter, now = run.adapter, now_ts.to_pydatetime()
         up = [i for i in adapter.list_instances() if i.state != InstanceState.FAILED]
         tolerance = pd.Timedelta(minutes=2 * self.config.cycle_minutes)
         feats = features_at(self.features, [i.instance_id for i in up], now_ts, tolerance)
         if feats.empty:
-            return guard
-        scores = model.score(feats, timestamp=now)
+            return
+        scores = scorer(feats, now)
         for s in scores:
             if s.probability >= policy.bands.high.enter:
-                alerts[s.instance_id].append(now)
+                run.alerts[s.instance_id].append(now)
         up_ids = {i.instance_id for i in up}
+        tasks = adapter.list_tasks()
         cycle = plan_cycle(
-            scores,
-            up,
-            [t for t in adapter.list_tasks() if t.instance_id in up_ids],
-            engine=engine,
-            policy=policy,
-            guard_state=guard,
-            now=now,
-            model_version=model.version,
-        )
+            scores, up, [t for t in tasks if t.instance_id in up_ids], engine=run.engine, policy=policy,
+            guard_state=run.guard, now=now, model_version=version,
+        )  # fmt: skip
         plan = cycle.plan
-        journal.save_plan(plan)
-        result.plans += 1
+        run.journal.save_plan(plan)
+        run.result.plans += 1
         if plan.state == PlanState.APPROVED and plan.actions:
-            plan = Applier(adapter, journal, dry_run=False, bake_seconds=0).run(plan)
-        for action in plan.actions:
-            if action.state != ActionState.SUCCEEDED:
-                continue
+            plan = Applier(adapter, run.journal, dry_run=False, bake_seconds=0).run(plan)
+        by_id = {t.task_id: t for t in tasks}
+        for action in (a for a in plan.actions if a.state == ActionState.SUCCEEDED):
             if action.type == ActionType.MIGRATE:
-                result.migrations += 1
-                migrated_from.append((action.instance_id, now))
-            elif action.type == ActionType.CORDON:
-                cordoned_at[action.instance_id] = now
-            elif action.type in (ActionType.AUTOSCALE, ActionType.SCALE_BACK):
-                result.scale_actions += 1
-        return finish_cycle(plan, cycle.guard_state)
-
-    @staticmethod
-    def _overhead(adapter: SimulatedAdapter) -> float:
-        """Share of the fleet's CPU capacity held back: cordoned instances and reserved buffers."""
-        instances = adapter.list_instances()
-        total = sum(i.cpu_capacity for i in instances) or 1.0
-        held = sum(i.cpu_capacity for i in instances if i.state == InstanceState.CORDONED)
-        return held / total
+                run.result.migrations += 1
+                run.result.migrated_task_hours += len(action.task_ids) * self.config.migration_minutes / 60.0
+                run.migrated_from.append((action.instance_id, now))
+                until = now + timedelta(minutes=self.config.migration_minutes)
+                run.in_flight.append((action.instance_id, until, [by_id[t] for t in action.task_ids if t in by_id]))
+            if action.type in (ActionType.AUTOSCALE, ActionType.SCALE_BACK):
+                run.result.scale_actions += 1
+            if action.type in (ActionType.CORDON, ActionType.SCALE_BACK, ActionType.RESERVE_BUFFER):
+                run.held.setdefault(action.instance_id, now)
+        for inst in [i for i in run.held if run.engine.last_bands.get(i) == Band.LOW and adapter.health(i)]:
+            self._release(run, inst, f"low-{inst}-{now:%Y%m%d%H%M}")
+        run.guard = finish_cycle(plan, cycle.guard_state)

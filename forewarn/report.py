@@ -20,10 +20,23 @@ def _interruptions(ax: Any, runs: list[RunResult]) -> None:
         times = [t for t, _ in run.timeline]
         hours = [h for _, h in run.timeline]
         ax.step(times, hours, where="post", label=run.name)
-    ax.set_title("Interrupted task-hours over the replayed day")
+    ax.set_title("Interrupted task-hours over the replayed window")
     ax.set_ylabel("task-hours lost (cumulative)")
     ax.legend()
     ax.tick_params(axis="x", rotation=30)
+
+
+def _comparison(ax: Any, runs: list[RunResult]) -> None:
+    """Grouped bars: interrupted task-hours, failures hitting work, migrations, unneeded migrations."""
+    keys = ("interrupted_task_hours", "failures_hitting_work", "migrations", "unneeded_migrations")
+    width = 0.8 / max(len(runs), 1)
+    for k, run in enumerate(runs):
+        values = [float(run.summary()[key]) for key in keys]
+        ax.bar([i + k * width for i in range(len(keys))], values, width=width, label=run.name)
+    ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(keys))])
+    ax.set_xticklabels([key.replace("_", "\n") for key in keys], fontsize=8)
+    ax.set_title("Policies compared over the replayed window")
+    ax.legend(fontsize=8)
 
 
 def _risk_traces(
@@ -63,9 +76,10 @@ def write_report(
     alert: float,
 ) -> Path:
     """Write ``report.md`` and ``report.png`` under ``out``; return the Markdown path."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 4.5))
     _interruptions(axes[0], runs)
-    _risk_traces(axes[1], features, model, failures, alert)
+    _comparison(axes[1], runs)
+    _risk_traces(axes[2], features, model, failures, alert)
     fig.tight_layout()
     fig.savefig(out / "report.png", dpi=110)
     plt.close(fig)
@@ -83,11 +97,15 @@ def write_report(
         lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(f"{r.summary()[key]:,}" for r in runs) + " |")
     lines += [
         "",
-        "![interruptions and risk](report.png)",
+        "![interruptions, comparison and risk](report.png)",
         "",
         "A failure counts as predicted in time when the instance's score reached the policy's high band",
         "within the horizon before it. Interrupted task-hours: work since each task's last checkpoint plus",
-        "its restart, for every task still on an instance when it failed.",
+        "its restart, for every task still on an instance when it failed or still migrating off it.",
+        "`reactive` does not predict (recovery after failure only); `static` acts through the same policy on",
+        "its fixed fallback thresholds over current telemetry. A migration is unneeded when its source did",
+        "not fail within the horizon. Capacity overhead: the mean share of the fleet's CPU held back",
+        "(cordoned, buffered, scaled back or added). See docs/evaluation.md.",
     ]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -271,3 +271,51 @@ def test_static_smart_baseline_on_backblaze_drives() -> None:
     assert result["n_failures"] == 79  # 78 drives with 10 rows + 1 with 5, per SOURCE.txt
     assert result["event_recall"] > 0.5
     assert result["alert_precision"] > 5 * result["prevalence"]
+
+
+# --- feedback -------------------------------------------------------------------------------------------
+
+def test_drained_instances_are_labelled_by_what_happened_next() -> None:
+    from forewarn.model.feedback import feedback_labels, journal_actions
+    from forewarn.schemas import Action, ActionState, ActionType, Plan, PolicyMode
+
+    def plan(*actions: tuple[str, ActionType, ActionState]) -> Plan:
+        return Plan(policy="p", mode=PolicyMode.AUTO, created_at=at(100).to_pydatetime(),
+                    actions=[Action(type=t, instance_id=i, state=s) for i, t, s in actions])
+
+    ok, failed = ActionState.SUCCEEDED, ActionState.FAILED
+    actions = journal_actions([plan(("a", ActionType.MIGRATE, ok), ("b", ActionType.CORDON, ok),
+                                    ("c", ActionType.MIGRATE, ok), ("d", ActionType.MIGRATE, failed))])
+    assert list(actions["timestamp"].unique()) == [at(100)]
+    rows = pd.concat([entities("a", list(range(0, 150, 10))), entities("b", list(range(0, 1001, 10))),
+                      entities("c", list(range(0, 121, 10))), entities("d", list(range(0, 121, 10)))],
+                     ignore_index=True)
+    out = make_labels(rows, fails(("a", 150)), [60], data_end=at(1000))  # what labels say without feedback
+    got = feedback_labels(rows, fails(("a", 150)), actions, [60], data_end=at(1000)).set_index(
+        ["instance_id", "event_timestamp"])
+
+    def row(instance: str, minute: int) -> pd.Series:
+        return got.loc[(instance, at(minute))]
+
+    # a failed 50 minutes after its work was moved: still a positive, not forgiven by the migration.
+    assert row("a", 100)["label_60m"] == 1 and row("a", 100)["drain_outcome"] == "failed"
+    # b was watched long after the drain and stayed up: a true negative.
+    assert row("b", 100)["label_60m"] == 0 and not row("b", 100)["censored_60m"]
+    assert row("b", 100)["drain_outcome"] == "healthy"
+    # c went silent at 120 (retired): windows reaching past 120 are unknown, kept and flagged, not negatives.
+    assert row("c", 60)["drain_outcome"] == "healthy" and not row("c", 60)["censored_60m"]
+    assert row("c", 70)["drain_outcome"] == "unknown" and row("c", 70)["censored_60m"]
+    assert row("c", 70)["label_60m"] == 0 and len(got) == len(out)
+    # d's migration failed: nothing changed for it, its labels are the plain ones.
+    assert (got.xs("d")["drain_outcome"] == "").all() and not got.xs("d")["censored_60m"].any()
+    # rows before any drain window are untouched.
+    assert row("a", 0)["drain_outcome"] == "" and row("b", 30)["drain_outcome"] == ""
+
+
+def test_roc_auc_on_known_cases() -> None:
+    from forewarn.model.evaluate import roc_auc
+
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(1.0)
+    assert roc_auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.5)
+    assert roc_auc(np.array([1, 1, 0, 0]), np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(0.0)
+    assert np.isnan(roc_auc(np.array([0, 0]), np.array([0.1, 0.2])))

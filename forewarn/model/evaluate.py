@@ -43,6 +43,16 @@ def pr_auc(y_true: np.ndarray, p: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def roc_auc(y_true: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (the Mann-Whitney statistic, ties counted half); NaN with one class only."""
+    y = np.asarray(y_true, dtype=float) > 0.5
+    ranks = pd.Series(np.asarray(p, dtype=float)).rank(method="average").to_numpy()
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def brier(y_true: np.ndarray, p: np.ndarray) -> float:
     """Mean squared difference between probability and outcome (lower is better)."""
     y = np.asarray(y_true, dtype=float)
@@ -135,6 +145,26 @@ def event_metrics(
         "prevalence": float(y.mean()) if len(y) else None,
         "threshold": float(threshold),
     }
+
+
+def event_lead_times(
+    scores: pd.DataFrame, failures: pd.DataFrame, *, threshold: float, horizon_minutes: int
+) -> np.ndarray:
+    """Lead times in minutes of the caught failures (those counted by :func:`event_metrics`), for plots."""
+    window = pd.Timedelta(minutes=int(horizon_minutes))
+    frame = scores[["instance_id", "event_timestamp", "probability"]].reset_index(drop=True)
+    frame = frame.assign(
+        instance_id=frame["instance_id"].astype(str), event_timestamp=pd.to_datetime(frame["event_timestamp"], utc=True)
+    )
+    fails = failures.assign(
+        instance_id=failures["instance_id"].astype(str), timestamp=pd.to_datetime(failures["timestamp"], utc=True)
+    )
+    start, end = frame["event_timestamp"].min(), frame["event_timestamp"].max()
+    counted = fails[(fails["timestamp"] > start) & (fails["timestamp"] <= end + window)]
+    labelled = make_labels(frame[["instance_id", "event_timestamp"]], fails, [horizon_minutes])
+    alert = (frame["probability"] >= threshold) & frame.index.isin(labelled.index)
+    leads = _lead_times(frame.loc[alert, ["instance_id", "event_timestamp"]], counted, window)
+    return leads.dropna().to_numpy(dtype=float)
 
 
 def _lead_times(alerts: pd.DataFrame, failures: pd.DataFrame, window: pd.Timedelta) -> pd.Series:

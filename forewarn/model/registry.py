@@ -3,14 +3,19 @@
 Layout under ``root``::
 
     versions/<version>/booster.json, calibrator.json, model.json, card.json
-    CURRENT                 the version in service (absent until one is promoted)
+    CURRENT                 the version in service, the champion (absent until one is promoted)
+    HISTORY                 one JSON line per change of champion: version, time, how (auto, manual, rollback)
 
-A model whose validation failed is registered as ``rejected`` and is never promoted.
+A model whose validation failed is registered as ``rejected`` and is never promoted. A newly trained model
+is a challenger: :func:`forewarn.model.champion.challenge` scores it and the champion on the same newest
+holdout rows and promotes it only when it is at least as good. ``promote`` and ``rollback`` are the
+operator's overrides (``forewarn model promote VERSION`` and ``forewarn model rollback``).
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +46,7 @@ class ModelCard(BaseModel):
     data_window: tuple[UtcDatetime, UtcDatetime]
     validation: dict[str, Any]
     status: Status = "registered"
+    challenge: dict[str, Any] | None = None
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -122,16 +128,66 @@ class ModelRegistry:
         current_version = self.current_version()
         if current_version == version:
             return True
-        if current_version is not None:
-            current = self.card(current_version)
-            if not self._better(candidate, current, metric, tolerance):
-                return False
-            current.status = "retired"
-            self._save_card(current)
-        candidate.status = "current"
-        self._save_card(candidate)
-        _write_atomic(self.root / "CURRENT", version)
+        if current_version is not None and not self._better(candidate, self.card(current_version), metric, tolerance):
+            return False
+        self._make_current(candidate, how="auto")
         return True
+
+    def _make_current(self, card: ModelCard, *, how: str) -> None:
+        previous = self.current_version()
+        if previous is not None and previous != card.version:
+            old = self.card(previous)
+            old.status = "retired"
+            self._save_card(old)
+        card.status = "current"
+        self._save_card(card)
+        _write_atomic(self.root / "CURRENT", card.version)
+        entry = {"version": card.version, "at": utcnow().isoformat(), "how": how, "replaced": previous}
+        with (self.root / "HISTORY").open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    def history(self) -> builtins.list[dict[str, Any]]:
+        """Every change of champion, oldest first."""
+        path = self.root / "HISTORY"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def promote(self, version: str, *, how: str = "manual") -> ModelCard:
+        """Make ``version`` the champion now, whatever its metrics (an operator's decision, or a won challenge).
+
+        Raises:
+            ModelUnavailable: an unknown version, or one rejected by validation.
+        """
+        card = self.card(version)
+        if card.status == "rejected":
+            failed = ", ".join(map(str, card.validation.get("failures", []))) or "see its card"
+            raise ModelUnavailable(f"model {version} was rejected by validation ({failed}); it cannot serve")
+        if self.current_version() != version:
+            self._make_current(card, how=how)
+        return self.card(version)
+
+    def rollback(self) -> ModelCard:
+        """Bring back the champion before the current one; returns its card.
+
+        Raises:
+            ModelUnavailable: no champion, or none before it.
+        """
+        current = self.current_version()
+        if current is None:
+            raise ModelUnavailable(f"no model is in service in {self.root}; nothing to roll back")
+        stack: builtins.list[str] = []  # champions in order; a rollback pops the one it replaced
+        for entry in self.history():
+            if entry["how"] == "rollback":
+                stack = stack[:-1]
+            if not stack or stack[-1] != entry["version"]:
+                stack.append(entry["version"])
+        stack = stack if stack and stack[-1] == current else [*stack, current]
+        previous = stack[-2] if len(stack) >= 2 else None
+        if previous is None:
+            raise ModelUnavailable(f"model {current} has no predecessor in {self.root / 'HISTORY'}")
+        self._make_current(self.card(previous), how="rollback")
+        return self.card(previous)
 
     @staticmethod
     def _better(candidate: ModelCard, current: ModelCard, metric: str, tolerance: float) -> bool:
@@ -145,6 +201,13 @@ class ModelRegistry:
         if metric in LOWER_IS_BETTER:
             return float(new) <= float(old) + tolerance
         return float(new) >= float(old) - tolerance
+
+    def record_challenge(self, version: str, result: dict[str, Any]) -> ModelCard:
+        """Write a champion/challenger comparison into the challenger's card."""
+        card = self.card(version)
+        card.challenge = result
+        self._save_card(card)
+        return card
 
     def list(self) -> builtins.list[ModelCard]:
         """Every registered card, oldest first."""

@@ -209,6 +209,22 @@ def train_model(
         frame = frame.loc[~frame[censored].astype(bool)]  # unknown outcomes are not negatives
     gap = pd.Timedelta(minutes=config.horizon_minutes)
     train, valid, test = time_split(frame, time_col=config.time_col, fractions=config.fractions, gap=gap)
+    return fit_parts(train, valid, test, features, label_column, config)
+
+
+def fit_parts(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    test: pd.DataFrame,
+    features: list[str],
+    label_column: str,
+    config: TrainConfig,
+) -> TrainedModel:
+    """Fit on ``train``, stop early, calibrate and choose the threshold on ``valid``, measure on ``test``.
+
+    :func:`train_model` cuts the parts by row quantiles of time; callers with their own cut (the backtest
+    cuts by failures, for data whose rows are dense in one period) call this directly.
+    """
     y_train, y_valid = _labels(train, label_column, "training"), _labels(valid, label_column, "validation")
     y_test = pd.to_numeric(test[label_column]).to_numpy(dtype=float)
     params: dict[str, Any] = {

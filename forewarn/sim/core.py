@@ -41,19 +41,20 @@ def _failures(ids: np.ndarray, config: SimConfig, failed: events.Episodes) -> pd
     return frame.sort_values(["timestamp", "instance_id"], kind="stable").reset_index(drop=True)
 
 
-def simulate(config: SimConfig, fit: LanlFit = LANL_FIT) -> Dataset:
+def simulate(config: SimConfig, fit: LanlFit = LANL_FIT, *, arrivals: events.Arrivals | None = None) -> Dataset:
     """Simulate a fleet: telemetry, failures, error lines, instances and workloads.
 
     Args:
         config: fleet size, span, seed and failure knobs.
         fit: the failure process; the embedded LANL fit by default.
+        arrivals: an optional hook that reshapes the failure instants (correlated bursts, see scenarios).
     """
     rng = np.random.Generator(np.random.PCG64(config.seed))
     ids = fleet.instance_ids(config.instances)
     minutes = np.arange(config.steps, dtype=float) * config.step_minutes
     shapes = loads.daily_shapes(rng, config.instances, config.step_minutes)
     values = metrics.baseline(rng, loads.cpu_series(rng, shapes, minutes))
-    failed = events.failures(rng, config, fit)
+    failed = events.failures(rng, config, fit, arrivals)
     noisy = events.noise(rng, config, np.unique(failed.instance))
     rates = metrics.ErrorRates()
     metrics.apply_episodes(rng, values, minutes, failed, rates)

@@ -13,6 +13,7 @@ started long before the window so the window sees the process in its steady stat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,10 @@ MODE_BY_CAUSE = {  # weights over PRECURSOR_MODES for a failure that is not sudd
     "human_error": (0.00, 0.00, 0.40, 0.60),
     "undetermined": (0.25, 0.25, 0.25, 0.25),
 }
+Instants = tuple[np.ndarray, np.ndarray, np.ndarray]
+Arrivals = Callable[[np.random.Generator, np.ndarray, np.ndarray, np.ndarray], Instants]
+"""A hook that reshapes the failure instants: (rng, instance, minute, recovery) -> the same, sorted by instance
+then minute with no failure starting before the previous one of its instance ended (see forewarn.sim.scenarios)."""
 BURN_IN_MEANS = 10.0
 MIN_UPTIME_STEPS = 2
 NOISE_EPISODES_PER_DAY = 0.8
@@ -97,9 +102,11 @@ def _strengths(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(rng.beta(1.6, 1.2, size=size), 0.05, 1.0)
 
 
-def failures(rng: np.random.Generator, config: SimConfig, fit: LanlFit) -> Episodes:
+def failures(rng: np.random.Generator, config: SimConfig, fit: LanlFit, arrivals: Arrivals | None = None) -> Episodes:
     """Failure episodes: when, root cause (LANL mix), mode, precursor strength and lead, repair time."""
     instance, minute, recovery = _renewal(rng, config, fit)
+    if arrivals is not None:
+        instance, minute, recovery = arrivals(rng, instance, minute, recovery)
     causes = list(fit.root_cause_mix)
     weights = np.array([fit.root_cause_mix[c] for c in causes])
     root = np.array(causes, dtype=object)[rng.choice(len(causes), size=instance.size, p=weights / weights.sum())]

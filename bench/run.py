@@ -1,0 +1,146 @@
+"""``make bench``: every benchmark, each figure printed beside its floor, JSON under ``--out``.
+
+Runs the score-and-allocate cycle (bench/cycle.py) at 1k, 10k and 100k instances, allocation alone
+(bench/allocate.py), training (bench/train.py), ingestion (bench/ingest.py, when present), the simulator and
+the window features. Writes ``<out>/<name>.json`` per benchmark and ``<out>/summary.json``; a benchmark that
+cannot run is recorded with its reason rather than stopping the others.
+
+Run: ``python -m bench.run --out bench/results [--only cycle,train] [--quick]`` (``--quick`` drops the
+100k-instance sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+Result = list[dict[str, Any]]
+
+
+def cycle(quick: bool) -> Result:
+    from bench import cycle as bench
+
+    trained = bench.model()
+    return [bench.run(size, trained) for size in bench.SIZES if not (quick and size > 10_000)]
+
+
+def allocate(quick: bool) -> Result:
+    from bench.allocate import run
+
+    return [run(size, size * 10) for size in (1_000, 10_000, 100_000) if not (quick and size > 10_000)]
+
+
+def train(quick: bool) -> Result:
+    module = _optional("bench.train")
+    if module is None:
+        return [{"skipped": "bench/train.py is not here"}]
+    return [module.run(rows=100_000 if quick else 300_000)]
+
+
+def ingest(quick: bool) -> Result:
+    module = _optional("bench.ingest")
+    if module is None or not hasattr(module, "run"):
+        return [{"skipped": "bench/ingest.py (with a run() function) is not here yet"}]
+    result = module.run(20_000 if quick else 100_000)
+    common = {k: v for k, v in result.items() if not isinstance(v, dict)}
+    return [{"source": k, **common, **v} for k, v in result.items() if isinstance(v, dict)]
+
+
+def simulator(quick: bool) -> Result:
+    from bench.bench_sim import CASES
+    from forewarn.sim import simulate
+
+    out = []
+    for config, floor in CASES[:1] if quick else CASES:
+        began = time.perf_counter()
+        data = simulate(config)
+        took = time.perf_counter() - began
+        out.append({"instances": config.instances, "days": config.days, "rows": len(data.telemetry),
+                    "seconds": round(took, 3), "floor_seconds": floor, "ratio": round(took / floor, 3)})  # fmt: skip
+    return out
+
+
+def features(quick: bool) -> Result:
+    from bench.bench_features import CASES, fleet
+    from forewarn.features.windows import compute_window_features
+
+    out = []
+    for instances, days, floor in CASES:
+        telemetry, errors, failures = fleet(instances, days)
+        began = time.perf_counter()
+        frame = compute_window_features(telemetry, errors=errors, failures=failures)
+        took = time.perf_counter() - began
+        out.append({"instances": instances, "days": days, "rows": len(frame), "seconds": round(took, 3),
+                    "floor_seconds": floor, "ratio": round(took / floor, 3)})  # fmt: skip
+    return out
+
+
+BENCHMARKS: dict[str, Callable[[bool], Result]] = {
+    "cycle": cycle,
+    "allocate": allocate,
+    "train": train,
+    "ingest": ingest,
+    "simulator": simulator,
+    "features": features,
+}
+
+
+def _optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+def line(name: str, row: dict[str, Any]) -> str:
+    """One figure beside its floor, such as ``cycle 10000 instances: 5.9 s (floor 0.072 s, 82x)``."""
+    if "skipped" in row:
+        return f"{name}: skipped ({row['skipped']})"
+    if "error" in row:
+        return f"{name}: FAILED ({row['error']})"
+    size = next((f"{row[k]:,} {k}" for k in ("instances", "rows") if k in row), "")
+    if "seconds" not in row:  # figures of another shape (rates): print them as they come, floors included
+        shown = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("instances", "rows"))
+        return f"{name} {size}: {shown}"
+    floor = row.get("floor_seconds")
+    beside = f" (floor {floor:.3g} s, {row['seconds'] / floor:.3g}x)" if floor else " (no floor)"
+    return f"{name} {size}: {row['seconds']:.3g} s{beside}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {list(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="skip the 100k-instance sizes")
+    args = parser.parse_args(argv)
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)} (allowed: {', '.join(BENCHMARKS)})")
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Result] = {}
+    for name in chosen:
+        try:
+            rows = BENCHMARKS[name](args.quick)
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            rows = [{"error": f"{type(exc).__name__}: {exc}"}]
+        for row in rows:
+            print(line(name, row), flush=True)
+        (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))
+        summary[name] = rows
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 1 if any("error" in row for rows in summary.values() for row in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
