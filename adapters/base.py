@@ -68,11 +68,14 @@ class CloudAdapter(Protocol):
         factor: float | None = None,
         delta: int | None = None,
         key: str,
-    ) -> None:
+    ) -> float | None:
         """Resize one instance or a group (``delta`` instances, or ``factor`` on its size).
 
         For an instance, ``factor`` is the share of its nominal capacity to run at: repeating a call does not
-        compound, and ``factor=1.0`` restores the nominal capacity.
+        compound, and ``factor=1.0`` restores the nominal capacity. A shrink that would leave the instance's
+        tasks over its new capacity raises AdapterError. Returns the factor in force before the call (what a
+        revert restores; a repeated key returns the first call's answer), or None for a group or when the
+        cloud cannot tell (a revert then restores 1.0).
         """
         ...
 

@@ -1,7 +1,9 @@
 """The simulated fleet's state and its rules: placement, capacity, cordons, buffers, splits, scaling.
 
 Scaling an instance by ``factor`` sets its capacity to that share of its nominal (first-seen) capacity, so
-repeating a scale-back does not compound and ``factor=1.0`` restores it.
+repeating a scale-back does not compound and ``factor=1.0`` restores it; the call returns the factor that was
+in force before, which is what a revert restores. A shrink that would leave the instance's tasks over its new
+capacity is refused: move them off first.
 
 Plain mechanics with no idempotency, faults or dry-run (those live in :mod:`adapters.simulated`). Every
 operation checks everything before it changes anything, so a refused call leaves the fleet as it was.
@@ -45,6 +47,7 @@ class FleetState:
     auto_count: int = 0
     moved: int = 0
     nominal: dict[str, tuple[float, float]] = field(default_factory=dict)
+    factors: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> FleetState:
         return copy.deepcopy(self)
@@ -153,7 +156,8 @@ class FleetState:
                 root.data_size += chunk.data_size
                 del self.tasks[chunk.task_id]
 
-    def scale(self, name: str, factor: float | None, delta: int | None) -> None:
+    def scale(self, name: str, factor: float | None, delta: int | None) -> float | None:
+        """Resize an instance (returns the factor in force before) or a group (returns None)."""
         if (factor is None) == (delta is None):
             raise AdapterError("scale: give exactly one of factor and delta")
         if factor is not None and factor <= 0:
@@ -161,10 +165,7 @@ class FleetState:
         if name in self.instances:
             if factor is None:
                 raise AdapterError(f"scale: {name} is an instance; resize it with factor, not delta")
-            inst = self.instances[name]
-            cpu, memory = self.nominal.setdefault(name, (inst.cpu_capacity, inst.memory_capacity))
-            inst.cpu_capacity, inst.memory_capacity = cpu * factor, memory * factor
-            return
+            return self._scale_instance(name, factor)
         members = [i for i in self.instances.values() if i.group == name]
         if not members:
             raise NotFoundError(f"no instance or group {name!r}")
@@ -174,8 +175,25 @@ class FleetState:
                 self.auto_count += 1
                 new_id = f"i-auto-{self.auto_count:04d}"
                 self.instances[new_id] = members[0].model_copy(update={"instance_id": new_id, "tags": {}})
-            return
+            return None
         self._remove_empty(members, -change)
+        return None
+
+    def _scale_instance(self, name: str, factor: float) -> float:
+        inst = self.instances[name]
+        before = self.factors.get(name, 1.0)
+        cpu, memory = self.nominal.setdefault(name, (inst.cpu_capacity, inst.memory_capacity))
+        if factor < before:
+            used_cpu, used_memory = self.used(name)
+            if used_cpu > cpu * factor + EPS or used_memory > memory * factor + EPS:
+                raise AdapterError(
+                    f"scale: {name} at {factor:.0%} would hold cpu {cpu * factor:.3g} and memory "
+                    f"{memory * factor:.3g}, but its tasks use cpu {used_cpu:.3g} and memory {used_memory:.3g}; "
+                    "move work off it first"
+                )
+        inst.cpu_capacity, inst.memory_capacity = cpu * factor, memory * factor
+        self.factors[name] = factor
+        return before
 
     def _remove_empty(self, members: list[Instance], count: int) -> None:
         busy = {t.instance_id for t in self.tasks.values()}

@@ -135,9 +135,9 @@ class SimulatedAdapter:
         factor: float | None = None,
         delta: int | None = None,
         key: str,
-    ) -> None:
+    ) -> float | None:
         what = f"scale {instance_id_or_group} (factor {factor}, delta {delta})"
-        self._act("scale", key, what, lambda: self.state.scale(instance_id_or_group, factor, delta))
+        return self._act("scale", key, what, lambda: self.state.scale(instance_id_or_group, factor, delta))
 
     def reserve(self, instance_id: str, fraction: float, *, key: str) -> None:
         what = f"reserve {fraction:.0%} of {instance_id}"

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
 from flows import artifacts, tasks
+from flows.apply import plan_state, prefect_runner
 from forewarn import metrics, pipeline, service
+from forewarn.schemas import PlanState
 
 
 @flow(name="score-and-allocate", log_prints=True)
-def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str:
+def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str | State[Any]:
     """Score every instance, plan by the policy, journal the plan, and run it if the mode allows.
 
     Without a usable model (none trained, or too old for the policy) the policy's static fallback decides.
@@ -44,7 +48,7 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str:
         model_fresh=fresh,
         features=pipeline.feature_map(features),
     )
-    plan = tasks.apply_plan(ctx, fleet, cycle)
+    plan = service.apply_plan(ctx, fleet, cycle, runner=prefect_runner())  # each change a task run
     ctx.save_state(engine=engine, guard_state=pipeline.finish_cycle(plan, cycle.guard_state))
     bands = dict(engine.last_bands)
     artifacts.publish_cycle(scores, plan, bands)
@@ -58,4 +62,6 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str:
         feature_age_seconds=artifacts.feature_age_seconds(ctx.glue, now),
         path=ctx.settings.home / metrics.SNAPSHOT,
     )
+    if plan.state in (PlanState.ROLLED_BACK, PlanState.FAILED):
+        return plan_state(plan)  # the flow run shows the rollback or failure, with its reason
     return f"scored {len(scores):,} instances; plan {plan.plan_id} {plan.state} with {len(plan.actions)} action(s)"

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.table import Table
 
 from adapters.base import CloudAdapter
 from adapters.simulated import SimulatedAdapter
@@ -22,6 +21,7 @@ from forewarn.dataset import Dataset, read_dataset
 from forewarn.errors import ConfigError
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
+from forewarn.execution.runner import ActionRunner
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.registry import ModelRegistry
 from forewarn.model.train import TrainedModel
@@ -167,12 +167,15 @@ def usable_model(ctx: Context, now: datetime) -> tuple[TrainedModel | None, bool
     return model, ctx.policy.model_is_fresh(trained_at, now)
 
 
-def apply_plan(ctx: Context, adapter: CloudAdapter, cycle: CyclePlan) -> Plan:
-    """Journal the plan before anything runs; run it when the policy's mode approved it."""
+def apply_plan(ctx: Context, adapter: CloudAdapter, cycle: CyclePlan, *, runner: ActionRunner | None = None) -> Plan:
+    """Journal the plan before anything runs; run it when the policy's mode approved it.
+
+    ``runner`` carries out each change (flows pass one that makes each a Prefect task run with retries).
+    """
     plan = cycle.plan
     ctx.journal.save_plan(plan)
     if plan.state == PlanState.APPROVED and plan.actions:
-        plan = Applier(adapter, ctx.journal, dry_run=ctx.dry_run).run(plan)
+        plan = Applier(adapter, ctx.journal, dry_run=ctx.dry_run, runner=runner).run(plan)
     return plan
 
 
@@ -228,27 +231,6 @@ def plan_markdown(plan: Plan) -> str:
             )
     lines += ["", *[f"- {n}" for n in plan.notes]]
     return "\n".join(lines)
-
-
-def plan_table(plan: Plan) -> Table:
-    table = Table(
-        "action",
-        "state",
-        "instance",
-        "target",
-        "tasks",
-        "rule",
-        "p",
-        "why",
-        title=f"{plan.plan_id} {plan.state} ({plan.policy}, {plan.mode})",
-    )
-    for a in plan.actions:
-        p = "" if a.reason.probability is None else f"{a.reason.probability:.3f}"
-        why = ", ".join(f.feature for f in a.reason.top_features) or a.reason.note
-        table.add_row(
-            a.type, a.state, a.instance_id, a.target_instance_id or "", str(len(a.task_ids)), a.reason.rule, p, why
-        )
-    return table
 
 
 def now_of(dataset: Dataset) -> datetime:

@@ -1,24 +1,25 @@
-"""Kill the applier at every step, then recover on the same database: nothing lost, nothing done twice."""
+"""Kill the applier at every step, then recover on the same database (SQLite and Postgres): nothing lost,
+nothing done twice. The kill here is an exception nothing catches; test_execution_kill.py kills for real."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from adapters.faults import ALWAYS
-from forewarn.execution.applier import Hook
+from forewarn.errors import PlanError
+from forewarn.execution.applier import Applier, Hook
 from forewarn.execution.journal import Journal
 from forewarn.schemas import ActionState, PlanState
-from forewarn.store.repository import Repository
-from tests.execution_support import Crash, applier, demand_by_root, fleet, full_plan, journal, layout
+from tests import execution_support as support
+from tests.execution_support import Crash, applier, demand_by_root, effects_once, fleet, full_plan, journal, layout
 
-ACTIONS = [a.action_id for a in full_plan().actions]
-STEPS = [("after-start", None), ("after-snapshot", None), ("before-finish", None)] + [
-    (point, action_id)
-    for point in ("before-intent", "after-intent", "after-execute", "after-outcome")
-    for action_id in ACTIONS
-]
+postgres_db, database, journals = support.postgres_db, support.database, support.journals  # fixtures
+Journals = Callable[[], Journal]
+
+ACTIONS, STEPS = support.PLAN_ACTIONS, support.STEPS
 
 
 def crash_at(point: str, action_id: str | None) -> Hook:
@@ -29,11 +30,6 @@ def crash_at(point: str, action_id: str | None) -> Hook:
     return hook
 
 
-def reopen(tmp_path: Path) -> Journal:
-    """A new process: a new engine and journal on the same database file."""
-    return Journal(Repository(f"sqlite:///{tmp_path / 'forewarn.db'}"))
-
-
 def clean_layout(tmp_path: Path) -> tuple[object, ...]:
     adapter = fleet()
     (tmp_path / "clean").mkdir()
@@ -42,9 +38,11 @@ def clean_layout(tmp_path: Path) -> tuple[object, ...]:
 
 
 @pytest.mark.parametrize(("point", "action_id"), STEPS)
-def test_crash_during_run_is_completed_exactly_once(tmp_path: Path, point: str, action_id: str | None) -> None:
+def test_crash_during_run_is_completed_exactly_once(
+    tmp_path: Path, journals: Journals, point: str, action_id: str | None
+) -> None:
     expected = clean_layout(tmp_path)
-    adapter, jr = fleet(), journal(tmp_path)
+    adapter, jr = fleet(), journals()
     demand = demand_by_root(adapter)
     plan = full_plan()
     with pytest.raises(Crash):
@@ -53,20 +51,20 @@ def test_crash_during_run_is_completed_exactly_once(tmp_path: Path, point: str, 
     if point in ("after-intent", "after-execute"):
         assert [a.action_id for _, a in jr.interrupted()] == [action_id]
 
-    recovered = applier(adapter, reopen(tmp_path)).recover()
+    recovered = applier(adapter, journals()).recover()
     assert [p.plan_id for p in recovered] == [plan.plan_id]
     assert recovered[0].state == PlanState.SUCCEEDED, recovered[0].notes
     assert all(a.state == ActionState.SUCCEEDED for a in recovered[0].actions)
-    keys = [key for _, key in adapter.effects]
-    assert len(keys) == len(set(keys)) == 6  # the snapshot and five actions, each once
-    assert demand_by_root(adapter) == demand and layout(adapter) == expected
-    assert applier(adapter, reopen(tmp_path)).recover() == []  # nothing left to do
+    assert len(effects_once(adapter)) == 6  # the snapshot and five actions, each once
+    support.placed_once(adapter, demand)
+    assert layout(adapter) == expected
+    assert applier(adapter, journals()).recover() == []  # nothing left to do
 
 
 @pytest.mark.parametrize("point", ["before-revert", "after-revert"])
 @pytest.mark.parametrize("action_id", ACTIONS[:4])
-def test_crash_during_rollback_is_finished_exactly_once(tmp_path: Path, point: str, action_id: str) -> None:
-    adapter, jr = fleet(), journal(tmp_path)
+def test_crash_during_rollback_is_finished_exactly_once(journals: Journals, point: str, action_id: str) -> None:
+    adapter, jr = fleet(), journals()
     before = layout(adapter)
     adapter.inject("scale", times=ALWAYS)  # the last action fails: the first four are reverted
     plan = full_plan()
@@ -74,10 +72,10 @@ def test_crash_during_rollback_is_finished_exactly_once(tmp_path: Path, point: s
         applier(adapter, jr, hook=crash_at(point, action_id)).run(plan)
     assert jr.is_rolling_back(plan.plan_id)
 
-    recovered = applier(adapter, reopen(tmp_path)).recover()
+    recovered = applier(adapter, journals()).recover()
     assert recovered[0].state == PlanState.ROLLED_BACK, recovered[0].notes
     assert [a.state for a in recovered[0].actions[:4]] == [ActionState.REVERTED] * 4
-    reverts = [key for _, key in adapter.effects if key.endswith(":revert")]
+    reverts = [key for key in effects_once(adapter) if key.endswith(":revert")]
     assert reverts == [f"{a}:revert" for a in reversed(ACTIONS[:4])]
     assert layout(adapter) == before
 
@@ -87,7 +85,9 @@ def test_dry_run_applier_does_not_recover_live_plans(tmp_path: Path) -> None:
     with pytest.raises(Crash):
         applier(adapter, jr, hook=crash_at("after-execute", "a-move")).run(full_plan())
     effects = list(adapter.effects)
-    from forewarn.execution.applier import Applier
-
-    assert Applier(adapter, reopen(tmp_path)).recover() == []
+    dry = Applier(adapter, jr)
+    assert dry.recover() == []
+    plan_id = jr.list()[0].plan_id
+    with pytest.raises(PlanError, match="only a live applier resumes it"):
+        dry.resume(plan_id)
     assert adapter.effects == effects and len(jr.interrupted()) == 1

@@ -119,8 +119,8 @@ def test_scale_up_adds_and_scale_down_removes_only_empty_instances() -> None:
     assert "i-auto-0002" not in adapter.state.instances and "i-auto-0001" in adapter.state.instances
     with pytest.raises(AdapterError, match="only 3 are empty"):
         adapter.scale("default", delta=-4, key="too-many")
-    adapter.scale("i1", factor=0.5, key="shrink")
-    assert adapter.state.instances["i1"].cpu_capacity == 0.5
+    adapter.scale("i3", factor=0.5, key="shrink")  # i3 is empty: a shrink below its tasks is refused
+    assert adapter.state.instances["i3"].cpu_capacity == 0.5
     with pytest.raises(NotFoundError):
         adapter.scale("nope", delta=1, key="nope")
 

@@ -2,7 +2,9 @@
 
 Each declares a params model and four verbs, all given the adapter and the action:
     pre_condition: False when the action should be skipped (its target is gone, or it is already done);
-    execute: make the change, with the action id as idempotency key;
+    execute: make the change, with the action id as idempotency key; it may return *undo data* (what was in
+        force before, such as a scale-back's previous factor), which the applier journals under the params
+        key :data:`UNDO` and ``revert`` reads back with :meth:`ActionHandler.undo`;
     post_condition: whether the change holds and its instances are healthy (checked after the bake time);
     revert: undo it (key ``<action id>:revert``); returns False when it deliberately leaves things as they
         are because undoing would put work back on a failed instance.
@@ -22,6 +24,8 @@ from forewarn.errors import AdapterError, NotFoundError, PlanError
 from forewarn.schemas import Action, ActionType, Instance, InstanceState, Model
 
 log = logging.getLogger(__name__)
+UNDO = "_undo"
+"""The params key under which the journal keeps what ``execute`` returned; plans may not set it."""
 
 
 class NoParams(Model):
@@ -37,7 +41,7 @@ class ActionHandler:
 
     def params(self, action: Action) -> Any:
         try:
-            return self.Params.model_validate(action.params)
+            return self.Params.model_validate({k: v for k, v in action.params.items() if k != UNDO})
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "params"
@@ -50,10 +54,15 @@ class ActionHandler:
         if self.needs_target and not action.target_instance_id:
             raise PlanError(f"action {action.action_id} ({self.action_type}) needs target_instance_id")
 
+    @staticmethod
+    def undo(action: Action) -> dict[str, Any]:
+        """What ``execute`` recorded for the revert (empty when it recorded nothing)."""
+        return dict(action.params.get(UNDO) or {})
+
     def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         return True
 
-    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         return None
 
     def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
@@ -121,7 +130,7 @@ class Migrate(ActionHandler):
         on_source = {t.task_id for t in adapter.list_tasks() if t.instance_id == action.instance_id}
         return any(t in on_source for t in action.task_ids) and not all(self._moved(adapter, action).values())
 
-    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         adapter.migrate(
             action.task_ids,
             action.instance_id,
@@ -129,6 +138,7 @@ class Migrate(ActionHandler):
             key=action.idempotency_key,
             fractions=self.params(action).fractions,
         )
+        return None
 
     def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         return healthy(adapter, str(action.target_instance_id)) and all(self._moved(adapter, action).values())
@@ -156,8 +166,9 @@ class Cordon(ActionHandler):
         inst = find_instance(adapter, action.instance_id)
         return inst is not None and inst.state == InstanceState.RUNNING
 
-    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         adapter.cordon(action.instance_id, key=action.idempotency_key)
+        return None
 
     def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         inst = find_instance(adapter, action.instance_id)
@@ -170,11 +181,16 @@ class Cordon(ActionHandler):
 
 class ScaleBackParams(Model):
     factor: float = Field(default=0.5, gt=0.0, le=1.0)
+    requested_factor: float | None = Field(default=None, gt=0.0, le=1.0, description="what the policy asked for")
 
 
 @register
 class ScaleBack(ActionHandler):
-    """Shrink an at-risk instance's capacity by ``factor`` so less work lands on it."""
+    """Run an at-risk instance at ``factor`` of its nominal capacity so less work lands on it.
+
+    The cloud refuses it while the instance's tasks would not fit (the plan moves them off first). The
+    factor in force before is journalled at execute time, and a revert restores that, not 1.0.
+    """
 
     action_type = ActionType.SCALE_BACK
     Params = ScaleBackParams
@@ -182,14 +198,19 @@ class ScaleBack(ActionHandler):
     def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         return healthy(adapter, action.instance_id)
 
-    def execute(self, adapter: CloudAdapter, action: Action) -> None:
-        adapter.scale(action.instance_id, factor=self.params(action).factor, key=action.idempotency_key)
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
+        before = adapter.scale(action.instance_id, factor=self.params(action).factor, key=action.idempotency_key)
+        return None if before is None else {"factor": before}
 
     def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         return healthy(adapter, action.instance_id)
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
-        adapter.scale(action.instance_id, factor=1.0, key=f"{action.action_id}:revert")  # back to nominal
+        before = self.undo(action).get("factor")
+        if before is None:
+            log.warning("%s: the factor before it is unknown; restoring nominal capacity", action.action_id)
+        factor = 1.0 if before is None else float(before)
+        adapter.scale(action.instance_id, factor=factor, key=f"{action.action_id}:revert")
         return True
 
 
@@ -205,8 +226,9 @@ class ReserveBuffer(ActionHandler):
     def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         return healthy(adapter, action.instance_id)
 
-    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         adapter.reserve(action.instance_id, self.params(action).fraction, key=action.idempotency_key)
+        return None
 
     def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         return healthy(adapter, action.instance_id)
@@ -237,8 +259,9 @@ class Autoscale(ActionHandler):
             raise NotFoundError(f"autoscale: no instance {action.instance_id!r} to take the group from")
         return inst.group
 
-    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         adapter.scale(self._group(adapter, action), delta=self.params(action).delta, key=action.idempotency_key)
+        return None
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
         group = self._group(adapter, action)
@@ -257,8 +280,9 @@ class Rollback(ActionHandler):
     action_type = ActionType.ROLLBACK
     Params = RollbackParams
 
-    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         adapter.restore(self.params(action).snapshot_id, key=action.idempotency_key)
+        return None
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
         raise AdapterError(f"action {action.action_id}: a restore cannot be reverted step by step")
@@ -273,8 +297,9 @@ class Notify(ActionHandler):
     action_type = ActionType.NOTIFY
     Params = NotifyParams
 
-    def execute(self, adapter: CloudAdapter, action: Action) -> None:
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         log.warning("forewarn: %s: %s", action.instance_id, self.params(action).message or action.reason.rule)
+        return None
 
 
 @register

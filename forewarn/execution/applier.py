@@ -6,12 +6,15 @@ bake time, check its post-condition and write its outcome. When an action or a p
 actions that took effect are reverted in reverse order; if a revert fails the snapshot is restored; the
 plan ends ROLLED_BACK, or FAILED with the reason when even the restore fails.
 
-Dry-run is enforced here and only here (:meth:`Applier._mutate`): nothing reaches a mutating adapter call,
-and every action is marked SKIPPED with the note ``dry-run``.
+Dry-run is enforced here and only here (:meth:`Applier._mutate`, :meth:`Applier._change`): nothing reaches
+a mutating adapter call, and every action is marked SKIPPED with the note ``dry-run``.
 
-``recover()`` finishes what a crash interrupted: an action with an intent but no outcome is inspected
-(pre- and post-condition) and recorded if it took effect, completed with the same idempotency key if it
-did not, and a rollback in progress is carried on. No action runs twice.
+Each change an action makes (execute, revert) goes through the injected :class:`ActionRunner` when one is
+given (an orchestrator's task with retries), else straight to the adapter with tenacity retries.
+
+``recover()`` (or ``resume(plan_id)`` for one plan) finishes what a crash interrupted: an action with an
+intent but no outcome is inspected (pre- and post-condition) and recorded if it took effect, completed with
+the same idempotency key if it did not, and a rollback in progress is carried on. No action runs twice.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from forewarn.errors import AdapterError, PlanError
 from forewarn.execution.actions import ActionHandler, handler_for
 from forewarn.execution.journal import Journal
 from forewarn.execution.resilience import CircuitBreaker, default_retry
+from forewarn.execution.runner import ActionRunner
 from forewarn.schemas import Action, ActionState, Plan, PlanState
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,7 @@ class Applier:
         bake_seconds: how long to wait after an action before checking its post-condition.
         sleep: the clock used for the bake time.
         hook: called as ``hook(point, action_id)`` at each of :data:`CRASH_POINTS`.
+        runner: runs each action's execute and revert (and owns their retries); default: direct calls.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class Applier:
         bake_seconds: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         hook: Hook | None = None,
+        runner: ActionRunner | None = None,
     ) -> None:
         self.adapter = adapter
         self.journal = journal
@@ -83,6 +89,7 @@ class Applier:
         self.bake_seconds = bake_seconds
         self.sleep = sleep
         self.hook = hook or (lambda point, action_id: None)
+        self.runner = runner
 
     # -- entry points --------------------------------------------------------------------------------------
     def run(self, plan: Plan) -> Plan:
@@ -106,17 +113,26 @@ class Applier:
         """Finish every plan a crash left RUNNING; returns them as they ended."""
         done = []
         for plan in self.journal.list(PlanState.RUNNING):
-            if DRY_RUN_NOTE in plan.notes:
-                done.append(self._dry_run(plan.plan_id))
-            elif self.dry_run:
+            if DRY_RUN_NOTE not in plan.notes and self.dry_run:
                 log.warning("plan %s was interrupted; a dry-run applier leaves it to a live one", plan.plan_id)
-            elif self.journal.is_rolling_back(plan.plan_id):
-                done.append(self._rollback(plan.plan_id, "resumed after a crash"))
-            elif self._snapshot(plan.plan_id):
-                done.append(self._resume(plan.plan_id))
-            else:
-                done.append(self.journal.get(plan.plan_id))
+                continue
+            done.append(self.resume(plan.plan_id))
         return done
+
+    def resume(self, plan_id: str) -> Plan:
+        """Finish one RUNNING plan a crash interrupted (a live one needs a live applier); returns it as it ended."""
+        plan = self.journal.get(plan_id)
+        if plan.state != PlanState.RUNNING:
+            raise PlanError(f"plan {plan_id} is {plan.state}; only a RUNNING plan is resumed")
+        if DRY_RUN_NOTE in plan.notes:
+            return self._dry_run(plan_id)
+        if self.dry_run:
+            raise PlanError(f"plan {plan_id} was interrupted while acting; only a live applier resumes it")
+        if self.journal.is_rolling_back(plan_id):
+            return self._rollback(plan_id, "resumed after a crash")
+        if self._snapshot(plan_id):
+            return self._resume(plan_id)
+        return self.journal.get(plan_id)
 
     # -- the steps -----------------------------------------------------------------------------------------
     def _dry_run(self, plan_id: str) -> Plan:
@@ -187,9 +203,11 @@ class Applier:
 
     def _execute(self, plan_id: str, action: Action, handler: ActionHandler) -> str | None:
         try:
-            self._mutate(handler.execute, self.adapter, action)
+            undo = self._change(action, "execute", handler.execute)
         except AdapterError as exc:
             return self._failed(plan_id, action, str(exc), applied=self._took_effect(handler, action))
+        if undo:
+            self.journal.record_undo(plan_id, action.action_id, undo)
         self.hook("after-execute", action.action_id)
         return self._check(plan_id, action, handler)
 
@@ -213,7 +231,7 @@ class Applier:
             self.hook("before-revert", action.action_id)
             self.journal.record_revert_intent(plan_id, action.action_id)
             try:
-                reverted = self._mutate(handler_for(action).revert, self.adapter, action)
+                reverted = self._change(action, "revert", handler_for(action).revert)
             except AdapterError as exc:
                 return self._restore(plan_id, f"{reason}; revert of {action.action_id} failed: {exc}")
             if reverted:
@@ -269,6 +287,14 @@ class Applier:
         if self.dry_run:
             raise PlanError("dry-run: the applier sends no change to the adapter")
         return self._call(fn, *args, **kwargs)
+
+    def _change(self, action: Action, verb: str, fn: Callable[[CloudAdapter, Action], T]) -> T:
+        """One action's execute or revert, through the runner when there is one: closed in dry-run too."""
+        if self.runner is None:
+            return self._mutate(fn, self.adapter, action)
+        if self.dry_run:
+            raise PlanError("dry-run: the applier sends no change to the adapter")
+        return self.runner(action, verb, lambda: self.breaker.call(self.adapter.name, lambda: fn(self.adapter, action)))
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         retrying = self.retry.copy()

@@ -9,6 +9,9 @@ Plan states: RECOMMENDED -> APPROVED -> RUNNING -> SUCCEEDED | FAILED | ROLLED_B
 APPROVED may be CANCELLED; SHADOW plans are only recorded. Action states: PENDING -> RUNNING (intent) ->
 SUCCEEDED | FAILED | SKIPPED (outcome); PENDING -> SKIPPED (dry-run); SUCCEEDED | FAILED -> REVERTED.
 For a SKIPPED, FAILED or REVERTED action, ``Action.error`` says why (e.g. ``dry-run``).
+
+Actions are stored in the order they run (:func:`~forewarn.execution.order.run_order`). What an action's
+execute returned for its revert is kept in its params under :data:`~forewarn.execution.actions.UNDO`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from forewarn.errors import PlanError
+from forewarn.execution.actions import UNDO
+from forewarn.execution.order import run_order
 from forewarn.schemas import Action, ActionReason, ActionState, Plan, PlanState, utcnow
 from forewarn.store.models import ActionRow, PlanRow
 from forewarn.store.repository import Repository
@@ -80,6 +85,8 @@ class Journal:
         started = [a.action_id for a in plan.actions if a.state != A.PENDING]
         if started:
             raise PlanError(f"plan {plan.plan_id}: new actions must be pending; not pending: {', '.join(started)}")
+        if any(UNDO in a.params for a in plan.actions):
+            raise PlanError(f"plan {plan.plan_id}: params key {UNDO!r} is reserved for the journal")
         with self.repo.session() as session, session.begin():
             if session.get(PlanRow, plan.plan_id) is not None:
                 raise PlanError(f"plan {plan.plan_id} is already in the journal")
@@ -102,7 +109,7 @@ class Journal:
                 )
             )
             session.flush()
-            for seq, action in enumerate(plan.actions):
+            for seq, action in enumerate(run_order(plan.actions)):
                 session.add(
                     ActionRow(
                         action_id=action.action_id,
@@ -210,6 +217,13 @@ class Journal:
         if state != A.REVERTED:
             values["applied"] = state == A.SUCCEEDED if applied is None else applied
         self._move_action(plan_id, action_id, state, **values)
+
+    def record_undo(self, plan_id: str, action_id: str, undo: dict[str, Any]) -> None:
+        """Keep what an action's execute returned for its revert; the first record stands (a re-run repeats it)."""
+        with self.repo.session() as session, session.begin():
+            row = self._action_row(session, plan_id, action_id)
+            if UNDO not in row.params:
+                row.params = {**row.params, UNDO: undo}
 
     def record_revert_intent(self, plan_id: str, action_id: str) -> None:
         with self.repo.session() as session, session.begin():
