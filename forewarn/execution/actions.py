@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from adapters.base import CloudAdapter
 from adapters.fleet import root_id
@@ -100,7 +100,15 @@ def healthy(adapter: CloudAdapter, instance_id: str) -> bool:
 
 
 class MigrateParams(Model):
-    fractions: list[float] | None = None
+    """``fractions``: shares of each task to move, as the adapter takes them (of the task as it is now).
+
+    The allocator's split moves instead name the chunk (``task_ids=["t1#2"]``) with ``split_of`` (``"t1"``) and
+    ``fractions`` as ``{chunk: share of the original task}``; the handler turns that into a share of what is
+    left of the task when the move runs, so the chunks of one task can move in any order.
+    """
+
+    fractions: list[float] | dict[str, float] | None = None
+    split_of: str | None = None
 
 
 @register
@@ -116,27 +124,45 @@ class Migrate(ActionHandler):
         if not action.task_ids:
             raise PlanError(f"action {action.action_id} (migrate) names no task_ids")
 
+    def _tasks(self, action: Action) -> list[str]:
+        """The adapter's tasks this action moves: the original task for a chunk of a split."""
+        split_of = self.params(action).split_of
+        return [split_of] if split_of else list(action.task_ids)
+
     def _moved(self, adapter: CloudAdapter, action: Action) -> dict[str, bool]:
         """For each task: whether it (or, for a split, a chunk of it) is on the target."""
         on_target = {t.task_id for t in adapter.list_tasks() if t.instance_id == action.target_instance_id}
         if self.params(action).fractions:
             roots = {root_id(t) for t in on_target}
-            return {task: task in roots for task in action.task_ids}
-        return {task: task in on_target for task in action.task_ids}
+            return {task: task in roots for task in self._tasks(action)}
+        return {task: task in on_target for task in self._tasks(action)}
 
     def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         if not healthy(adapter, str(action.target_instance_id)):
             return False
         on_source = {t.task_id for t in adapter.list_tasks() if t.instance_id == action.instance_id}
-        return any(t in on_source for t in action.task_ids) and not all(self._moved(adapter, action).values())
+        tasks = self._tasks(action)
+        return any(t in on_source for t in tasks) and not all(self._moved(adapter, action).values())
+
+    def _shares(self, adapter: CloudAdapter, action: Action) -> list[float] | None:
+        params = self.params(action)
+        if not isinstance(params.fractions, dict):
+            return params.fractions
+        parts = [t for t in adapter.list_tasks() if root_id(t.task_id) == params.split_of]
+        left = next((t for t in parts if t.task_id == params.split_of), None)
+        original = sum(t.cpu for t in parts)
+        if left is None or left.cpu <= 0 or original <= 0:
+            raise PlanError(f"action {action.action_id} (migrate): nothing left of {params.split_of} to split")
+        share = sum(params.fractions.values()) * original / left.cpu
+        return None if share >= 1.0 - 1e-9 else [share]
 
     def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         adapter.migrate(
-            action.task_ids,
+            self._tasks(action),
             action.instance_id,
             str(action.target_instance_id),
             key=action.idempotency_key,
-            fractions=self.params(action).fractions,
+            fractions=self._shares(adapter, action),
         )
         return None
 
@@ -147,7 +173,7 @@ class Migrate(ActionHandler):
         back = [
             t.task_id
             for t in adapter.list_tasks()
-            if t.instance_id == action.target_instance_id and root_id(t.task_id) in action.task_ids
+            if t.instance_id == action.target_instance_id and root_id(t.task_id) in self._tasks(action)
         ]
         if not back:
             return True
@@ -239,13 +265,24 @@ class ReserveBuffer(ActionHandler):
 
 
 class AutoscaleParams(Model):
+    """What the allocator asks of a group: ``delta`` instances more (or fewer, when negative)."""
+
     group: str | None = None
-    delta: int = Field(default=1, ge=1)
+    delta: int = 1
+    tasks: list[str] = Field(default_factory=list, description="scale-up: tasks waiting for the new room")
+    instances: list[str] = Field(default_factory=list, description="scale-down: the empty instances to let go")
+
+    @field_validator("delta")
+    @classmethod
+    def _not_zero(cls, delta: int) -> int:
+        if delta == 0:
+            raise ValueError("delta must not be 0")
+        return delta
 
 
 @register
 class Autoscale(ActionHandler):
-    """Add ``delta`` instances to ``group`` (default: the group of ``instance_id``)."""
+    """Add ``delta`` instances to ``group`` (remove when negative; default group: that of ``instance_id``)."""
 
     action_type = ActionType.AUTOSCALE
     Params = AutoscaleParams
