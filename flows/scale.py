@@ -1,0 +1,131 @@
+"""Score-and-allocate and materialize on a Dask cluster (``prefect_dask.DaskTaskRunner``), sharded by instance.
+
+The cluster comes from settings (:class:`forewarn.scale.config.ScaleSettings`): an empty
+``FOREWARN_DASK_ADDRESS`` starts a LocalCluster per flow run, ``tcp://host:8786`` uses a running one.
+Before the applier runs, every instance the plan touches is claimed in the historical repository
+(:mod:`forewarn.store.lease`) under this flow run's id, so two overlapping runs never act on one instance.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from prefect import Flow, flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner
+from prefect_dask import DaskTaskRunner
+from sqlalchemy import Engine
+
+from flows import tasks
+from forewarn import pipeline, service
+from forewarn.scale import compute
+from forewarn.scale.config import ScaleSettings
+from forewarn.scale.shards import shards
+from forewarn.schemas import Plan, PlanState, RiskScore
+from forewarn.store.lease import LeaseStore, claim_plan
+
+score_shard = task(name="score-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)(compute.score_shard)
+features_shard = task(name="features-shard", cache_policy=NO_CACHE)(compute.features_shard)
+
+
+@task(name="claim-instances", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def claim_instances(engine: Engine, plan: Plan, owner: str, *, cycle: str, ttl_seconds: int) -> Plan:
+    """The plan less the actions on instances another run holds (see forewarn.store.lease.claim_plan)."""
+    store = LeaseStore(engine)
+    store.create()
+    return claim_plan(store, plan, owner, cycle=cycle, ttl=timedelta(seconds=ttl_seconds))
+
+
+def run_owner() -> str:
+    """This flow run's id (the claims' owner); a random id outside a flow run."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or f"local-{uuid.uuid4().hex[:12]}")
+
+
+@dataclass
+class ScaledCycle:
+    """What a sharded cycle did: its plan, its scores (in instance order) and the number of shards."""
+
+    plan: Plan
+    scores: list[RiskScore]
+    shards: int
+
+    def __str__(self) -> str:
+        return (
+            f"scored {len(self.scores):,} instances in {self.shards} shard(s); "
+            f"plan {self.plan.plan_id} {self.plan.state} with {len(self.plan.actions)} action(s)"
+        )
+
+
+def runner(settings: ScaleSettings | None = None) -> TaskRunner[Any]:
+    """The Dask task runner of ``settings`` (default: read from the environment now)."""
+    return cast("TaskRunner[Any]", DaskTaskRunner(**(settings or ScaleSettings()).task_runner_kwargs()))
+
+
+@flow(name="score-and-allocate-scaled", log_prints=True, task_runner=runner())
+def score_and_allocate_scaled(dataset: str | None = None, dry_run: bool = True) -> ScaledCycle:
+    """Score every instance shard by shard on the cluster, plan, claim the plan's instances, and apply.
+
+    Args:
+        dataset: dataset directory describing the fleet (simulated cloud); default FOREWARN_DATASET.
+        dry_run: plan and journal, but change nothing in the cloud (the default).
+    """
+    ctx, scale = service.context(dry_run=dry_run), ScaleSettings()
+    data = tasks.load_dataset(dataset or ctx.settings.dataset)
+    fleet = service.fleet_adapter(ctx, data)
+    instances, fleet_tasks = fleet.list_instances(), fleet.list_tasks()
+    now = data.end.to_pydatetime()
+    model, fresh = service.usable_model(ctx, now)
+    if not fresh:
+        get_run_logger().warning("no usable model: the policy's static fallback decides this cycle")
+    ids = [i.instance_id for i in instances]
+    groups = shards(ids, shard_size=scale.shard_size)
+    source = compute.OnlineSource(str(ctx.settings.features_dir.resolve()))
+    futures = [score_shard.submit(source, model if fresh else None, group, now=now) for group in groups]
+    scores, features = compute.merge_shards([f.result() for f in futures], ids)
+    engine = ctx.engine()
+    cycle = tasks.plan_cycle(
+        scores,
+        instances,
+        fleet_tasks,
+        engine=engine,
+        policy=ctx.policy,
+        guard_state=ctx.guard_state(),
+        now=now,
+        model_version=model.version if model else None,
+        model_fresh=fresh,
+        features=pipeline.feature_map(features),
+    )
+    if cycle.plan.state == PlanState.APPROVED and cycle.plan.actions:  # only a plan that runs now acts
+        cycle.plan = claim_instances(
+            ctx.repo.engine, cycle.plan, run_owner(), cycle=now.isoformat(), ttl_seconds=scale.claim_ttl_seconds
+        )
+    plan = tasks.apply_plan(ctx, fleet, cycle)
+    ctx.save_state(engine=engine, guard_state=pipeline.finish_cycle(plan, cycle.guard_state))
+    return ScaledCycle(plan=plan, scores=scores, shards=len(groups))
+
+
+@flow(name="materialize-scaled", log_prints=True, task_runner=runner())
+def materialize_scaled(dataset: str | None = None, dry_run: bool = True) -> str:
+    """Window features computed shard by shard on the cluster, then materialized into the online store.
+
+    Args:
+        dataset: dataset directory; default FOREWARN_DATASET.
+        dry_run: unused here (materialize changes no cloud); kept so every flow takes the same options.
+    """
+    ctx, scale = service.context(), ScaleSettings()
+    data = tasks.load_dataset(dataset or ctx.settings.dataset)
+    groups = shards(data.instance_ids, shard_size=scale.shard_size)
+    futures = [features_shard.submit(compute.shard_dataset(data, group)) for group in groups]
+    features = compute.merge_features([f.result() for f in futures])
+    rows = tasks.materialize_features(ctx.glue, features)
+    return f"materialized {rows:,} feature rows for {len(data.instance_ids):,} instances in {len(groups)} shard(s)"
+
+
+def on_cluster(chosen: Flow[Any, Any], settings: ScaleSettings) -> Flow[Any, Any]:
+    """``chosen`` with the task runner of ``settings`` (read at import otherwise)."""
+    return chosen.with_options(task_runner=runner(settings))
