@@ -10,6 +10,7 @@ from typing import Any
 
 from flows.ingest import ingest
 from flows.materialize import materialize
+from flows.scale import materialize_scaled, score_and_allocate_scaled
 from flows.score_and_allocate import score_and_allocate
 from flows.train import train
 
@@ -17,6 +18,16 @@ FLOWS: dict[str, Callable[..., Any]] = {
     "materialize": materialize,
     "train": train,
     "score-and-allocate": score_and_allocate,
+    "materialize-scaled": materialize_scaled,
+    "score-and-allocate-scaled": score_and_allocate_scaled,
 }
 
-__all__ = ["FLOWS", "ingest", "materialize", "score_and_allocate", "train"]
+__all__ = [
+    "FLOWS",
+    "ingest",
+    "materialize",
+    "materialize_scaled",
+    "score_and_allocate",
+    "score_and_allocate_scaled",
+    "train",
+]

@@ -10,7 +10,9 @@ from prefect.states import State
 
 from flows import artifacts, tasks
 from flows.apply import plan_state, prefect_runner
+from flows.scale import claim_instances, run_owner
 from forewarn import metrics, pipeline, service
+from forewarn.scale.config import ScaleSettings
 from forewarn.schemas import PlanState
 
 
@@ -48,6 +50,15 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str 
         model_fresh=fresh,
         features=pipeline.feature_map(features),
     )
+    if cycle.plan.state == PlanState.APPROVED and cycle.plan.actions:
+        # Overlapping runs (several workers, one schedule) never act on the same instance twice.
+        cycle.plan = claim_instances(
+            ctx.repo.engine,
+            cycle.plan,
+            run_owner(),
+            cycle=now.isoformat(),
+            ttl_seconds=ScaleSettings().claim_ttl_seconds,
+        )
     plan = service.apply_plan(ctx, fleet, cycle, runner=prefect_runner())  # each change a task run
     ctx.save_state(engine=engine, guard_state=pipeline.finish_cycle(plan, cycle.guard_state))
     bands = dict(engine.last_bands)

@@ -91,7 +91,13 @@ def dataset_check(path: Annotated[Path, typer.Argument(help="Dataset directory."
 @app.command("run")
 @friendly
 def run_flow(
-    flow: Annotated[str, typer.Argument(help="materialize, train or score-and-allocate.")],
+    flow: Annotated[
+        str,
+        typer.Argument(
+            help="materialize, train, score-and-allocate, or the Dask-sharded materialize-scaled and "
+            "score-and-allocate-scaled."
+        ),
+    ],
     dataset: Annotated[Path | None, typer.Option(help="Dataset directory (default FOREWARN_DATASET).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Plan and journal, but change nothing in the cloud.")] = True,
 ) -> None:

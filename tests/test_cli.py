@@ -51,4 +51,7 @@ def test_broken_dataset_is_one_line_naming_file_row_and_column(tmp_path: Path) -
 def test_unknown_flow_lists_the_allowed_ones() -> None:
     result = runner.invoke(app, ["run", "everything"])
     assert result.exit_code == 2
-    assert "allowed: materialize, score-and-allocate, train" in result.output
+    assert (
+        "allowed: materialize, materialize-scaled, score-and-allocate, score-and-allocate-scaled, train"
+        in result.output
+    )
