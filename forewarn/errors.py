@@ -23,6 +23,7 @@ class InputError(ForewarnError):
         row: the 1-based line number in that file (the header is line 1), if known.
         field: the column or key, if known.
         allowed: the values that would be accepted, if they are few.
+        column: the 1-based column on that line, if known (rendered as ``file:line:column``).
     """
 
     def __init__(
@@ -33,9 +34,11 @@ class InputError(ForewarnError):
         row: int | None = None,
         field: str | None = None,
         allowed: Iterable[str] | None = None,
+        column: int | None = None,
     ) -> None:
         self.file = str(file) if file is not None else None
         self.row = row
+        self.column = column
         self.field = field
         self.allowed = list(allowed) if allowed is not None else None
         self.reason = message
@@ -43,10 +46,11 @@ class InputError(ForewarnError):
 
     def _render(self) -> str:
         where = []
+        line = None if self.row is None else f"{self.row}" if self.column is None else f"{self.row}:{self.column}"
         if self.file:
-            where.append(self.file if self.row is None else f"{self.file}:{self.row}")
-        elif self.row is not None:
-            where.append(f"line {self.row}")
+            where.append(self.file if line is None else f"{self.file}:{line}")
+        elif line is not None:
+            where.append(f"line {line}")
         if self.field:
             where.append(f"field '{self.field}'")
         text = f"{', '.join(where)}: {self.reason}" if where else self.reason

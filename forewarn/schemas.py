@@ -184,6 +184,10 @@ class ActionType(StrEnum):
     NONE = "none"
 
 
+OPT_OUT_RULE = "opt-out"
+"""The rule of the ``none`` decision an opted-out instance gets: nothing moves off it or onto it."""
+
+
 class Decision(Model):
     """What a policy rule wants for one instance, before allocation chooses targets."""
 

@@ -64,7 +64,8 @@ def test_any_allocator_plan_runs_to_success(n: int, load: float, risks: list[flo
                                             kinds: list[ActionType]) -> None:
     instances, tasks = _fleet(n, load)
     risk = {f"i{k}": risks[k] for k in range(n)}
-    params = {ActionType.SCALE_BACK: {"factor": 0.7, "reserve_buffer": 0.1}, ActionType.AUTOSCALE: {"min": 1}}
+    params = {ActionType.SCALE_BACK: {"factor": 0.7, "reserve_buffer": 0.1}, ActionType.AUTOSCALE: {"min": 1},
+              ActionType.CORDON: {"drain": False}}
     decisions = [Decision(instance_id=f"i{k}", band=Band.HIGH if risks[k] > 0.5 else Band.LOW, action=kinds[k],
                           rule="r", probability=risks[k], params=params.get(kinds[k], {})) for k in range(n)]
     plan = _run(instances, tasks, decisions, risk)

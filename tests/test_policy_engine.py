@@ -40,8 +40,9 @@ fallback:
 
 
 def _score(instance_id: str, probability: float, at: datetime = T0) -> RiskScore:
-    return RiskScore(instance_id=instance_id, timestamp=at, probability=probability, horizon_minutes=60,
-                     model_version="m1")
+    return RiskScore(
+        instance_id=instance_id, timestamp=at, probability=probability, horizon_minutes=60, model_version="m1"
+    )
 
 
 def _engine() -> PolicyEngine:
@@ -86,8 +87,14 @@ def test_first_matching_rule_decides_with_params() -> None:
         Instance(instance_id="unscored"),
     ]
     tasks = [Task(task_id="t1", instance_id="db", kind="database"), Task(task_id="t2", instance_id="prod")]
-    scores = [_score("db", 0.9), _score("prod", 0.7), _score("dev", 0.65), _score("web", 0.4),
-              _score("quiet", 0.4), _score("prod", 0.1, T0 - timedelta(minutes=5))]
+    scores = [
+        _score("db", 0.9),
+        _score("prod", 0.7),
+        _score("dev", 0.65),
+        _score("web", 0.4),
+        _score("quiet", 0.4),
+        _score("prod", 0.1, T0 - timedelta(minutes=5)),
+    ]
     engine = _engine()
     decisions = {d.instance_id: d for d in engine.decide(scores, instances, tasks, now=T0)}
     assert set(decisions) == {"db", "prod", "dev", "web"}  # quiet: moderate but not web; unscored: no score
@@ -101,12 +108,18 @@ def test_first_matching_rule_decides_with_params() -> None:
 
 
 def test_opt_out_tag_on_instance_and_task() -> None:
-    instances = [Instance(instance_id="keep", tags={"env": "prod", "forewarn/opt-out": "yes"}),
-                 Instance(instance_id="mixed", tags={"env": "prod"})]
-    tasks = [Task(task_id="pinned", instance_id="mixed", tags={"forewarn/opt-out": ""}),
-             Task(task_id="free", instance_id="mixed")]
-    decisions = {d.instance_id: d for d in
-                 _engine().decide([_score("keep", 0.9), _score("mixed", 0.9)], instances, tasks, now=T0)}
+    instances = [
+        Instance(instance_id="keep", tags={"env": "prod", "forewarn/opt-out": "yes"}),
+        Instance(instance_id="mixed", tags={"env": "prod"}),
+    ]
+    tasks = [
+        Task(task_id="pinned", instance_id="mixed", tags={"forewarn/opt-out": ""}),
+        Task(task_id="free", instance_id="mixed"),
+    ]
+    decisions = {
+        d.instance_id: d
+        for d in _engine().decide([_score("keep", 0.9), _score("mixed", 0.9)], instances, tasks, now=T0)
+    }
     assert decisions["keep"].action is ActionType.NONE and decisions["keep"].rule == "opt-out"
     assert decisions["keep"].params["wanted_rule"] == "evacuate-prod"
     assert decisions["mixed"].action is ActionType.MIGRATE
@@ -114,13 +127,16 @@ def test_opt_out_tag_on_instance_and_task() -> None:
 
 
 def test_fallback_when_model_stale_uses_static_thresholds() -> None:
-    instances = [Instance(instance_id="hot"), Instance(instance_id="web", group="web"),
-                 Instance(instance_id="fine")]
-    features = {"hot": {"memory_mean_1h": 0.97}, "web": {"error_count_sum_1h": 80.0},
-                "fine": {"memory_mean_1h": 0.5, "error_count_sum_1h": 3.0}}
+    instances = [Instance(instance_id="hot"), Instance(instance_id="web", group="web"), Instance(instance_id="fine")]
+    features = {
+        "hot": {"memory_mean_1h": 0.97},
+        "web": {"error_count_sum_1h": 80.0},
+        "fine": {"memory_mean_1h": 0.5, "error_count_sum_1h": 3.0},
+    }
     scores = [_score("hot", 0.01), _score("web", 0.01), _score("fine", 0.99)]
-    decisions = {d.instance_id: d for d in
-                 _engine().decide(scores, instances, [], now=T0, model_fresh=False, features=features)}
+    decisions = {
+        d.instance_id: d for d in _engine().decide(scores, instances, [], now=T0, model_fresh=False, features=features)
+    }
     assert set(decisions) == {"hot", "web"}  # the scores are ignored; 'fine' is under every threshold
     assert decisions["hot"].rule == "fallback" and decisions["hot"].action is ActionType.CORDON
     assert decisions["hot"].params["triggered"] == ["memory_mean_1h=0.97>=0.95"]
@@ -128,8 +144,9 @@ def test_fallback_when_model_stale_uses_static_thresholds() -> None:
 
 
 def test_no_scores_means_fallback_and_fresh_rules_never_match_it() -> None:
-    decisions = _engine().decide([], [Instance(instance_id="a", tags={"env": "prod"})], [], now=T0,
-                                 features={"a": {"memory_mean_1h": 1.0}})
+    decisions = _engine().decide(
+        [], [Instance(instance_id="a", tags={"env": "prod"})], [], now=T0, features={"a": {"memory_mean_1h": 1.0}}
+    )
     assert [(d.rule, d.action) for d in decisions] == [("fallback", ActionType.CORDON)]
 
 

@@ -85,40 +85,53 @@ def test_velocity_limits_come_from_guardrails() -> None:
 
 
 BAD = [
-    ("unknown key", GOOD.replace("split:", "splitt:"), 9, "rules[0].action.splitt", "unknown key 'splitt'"),
-    ("unknown top key", GOOD + "modes: auto\n", 16, "modes", "allowed: bands"),
-    ("bad type", GOOD.replace("factor: 0.7", "factor: lots"), 12, "rules[1].action.factor", "valid number"),
-    ("bad enum", GOOD.replace("mode: auto", "mode: yolo"), 2, "mode", "'shadow'"),
-    ("duplicate key", GOOD.replace("mode: auto", "mode: auto\nmode: shadow"), 3, "mode", "duplicate key"),
-    ("object tag", GOOD.replace("mode: auto", "mode: !!python/object/apply:os.system [id]"), 2, "mode", "not allowed"),
-    ("exit above enter", GOOD.replace("exit: 0.45", "exit: 0.7"), 4, "bands.high.exit", "must be below enter"),
-    ("moderate above high", GOOD.replace("enter: 0.3", "enter: 0.65"), 5, "bands.moderate.enter", "below high"),
-    ("unknown action", GOOD.replace("type: migrate", "type: evacuate"), 9, "rules[0].action.type", "reserve-buffer"),
+    ("unknown key", GOOD.replace("split:", "splitt:"), (9, 29), "rules[0].action.splitt", "unknown key 'splitt'"),
+    ("unknown top key", GOOD + "modes: auto\n", (16, 1), "modes", "allowed: bands"),
+    ("bad type", GOOD.replace("factor: 0.7", "factor: lots"), (12, 40), "rules[1].action.factor", "valid number"),
+    ("bad enum", GOOD.replace("mode: auto", "mode: yolo"), (2, 7), "mode", "allowed: shadow, recommend, auto"),
+    ("duplicate key", GOOD.replace("mode: auto", "mode: auto\nmode: shadow"), (3, 1), "mode", "duplicate key"),
+    (
+        "object tag",
+        GOOD.replace("mode: auto", "mode: !!python/object/apply:os.system [id]"),
+        (2, 7),
+        "mode",
+        "not allowed",
+    ),
+    ("exit above enter", GOOD.replace("exit: 0.45", "exit: 0.7"), (4, 28), "bands.high.exit", "must be below enter"),
+    ("moderate above high", GOOD.replace("enter: 0.3", "enter: 0.65"), (5, 21), "bands.moderate.enter", "below high"),
+    (
+        "unknown action",
+        GOOD.replace("type: migrate", "type: evacuate"),
+        (9, 20),
+        "rules[0].action.type",
+        "reserve-buffer",
+    ),
     (
         "min above max",
         GOOD.replace("guardrails:", "  - {name: x, action: {type: autoscale, min: 5, max: 2}}\nguardrails:"),
-        13,
+        (13, 46),
         "rules[2].action.min",
         "must not exceed max",
     ),
-    ("rule names", GOOD.replace("name: ease", "name: evacuate"), 10, "rules[1].name", "unique"),
-    ("percent range", GOOD + "  max-fleet-percent-per-cycle: 150\n", 16, "max-fleet-percent-per-cycle", "100"),
-    ("missing field", GOOD.replace("name: demo\n", ""), 1, "name", "required"),
+    ("rule names", GOOD.replace("name: ease", "name: evacuate"), (10, 11), "rules[1].name", "unique"),
+    ("percent range", GOOD + "  max-fleet-percent-per-cycle: 150\n", (16, 32), "max-fleet-percent-per-cycle", "100"),
+    ("missing field", GOOD.replace("name: demo\n", ""), (1, 1), "name", "required"),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "line", "field", "says"), BAD, ids=[b[0] for b in BAD])
-def test_malformed_policy_gives_one_error_naming_file_line_and_field(
-    case: str, text: str, line: int, field: str, says: str
+@pytest.mark.parametrize(("case", "text", "where", "field", "says"), BAD, ids=[b[0] for b in BAD])
+def test_malformed_policy_gives_one_error_naming_file_line_column_and_field(
+    case: str, text: str, where: tuple[int, int], field: str, says: str
 ) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy_text(text, source="p.yaml")
     error = info.value
     message = str(error)
-    assert error.file == "p.yaml" and error.row == line, message
+    line, column = where
+    assert error.file == "p.yaml" and (error.row, error.column) == where, message
     assert error.field is not None and field in error.field, message
     assert says in message
-    assert message.startswith(f"p.yaml:{line}, field '") and "\n" not in message
+    assert message.startswith(f"p.yaml:{line}:{column}, field '") and "\n" not in message
 
 
 def test_alias_bomb_is_refused() -> None:
@@ -158,7 +171,7 @@ def test_validate_paths_reports_each_bad_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(GOOD.replace("mode: auto", "mode: sometimes"))
     errors = validate_paths([tmp_path, tmp_path / "missing.yaml"])
     assert len(errors) == 2
-    assert "bad.yaml:2, field 'mode'" in errors[0]
+    assert "bad.yaml:2:7, field 'mode'" in errors[0]
     assert "missing.yaml" in errors[1] and "not found" in errors[1]
 
 

@@ -60,6 +60,7 @@ class Fleet:
     moved_value: float = field(init=False, default=0.0)
     index: dict[str, int] = field(init=False)
     risk_order: np.ndarray = field(init=False)
+    task_pinned: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         n, t = len(self.instance_ids), len(self.task_ids)
@@ -70,6 +71,7 @@ class Fleet:
             self.group = np.full(n, "default", dtype=object)
         self.task_origin = np.arange(t, dtype=np.int64)
         self.task_fraction = np.ones(t)
+        self.task_pinned = np.zeros(t, dtype=bool)  # opted out: never moved
         self.capacity_factor = np.ones(n)
         self.reserved = np.zeros(n)
         self.accepting = np.asarray(self.state == InstanceState.RUNNING.value, dtype=bool) & np.isfinite(self.risk)
@@ -145,9 +147,13 @@ class Fleet:
     def free_memory(self) -> np.ndarray:
         return self.usable_memory() - self.memory_used
 
-    def tasks_on(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
-        """Task rows placed on any of the instance ``rows`` (one pass over the task array)."""
-        return np.flatnonzero(np.isin(self.task_instance, np.asarray(rows, dtype=np.int64)))
+    def tasks_on(self, rows: np.ndarray | Sequence[int], *, movable: bool = False) -> np.ndarray:
+        """Task rows placed on any of the instance ``rows`` (one pass over the task array).
+
+        With ``movable``, only those that did not opt out (see :attr:`task_pinned`).
+        """
+        on = np.isin(self.task_instance, np.asarray(rows, dtype=np.int64))
+        return np.flatnonzero(on & ~self.task_pinned if movable else on)
 
     def move(self, task: int, target: int) -> None:
         """Put task row ``task`` on instance row ``target`` (-1 unplaces it); counts a migration if it had one."""
@@ -186,6 +192,7 @@ class Fleet:
             "task_min_chunk",
             "task_origin",
             "task_fraction",
+            "task_pinned",
             "task_ids",
         ):
             column = getattr(self, name)

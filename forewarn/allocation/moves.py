@@ -66,7 +66,7 @@ def move_off(
         done: called with a source row before each of its tasks; True stops moving work off that source.
     """
     fleet = cycle.fleet
-    rows = fleet.tasks_on(list(sources))
+    rows = fleet.tasks_on(list(sources), movable=True)
     loss = fleet.risk[fleet.task_instance[rows]] * fleet.task_value[rows]
     order = rows[np.lexsort((fleet.task_ids[rows].astype(str), -fleet.task_value[rows], -np.nan_to_num(loss)))]
     for position, row in enumerate(order.tolist()):

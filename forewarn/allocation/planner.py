@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from forewarn.allocation.capacity import autoscale, reserve_buffers, scale_up_for_shortage
 from forewarn.allocation.cycle import Cycle
 from forewarn.allocation.model import Fleet
 from forewarn.allocation.moves import migrate, scale_back
-from forewarn.schemas import Action, ActionType, Decision, Instance, Task, VelocityLimits
+from forewarn.schemas import OPT_OUT_RULE, Action, ActionType, Decision, Instance, Task, VelocityLimits
 
 PASS_THROUGH = (ActionType.ROLLBACK, ActionType.CORDON, ActionType.RESERVE_BUFFER, ActionType.NOTIFY)
 NO_TARGET = {ActionType.MIGRATE, ActionType.SCALE_BACK, ActionType.CORDON, ActionType.ROLLBACK}
@@ -79,11 +81,25 @@ def _pass_through(cycle: Cycle, decisions: Sequence[Decision], skip: set[int]) -
             fleet.reserved[row] = float(decision.params.get("fraction", 0.1))
 
 
+def _pin(fleet: Fleet, decisions: Sequence[Decision]) -> None:
+    """Opted-out work never moves: the tasks a decision lists as opted out, and every task on an instance
+    that opted out (the policy engine gives it a ``none`` decision under rule ``opt-out``), which takes no
+    work either."""
+    listed = {str(t) for d in decisions for t in d.params.get("opt_out_task_ids", [])}
+    if listed:
+        fleet.task_pinned |= np.isin(fleet.task_ids.astype(str), sorted(listed))
+    hosts = [fleet.index[d.instance_id] for d in decisions if d.rule == OPT_OUT_RULE and d.instance_id in fleet.index]
+    if hosts:
+        fleet.task_pinned[fleet.tasks_on(hosts)] = True
+        fleet.accepting[np.asarray(hosts)] = False
+
+
 def plan_fleet(
     decisions: Sequence[Decision], fleet: Fleet, limits: VelocityLimits, *, migration_cost: float = 0.05
 ) -> AllocationResult:
     """:func:`plan_actions` on a :class:`Fleet` already built (the fleet is changed to the state after the plan)."""
     cycle = Cycle(fleet, limits, migration_cost)
+    _pin(fleet, decisions)
     by_type = _known(decisions, fleet, cycle.explanations)
     for kind in NO_TARGET:
         for decision in by_type.get(kind, []):

@@ -61,7 +61,7 @@ def _victims(cycle: Cycle, host: int, demand: Demand) -> np.ndarray:
     fleet = cycle.fleet
     need_cpu = demand.cpu - float(fleet.free_cpu()[host])
     need_memory = demand.memory - float(fleet.free_memory()[host])
-    rows = np.flatnonzero(fleet.task_instance == host)
+    rows = np.flatnonzero((fleet.task_instance == host) & ~fleet.task_pinned)
     rows = rows[(fleet.task_cpu[rows] >= need_cpu - EPS) & (fleet.task_memory[rows] >= need_memory - EPS)]
     rows = np.array([r for r in rows.tolist() if str(fleet.task_ids[r]) not in cycle.moved], dtype=np.int64)
     return rows[np.lexsort((fleet.task_cpu[rows], fleet.task_value[rows]))] if len(rows) else rows

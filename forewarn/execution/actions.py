@@ -184,9 +184,14 @@ class Migrate(ActionHandler):
         return True
 
 
+class CordonParams(Model):
+    drain: bool = False  # the allocator already turned a draining cordon into the migrations it needs
+
+
 @register
 class Cordon(ActionHandler):
     action_type = ActionType.CORDON
+    Params = CordonParams
 
     def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         inst = find_instance(adapter, action.instance_id)

@@ -21,6 +21,7 @@ from pydantic import Field
 from forewarn.policy.actions import PolicyModel, default_params, get_action
 from forewarn.policy.schema import Bands, Match, Policy
 from forewarn.schemas import (
+    OPT_OUT_RULE,
     ActionType,
     Band,
     Decision,
@@ -32,7 +33,6 @@ from forewarn.schemas import (
 )
 
 _ORDER = {Band.LOW: 0, Band.MODERATE: 1, Band.HIGH: 2}
-OPT_OUT_RULE = "opt-out"
 FALLBACK_RULE = "fallback"
 
 
@@ -157,9 +157,19 @@ class PolicyEngine:
                 if decision is None and band is Band.HIGH:
                     decision = self._fallback(instance, triggered)
             self.last_bands[instance.instance_id] = band
+            if decision is None:
+                decision = self._opt_out_only(band, instance, own)
             if decision is not None:
                 decisions.append(self._honour_opt_out(decision, instance, own))
         return decisions
+
+    def _opt_out_only(self, band: Band, instance: Instance, tasks: Sequence[Task]) -> Decision | None:
+        """No rule matched, but opted-out work is there: say so, so that allocation never moves it."""
+        tag = self.policy.opt_out_tag
+        if tag not in instance.tags and not any(tag in task.tags for task in tasks):
+            return None
+        rule = OPT_OUT_RULE if tag in instance.tags else "opt-out-tasks"
+        return Decision(instance_id=instance.instance_id, band=band, action=ActionType.NONE, rule=rule)
 
     def _by_rules(
         self, band: Band, instance: Instance, tasks: Sequence[Task], fresh: bool, score: RiskScore | None

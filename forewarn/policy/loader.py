@@ -1,4 +1,5 @@
-"""Load a policy file, validating it in layers; every problem is one :class:`PolicyError` with file and line.
+"""Load a policy file, validating it in layers; every problem is one :class:`PolicyError` naming
+``file:line:column``, the key path and, where they are few, the allowed values.
 
 Layers, in order: YAML syntax and safety (:mod:`forewarn.policy.yamlsafe`), structure (unknown keys and
 action types, with the allowed ones), the pydantic schema, then semantics
@@ -7,6 +8,7 @@ action types, with the allowed ones), the pydantic schema, then semantics
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path as FilePath
@@ -16,32 +18,35 @@ from pydantic import BaseModel, ValidationError
 
 from forewarn.errors import PolicyError
 from forewarn.policy.schema import Policy, semantic_problems
-from forewarn.policy.yamlsafe import Path, parse_yaml
-
-
-def _dotted(path: Path) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+from forewarn.policy.yamlsafe import Path, Position, dotted, parse_yaml
 
 
 class _Context:
-    """Where the policy came from, to turn a key path into file, line and field."""
+    """Where the policy came from, to turn a key path into file, line, column and field."""
 
-    def __init__(self, source: str, lines: dict[Path, int], name: str) -> None:
+    def __init__(self, source: str, lines: dict[Path, Position], name: str) -> None:
         self.source = source
         self.lines = lines
         self.name = name
 
-    def line(self, path: Path) -> int | None:
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return None
+    def where(self, path: Path, *, at_key: bool = False) -> tuple[int | None, int | None]:
+        """Line and column of the value at ``path`` (of the key itself with ``at_key``).
 
-    def error(self, path: Path, message: str, allowed: list[str] | None = None) -> PolicyError:
-        return PolicyError(message, file=self.source, row=self.line(path), field=_dotted(path) or None, allowed=allowed)
+        A key that is absent (a missing required field) points at the mapping that lacks it.
+        """
+        for end in range(len(path), -1, -1):
+            position = self.lines.get(path[:end])
+            if position is not None:
+                if at_key and end == len(path):
+                    return position.line, position.column
+                return position.value_line, position.value_column
+        return None, None
+
+    def error(self, path: Path, message: str, allowed: list[str] | None = None, *, at_key: bool = False) -> PolicyError:
+        row, column = self.where(path, at_key=at_key)
+        return PolicyError(
+            message, file=self.source, row=row, column=column, field=dotted(path) or None, allowed=allowed
+        )
 
 
 def _is_model(tp: Any) -> bool:
@@ -72,7 +77,8 @@ def _walk_value(tp: Any, value: Any, path: Path, ctx: _Context) -> None:
             if kind is None:
                 raise ctx.error(path, f"policy '{ctx.name}': {path[-1]} needs a 'type'", allowed=sorted(tags))
             if not isinstance(kind, str) or kind not in tags:
-                raise ctx.error((*path, "type"), f"unknown action type '{kind}'", allowed=sorted(tags))
+                message = f"policy '{ctx.name}': unknown action type '{kind}'"
+                raise ctx.error((*path, "type"), message, allowed=sorted(tags))
             _walk_model(tags[kind], value, path, ctx)
     elif origin is list and isinstance(value, list):
         for index, item in enumerate(value):
@@ -90,9 +96,12 @@ def _walk_model(model: type[BaseModel], data: Any, path: Path, ctx: _Context) ->
     fields = {(info.alias or name): info for name, info in model.model_fields.items()}
     for key, value in data.items():
         if key not in fields:
-            where = _dotted(path) or "the top level"
+            where = dotted(path) or "the top level"
             raise ctx.error(
-                (*path, key), f"policy '{ctx.name}' has unknown key '{key}' in {where}", allowed=sorted(fields)
+                (*path, key),
+                f"policy '{ctx.name}' has unknown key '{key}' in {where}",
+                allowed=sorted(fields),
+                at_key=True,
             )
         _walk_value(fields[key].annotation, value, (*path, key), ctx)
 
@@ -104,11 +113,21 @@ def _schema_error(exc: ValidationError, ctx: _Context) -> PolicyError:
     for part in loc:
         if (*path, part) in ctx.lines or not (part == "[key]" or _is_tag(path, part, ctx)):
             path.append(part)
-    message = first["msg"]
-    value = first.get("input")
-    if isinstance(value, str | int | float | bool) and first["type"] != "missing":
-        message += f", got {value!r}"
-    return ctx.error(tuple(path), f"policy '{ctx.name}': {message}")
+    message, allowed = _explain(first)
+    return ctx.error(tuple(path), f"policy '{ctx.name}': {message}", allowed=allowed, at_key="[key]" in loc)
+
+
+def _explain(error: Any) -> tuple[str, list[str] | None]:
+    """A pydantic error as a message and, for choices and booleans, the allowed values."""
+    kind, value = error["type"], error.get("input")
+    got = f", got {value!r}" if isinstance(value, str | int | float | bool) else ""
+    if kind == "missing":
+        return f"required key '{error['loc'][-1]}' is missing", None
+    if kind in ("enum", "literal_error"):
+        return f"not one of the allowed values{got}", re.findall(r"'([^']*)'", error.get("ctx", {}).get("expected", ""))
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be a boolean{got}", ["true", "false"]
+    return f"{error['msg']}{got}", None
 
 
 def _is_tag(path: list[str | int], part: Any, ctx: _Context) -> bool:
@@ -124,8 +143,12 @@ def load_policy_text(text: str, source: str = "<string>") -> Policy:
     """
     data, lines = parse_yaml(text, source)
     if not isinstance(data, dict):
+        row, column = lines[()].value_line, lines[()].value_column
         raise PolicyError(
-            "a policy file must be a mapping of keys such as name, mode, bands, rules", file=source, row=1
+            "a policy file must be a mapping of keys such as name, mode, bands, rules",
+            file=source,
+            row=row,
+            column=column,
         )
     name = data.get("name") if isinstance(data.get("name"), str) else "<unnamed>"
     ctx = _Context(source, lines, str(name))

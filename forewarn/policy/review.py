@@ -1,8 +1,8 @@
-"""What ``forewarn policy validate`` and ``forewarn policy diff OLD NEW`` do, as plain functions.
+"""What ``forewarn policy check`` and ``forewarn policy diff OLD NEW`` do, as plain functions.
 
-:func:`validate_paths` checks files (or every ``*.yaml`` in a folder) and returns one error line per bad
-file. :func:`diff_policies` lists every changed key and, given recent scores, how many instances would land
-in another band or get another action.
+:func:`check_paths` checks files (or every ``*.yaml`` in a folder) and returns one error per bad file;
+:func:`validate_paths` gives them as lines. :func:`diff_policies` lists every changed key and, given recent
+scores, how many instances would land in another band or get another action.
 """
 
 from __future__ import annotations
@@ -29,23 +29,50 @@ def _policy_files(path: Path) -> list[Path]:
     return [path]
 
 
-def validate_paths(paths: Iterable[str | Path]) -> list[str]:
-    """Validate policy files; a folder means every ``*.yaml``/``*.yml`` under it. Returns the errors."""
-    errors: list[str] = []
+def check_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[PolicyError]]:
+    """Check policy files; a folder means every ``*.yaml``/``*.yml`` under it.
+
+    Returns:
+        The files checked and one error per bad file (or missing path), each naming file, line, column, key.
+    """
+    checked: list[Path] = []
+    errors: list[PolicyError] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            errors.append(str(PolicyError("policy file not found", file=path)))
+            errors.append(PolicyError("policy file not found", file=path))
             continue
         files = _policy_files(path)
         if not files:
-            errors.append(str(PolicyError("no *.yaml policy files in this folder", file=path)))
+            errors.append(PolicyError("no *.yaml policy files in this folder", file=path))
         for file in files:
+            checked.append(file)
             try:
                 load_policy(file)
             except PolicyError as exc:
-                errors.append(str(exc))
-    return errors
+                errors.append(exc)
+    return checked, errors
+
+
+def validate_paths(paths: Iterable[str | Path]) -> list[str]:
+    """Validate policy files (see :func:`check_paths`); returns the errors as lines."""
+    return [str(error) for error in check_paths(paths)[1]]
+
+
+def github_annotation(error: PolicyError) -> str:
+    """``error`` as a GitHub Actions workflow command, so the pull request shows it on the offending line."""
+    where = [f"file={_escape(error.file, True)}"] if error.file else []
+    if error.row is not None:
+        where.append(f"line={error.row}")
+    if error.column is not None:
+        where.append(f"col={error.column}")
+    where.append("title=forewarn policy check")
+    return f"::error {','.join(where)}::{_escape(str(error), False)}"
+
+
+def _escape(text: str, is_property: bool) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if is_property else text
 
 
 class FieldChange(PolicyModel):
