@@ -12,6 +12,7 @@ import pandas as pd
 from adapters.fleet import FleetState
 from forewarn.dataset import Dataset
 from forewarn.schemas import Task
+from forewarn.service import workload_tasks
 
 
 @dataclass
@@ -100,21 +101,7 @@ def arrivals(dataset: Dataset, start: pd.Timestamp) -> tuple[pd.DataFrame, dict[
         return pd.DataFrame({"start": pd.Series(dtype="datetime64[ns, UTC]"), "task": pd.Series(dtype=object)}), {}
     ends = {str(r.task_id): r.end for r in w.itertuples(index=False) if pd.notna(r.end)}
     later = w[w["start"] > start].sort_values("start", kind="stable")
-    tasks = [
-        Task(
-            task_id=str(r.task_id),
-            instance_id=str(r.instance_id),
-            kind=str(r.kind),
-            cpu=float(r.cpu),
-            memory=float(r.memory),
-            data_size=0.0 if pd.isna(r.data_size) else float(r.data_size),
-            expected_duration_minutes=60.0 if pd.isna(r.expected_duration) else float(r.expected_duration),
-            splittable=str(r.kind) in {"batch", "etl"},
-            start=r.start.to_pydatetime(),
-            end=None if pd.isna(r.end) else r.end.to_pydatetime(),
-        )
-        for r in later.itertuples(index=False)
-    ]
+    tasks = workload_tasks(later)
     return pd.DataFrame({"start": later["start"].reset_index(drop=True), "task": tasks}), ends
 
 

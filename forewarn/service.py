@@ -112,12 +112,8 @@ def instances_from(dataset: Dataset) -> list[Instance]:
     return [Instance(**{k: v for k, v in row.items() if k in allowed and not pd.isna(v)}) for row in rows]
 
 
-def tasks_at(dataset: Dataset, at: pd.Timestamp) -> list[Task]:
-    """Tasks running at ``at`` per workloads.csv; without one, a unit task per instance."""
-    if dataset.workloads is None:
-        return [Task(task_id=f"task-{i}", instance_id=i) for i in dataset.instance_ids]
-    w = dataset.workloads
-    running = w[(w["start"] <= at) & (w["end"].isna() | (w["end"] > at))]
+def workload_tasks(rows: pd.DataFrame) -> list[Task]:
+    """Tasks from rows of workloads.csv (batch and ETL work can be split; services cannot)."""
     return [
         Task(
             task_id=str(r.task_id),
@@ -131,8 +127,16 @@ def tasks_at(dataset: Dataset, at: pd.Timestamp) -> list[Task]:
             start=r.start.to_pydatetime(),
             end=None if pd.isna(r.end) else r.end.to_pydatetime(),
         )
-        for r in running.itertuples(index=False)
+        for r in rows.itertuples(index=False)
     ]
+
+
+def tasks_at(dataset: Dataset, at: pd.Timestamp) -> list[Task]:
+    """Tasks running at ``at`` per workloads.csv; without one, a unit task per instance."""
+    if dataset.workloads is None:
+        return [Task(task_id=f"task-{i}", instance_id=i) for i in dataset.instance_ids]
+    w = dataset.workloads
+    return workload_tasks(w[(w["start"] <= at) & (w["end"].isna() | (w["end"] > at))])
 
 
 def fleet_adapter(ctx: Context, dataset: Dataset | None = None, *, at: pd.Timestamp | None = None) -> CloudAdapter:
