@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import subprocess
 import tempfile
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ from forewarn.execution.resilience import CircuitBreaker, default_retry
 from forewarn.schemas import Action, ActionType, Instance, Plan, PlanState, PolicyMode, Task
 from forewarn.store.models import Base
 from forewarn.store.repository import Repository
-from tests.servers import unavailable
+from tests.servers import throwaway_postgres
 
 T = TypeVar("T")
 
@@ -121,34 +119,14 @@ def layout(adapter: SimulatedAdapter) -> tuple[object, ...]:
     return tuple(tasks), tuple(sorted(state.cordoned)), reserved, tuple(capacity)
 
 
-def _psql(sql: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                   check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="session")
 def postgres_db() -> Iterator[str]:
-    """A throwaway database with the journal's schema on the local PostgreSQL 15, over TCP on 127.0.0.1."""
-    if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
-        unavailable("PostgreSQL 15 (pg_ctlcluster, run as root) is not available")
-    status = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
-    if "15 main" not in status:
-        unavailable("no PostgreSQL 15 cluster 'main' (apt-get install -y postgresql)")
-    if "online" not in status:
-        subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True, capture_output=True, timeout=120)
-    name, password = f"forewarn_exec_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    _psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
-    _psql(f"CREATE DATABASE {name} OWNER {name}")
-    port = next((line.split()[2] for line in status.splitlines() if line.startswith("15 ")), "5432")
-    url = f"postgresql+psycopg://{name}:{password}@127.0.0.1:{port}/{name}"
-    try:
+    """A throwaway database with the journal's schema on the local PostgreSQL 15."""
+    with throwaway_postgres("forewarn_exec") as url:
         repo = Repository(url)
         repo.create_all()
         repo.dispose()
         yield url
-    finally:
-        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        _psql(f"DROP ROLE IF EXISTS {name}")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

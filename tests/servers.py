@@ -6,13 +6,15 @@ because a skipped integration test in CI hides a missing install step.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,32 @@ def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=timeout)
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qc", sql],
+                   check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def throwaway_postgres(prefix: str = "forewarn_test") -> Iterator[str]:
+    """A new role and database on the machine's PostgreSQL 15, over TCP on 127.0.0.1; dropped afterwards.
+
+    Starts the cluster if it is down (as root). Skips, or fails under CI=true, when PostgreSQL is missing.
+    """
+    if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
+        unavailable("PostgreSQL 15 (pg_ctlcluster, run as root) is not available")
+    status = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    if "15 main" not in status:
+        unavailable("no PostgreSQL 15 cluster 'main' (apt-get install -y postgresql)")
+    if "online" not in status:
+        subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True, capture_output=True, timeout=120)
+    name, password = f"{prefix}_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    _psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+    _psql(f"CREATE DATABASE {name} OWNER {name}")
+    port = next((line.split()[2] for line in status.splitlines() if line.startswith("15 ")), "5432")
+    try:
+        yield f"postgresql+psycopg://{name}:{password}@127.0.0.1:{port}/{name}"
+    finally:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _psql(f"DROP ROLE IF EXISTS {name}")

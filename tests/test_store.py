@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,35 +18,15 @@ from forewarn.settings import shared_data_dir
 from forewarn.store.migrate import current_revision, head_revision, upgrade
 from forewarn.store.models import Base
 from forewarn.store.repository import ModelVersion, QuarantineRecord, Repository
-from tests.servers import unavailable
+from tests.servers import throwaway_postgres
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 
 
-def _psql(sql: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                   check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A throwaway database on the local PostgreSQL 15, over TCP on 127.0.0.1."""
-    if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
-        unavailable("PostgreSQL 15 (pg_ctlcluster, run as root) is not available")
-    status = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
-    if "15 main" not in status:
-        unavailable("no PostgreSQL 15 cluster 'main' (apt-get install -y postgresql)")
-    if "online" not in status:
-        subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True, capture_output=True, timeout=120)
-    name, password = f"forewarn_test_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    _psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
-    _psql(f"CREATE DATABASE {name} OWNER {name}")
-    port = next((line.split()[2] for line in status.splitlines() if line.startswith("15 ")), "5432")
-    try:
-        yield f"postgresql+psycopg://{name}:{password}@127.0.0.1:{port}/{name}"
-    finally:
-        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        _psql(f"DROP ROLE IF EXISTS {name}")
+    with throwaway_postgres() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
