@@ -11,6 +11,8 @@ or the injected connection; nothing here logs them. Dry-run is the default.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -39,7 +41,8 @@ class OpenStackAdapter(NovaOperations):
         connection: an openstacksdk connection (default: ``openstack.connect(cloud)`` from clouds.yaml).
         cloud: the clouds.yaml entry when no connection is given.
         dry_run: log mutating calls instead of sending them.
-        state_dir: where used keys and snapshots are kept; in memory when ``None``.
+        state_dir: where used keys and snapshots (``snapshots/<id>.json``) are kept; in memory when ``None``,
+            so that with a state directory a restarted process can still restore a snapshot taken before.
     """
 
     name = "openstack"
@@ -56,6 +59,7 @@ class OpenStackAdapter(NovaOperations):
         self.compute: Any = self.conn.compute
         self.dry_run = dry_run
         self.ledger = KeyLedger(state_dir / "openstack-keys.json" if state_dir else None)
+        self.state_dir = state_dir
         self.snapshots: dict[str, dict[str, dict[str, str]]] = {}
 
     # -- reads ---------------------------------------------------------------------------------------------
@@ -133,17 +137,15 @@ class OpenStackAdapter(NovaOperations):
 
     def snapshot(self, *, key: str) -> str:
         def effect() -> str:
-            snapshot_id = f"os-snap-{len(self.snapshots) + 1:04d}"
-            self.snapshots[snapshot_id] = {sid: _own(s.metadata) for sid, s in self.servers().items()}
+            snapshot_id = "os-snap-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+            self._save_snapshot(snapshot_id, {sid: _own(s.metadata) for sid, s in self.servers().items()})
             return snapshot_id
 
         return self._act("snapshot", key, "snapshot server metadata", effect) or "snapshot-dry-run"
 
     def restore(self, snapshot_id: str, *, key: str) -> None:
         def effect() -> None:
-            if snapshot_id not in self.snapshots:
-                raise NotFoundError(f"no snapshot {snapshot_id!r}")
-            saved, servers = self.snapshots[snapshot_id], self.servers()
+            saved, servers = self._load_snapshot(snapshot_id), self.servers()
             lost = sorted(sid for sid, meta in saved.items() if any(k.startswith(TASK) for k in meta)
                           and (sid not in servers or servers[sid].status not in UP))
             if lost:
@@ -158,6 +160,24 @@ class OpenStackAdapter(NovaOperations):
         self._act("restore", key, f"restore {snapshot_id}", effect)
 
     # -- internals -----------------------------------------------------------------------------------------
+    def _save_snapshot(self, snapshot_id: str, record: dict[str, dict[str, str]]) -> None:
+        """Keep the record in memory and, with a state directory, in ``snapshots/<id>.json`` (written atomically)."""
+        self.snapshots[snapshot_id] = record
+        if self.state_dir is not None:
+            path = self.state_dir / "snapshots" / f"{snapshot_id}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".tmp").write_text(json.dumps(record, indent=1, sort_keys=True))
+            path.with_suffix(".tmp").replace(path)
+
+    def _load_snapshot(self, snapshot_id: str) -> dict[str, dict[str, str]]:
+        if snapshot_id not in self.snapshots and self.state_dir is not None:
+            path = self.state_dir / "snapshots" / f"{snapshot_id}.json"
+            if path.is_file():
+                self.snapshots[snapshot_id] = json.loads(path.read_text())
+        if snapshot_id not in self.snapshots:
+            raise NotFoundError(f"no snapshot {snapshot_id!r}")
+        return self.snapshots[snapshot_id]
+
     def _act(self, method: str, key: str, what: str, effect: Callable[[], T]) -> T | None:
         done, result = self.ledger.get(key, method)
         if done:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from openstack.compute.v2.server import Server
+
 from adapters.openstack_calls import guarded, host_of
 from forewarn.errors import NotFoundError
 
@@ -70,7 +72,7 @@ class NovaOperations:
         self._act("confirm", key, f"confirm resize of {server_id}", effect)
 
     def evacuate(self, server_id: str, host: str | None = None, *, key: str) -> None:
-        """Rebuild a server of a down compute host elsewhere."""
+        """Rebuild a server of a down compute host (see :meth:`force_down_host`) elsewhere."""
         self._act("evacuate", key, f"evacuate {server_id} to {host or 'any host'}", lambda: guarded(
             f"evacuate {server_id}", lambda: self.compute.evacuate_server(server_id, host=host)))
 
@@ -79,6 +81,12 @@ class NovaOperations:
         self._act("disable_host", key, f"disable nova-compute on {host}", lambda: guarded(
             f"disable {host}", lambda: self.compute.disable_service(
                 self._service(host), host=host, binary="nova-compute", disabled_reason=reason)))
+
+    def force_down_host(self, host: str, *, key: str, forced: bool = True) -> None:
+        """Mark the nova-compute service of a fenced host down (or up again), so its servers can be evacuated."""
+        self._act("force_down_host", key, f"mark nova-compute on {host} {'down' if forced else 'up'}", lambda: guarded(
+            f"force down {host}", lambda: self.compute.update_service_forced_down(
+                self._service(host), host=host, binary="nova-compute", forced=forced)))
 
     def enable_host(self, host: str, *, key: str) -> None:
         self._act("enable_host", key, f"enable nova-compute on {host}", lambda: guarded(
@@ -99,9 +107,13 @@ class NovaOperations:
         return self._act("server_group", key, f"create server group {name} ({policy})", effect)
 
     def image(self, server_id: str, name: str, *, key: str) -> str | None:
-        """Snapshot a server to an image; the image id."""
+        """Snapshot a server to an image (Nova's ``createImage``); the image id, as Nova answers it.
+
+        Only the compute endpoint is used: the SDK's ``create_server_image`` would also read the image back from
+        Glance, which a compute-only connection (or a Glance outage) turns into a failure after the image exists.
+        """
         return self._act("image", key, f"image {server_id} as {name}", lambda: str(guarded(
-            f"image {server_id}", lambda: self.compute.create_server_image(server_id, name, wait=False)).id))
+            f"image {server_id}", lambda: Server.existing(id=server_id).create_image(self.compute, name))))
 
     def rebuild(self, server_id: str, image_id: str, *, key: str) -> None:
         self._act("rebuild", key, f"rebuild {server_id} from {image_id}", lambda: guarded(

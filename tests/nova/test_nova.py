@@ -7,8 +7,11 @@ WSGI application (wsgi-intercept), so the requests, microversions and error answ
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
+import fixtures
 from keystoneauth1 import noauth
 from keystoneauth1 import session as ksa
 from nova.tests.functional import integrated_helpers
@@ -34,12 +37,12 @@ class ForewarnOnNova(integrated_helpers.ProviderUsageBaseTestCase):
         for key in [k for k in self.__dict__ if k[0] != "_" and not k.startswith("test_") and k != "id"]:
             del self.__dict__[key]
 
-    def adapter(self) -> OpenStackAdapter:
+    def adapter(self, state_dir: Path | None = None) -> OpenStackAdapter:
         headers = {"X-Auth-User": "admin", "X-User-Id": "admin", "X-Roles": "admin,member",
                    "X-Auth-Project-Id": self.api_fixture.project_id}
         session = ksa.Session(auth=noauth.NoAuth(), additional_headers=headers)
         conn = connection.Connection(session=session, compute_endpoint_override=self.api_fixture.base_url)
-        return OpenStackAdapter(conn, dry_run=False)
+        return OpenStackAdapter(conn, dry_run=False, state_dir=state_dir)
 
     def boot(self, host: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
         server = self._create_server(flavor_id=self.flavor["id"], host=host, networks="none")
@@ -98,3 +101,80 @@ class ForewarnOnNova(integrated_helpers.ProviderUsageBaseTestCase):
         assert services[0]["status"] == "disabled"
         group_id = adapter.server_group("forewarn-spread", "anti-affinity", key="g")
         assert adapter.server_group("forewarn-spread", "anti-affinity", key="g2") == group_id
+
+    def wait_for_image(self, image_id: str, status: str = "active") -> dict[str, Any]:
+        for _ in range(100):
+            image = dict(self.glance.show(None, image_id))
+            if image["status"] == status:
+                return image
+            time.sleep(0.1)
+        raise AssertionError(f"image {image_id} never reached {status}")
+
+    def test_image_snapshot_of_a_server_and_rebuild_from_it(self) -> None:
+        server = self.boot("host1")
+        adapter = self.adapter()
+        image_id = adapter.image(server["id"], "forewarn-before-move", key="img")
+        assert image_id and adapter.image(server["id"], "forewarn-before-move", key="img") == image_id  # one image
+        image = self.wait_for_image(image_id)
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})  # else Nova answers 409
+        assert image["name"] == "forewarn-before-move"
+        assert [i["id"] for i in self.glance.detail(None) if i["name"] == "forewarn-before-move"] == [image_id]
+        assert self.api.get_server(server["id"])["image"]["id"] != image_id
+        adapter.rebuild(server["id"], image_id, key="rb")
+        self.notifier.wait_for_versioned_notifications("instance.rebuild.end")
+        rebuilt = self._wait_for_state_change(server, "ACTIVE")
+        assert rebuilt["image"]["id"] == image_id and self.host(server) == "host1"
+        adapter.rebuild(server["id"], image_id, key="rb")  # the same key: no second rebuild
+        actions = [a["action"] for a in self.api.get_instance_actions(server["id"])]  # recorded by the API call
+        assert sorted(actions) == ["create", "createImage", "rebuild"]
+        with self.assertRaises(NotFoundError):
+            adapter.image("00000000-0000-0000-0000-000000000000", "x", key="img-missing")
+
+    def test_evacuate_from_a_disabled_forced_down_host_to_the_other(self) -> None:
+        server = self.boot("host1", dict([encode_task(Task(task_id="t1", instance_id="x", cpu=0.5), came_from=None)]))
+        adapter = self.adapter()
+        adapter.disable_host("host1", "forewarn: predicted failure", key="dis")
+        with self.assertRaises(AdapterError) as raised:  # Nova refuses: the host is still up
+            adapter.evacuate(server["id"], "host2", key="too-early")
+        assert "still in use" in str(raised.exception) and not raised.exception.retryable
+        self.compute1.stop()
+        adapter.force_down_host("host1", key="down")
+        assert not adapter.health(server["id"])
+        adapter.evacuate(server["id"], "host2", key="ev")
+        self._wait_for_migration_status(server, ["done"])
+        moved = self._wait_for_server_parameter(server, {"OS-EXT-SRV-ATTR:host": "host2"})
+        assert moved["status"] in ("ACTIVE", "SHUTOFF")
+        adapter.evacuate(server["id"], "host2", key="ev")  # the same key: nothing sent
+        history = adapter.migration_status(server["id"])
+        assert [(m["kind"], m["status"], m["source"], m["dest"]) for m in history] == [
+            ("evacuation", "done", "host1", "host2")]
+        assert [(t.task_id, t.instance_id) for t in adapter.list_tasks()] == [("t1", server["id"])]  # metadata kept
+        with self.assertRaises(AdapterError, msg="Nova refuses while the evacuation is not cleaned up"):
+            adapter.force_down_host("host1", key="up-too-early", forced=False)
+        self.compute1.start()  # the host comes back: it cleans up the evacuated server
+        adapter.force_down_host("host1", key="up", forced=False)
+        services = self.admin_api.get_services(binary="nova-compute", host="host1")
+        assert (services[0]["forced_down"], services[0]["status"]) == (False, "disabled")
+
+    def test_snapshot_is_kept_in_the_state_dir_and_restored_by_a_fresh_adapter(self) -> None:
+        state_dir = Path(self.useFixture(fixtures.TempDir()).path)
+        a = self.boot("host1", dict([encode_task(Task(task_id="t1", instance_id="x", cpu=0.5), came_from=None)]))
+        b = self.boot("host2")
+        snapshot_id = self.adapter(state_dir).snapshot(key="plan:snapshot")
+        assert (state_dir / "snapshots" / f"{snapshot_id}.json").is_file()
+        mover = self.adapter(state_dir)
+        mover.cordon(a["id"], key="c")
+        mover.migrate(["t1"], a["id"], b["id"], key="m")
+        mover.scale(b["id"], factor=0.5, key="s")
+        assert [t.instance_id for t in mover.list_tasks()] == [b["id"]]
+        self.adapter(state_dir).restore(snapshot_id, key="plan:restore")  # another process restores
+        fresh = self.adapter(state_dir)
+        assert [(t.task_id, t.instance_id) for t in fresh.list_tasks()] == [("t1", a["id"])]
+        instances = {i.instance_id: i for i in fresh.list_instances()}
+        assert {i.state for i in instances.values()} == {InstanceState.RUNNING}
+        assert instances[b["id"]].cpu_capacity == instances[a["id"]].cpu_capacity
+        fresh.migrate(["t1"], a["id"], b["id"], key="m2")
+        fresh.restore(snapshot_id, key="plan:restore")  # a used key, remembered across processes: no-op
+        assert [t.instance_id for t in fresh.list_tasks()] == [b["id"]]
+        with self.assertRaises(NotFoundError):
+            fresh.restore("os-snap-missing", key="r2")
