@@ -180,6 +180,10 @@ def apply_plan(ctx: Context, adapter: CloudAdapter, cycle: CyclePlan, *, runner:
     ctx.journal.save_plan(plan)
     if plan.state == PlanState.APPROVED and plan.actions:
         plan = Applier(adapter, ctx.journal, dry_run=ctx.dry_run, runner=runner).run(plan)
+    elif plan.state == PlanState.APPROVED:  # nothing to do: the plan is done, not waiting
+        ctx.journal.transition(plan.plan_id, PlanState.RUNNING)
+        ctx.journal.transition(plan.plan_id, PlanState.SUCCEEDED, note="no action needed")
+        plan = ctx.journal.get(plan.plan_id)
     return plan
 
 
