@@ -25,14 +25,14 @@ import pandas as pd
 import xgboost as xgb
 
 from forewarn.features.store import FeatureStoreGlue
-from forewarn.features.windows import feature_names
+from forewarn.features.windows import all_feature_names
 from forewarn.model.calibrate import Calibrator
 from forewarn.model.train import TrainedModel
 
 
 def fleet(instances: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    names = feature_names()
+    names = all_feature_names()
     now = pd.Timestamp("2024-01-01T12:00Z")
     frame = pd.DataFrame(rng.random((instances, len(names))), columns=names)
     frame.insert(0, "event_timestamp", now)
@@ -49,14 +49,16 @@ def model_for(frame: pd.DataFrame, names: list[str]) -> TrainedModel:
 
 
 def raw_read(db: Path, names: list[str]) -> np.ndarray:
-    """Every feature value of the online table, decoded into an instances x features matrix."""
+    """Every feature value of the online tables, decoded into an instances x features matrix."""
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
     column = {name: j for j, name in enumerate(names)}
     with sqlite3.connect(db) as conn:
-        table = next(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                     if str(r[0]).endswith("window_features"))
-        rows = conn.execute(f'SELECT entity_key, feature_name, value FROM "{table}"').fetchall()
+        views = ("window_features", "workload_features", "velocity_features")
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                  if str(r[0]).endswith(views)]
+        rows = [row for table in tables
+                for row in conn.execute(f'SELECT entity_key, feature_name, value FROM "{table}"').fetchall()]
     keys: dict[bytes, int] = {}
     out = np.full((len({r[0] for r in rows}), len(names)), np.nan, dtype=np.float32)
     for key, feature, value in rows:

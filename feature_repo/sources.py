@@ -1,4 +1,4 @@
-"""Where the window features live: the parquet Forewarn writes, and a push source for fresh rows.
+"""Where the features live: the parquet Forewarn writes (every view's columns), and a push source for fresh rows.
 
 The path is relative, as Feast allows: it resolves against the repository path, which FeatureStoreGlue
 sets to its working directory (and makes absolute, since the DuckDB store reads paths as given).
@@ -12,7 +12,7 @@ window_features_source = FileSource(
     name="window_features_file",
     path=FEATURES_PARQUET,
     timestamp_field="event_timestamp",
-    description="Window features written by forewarn.features.store.FeatureStoreGlue.write_offline.",
+    description="Every feature row (window, workload, velocity) written by FeatureStoreGlue.write_offline.",
 )
 
 window_features_push = PushSource(

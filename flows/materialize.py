@@ -18,6 +18,6 @@ def materialize(dataset: str | None = None, dry_run: bool = True) -> str:
     """
     ctx = service.context()
     data = tasks.load_dataset(dataset or ctx.settings.dataset)
-    features = tasks.build_features(data)
+    features = tasks.build_features(data, velocity=ctx.policy.velocity_limits())
     rows = tasks.materialize_features(ctx.glue, features)
     return f"materialized {rows:,} feature rows for {len(data.instance_ids):,} instances"

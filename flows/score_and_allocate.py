@@ -35,7 +35,7 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str 
     model, fresh = service.usable_model(ctx, now)
     if not fresh:
         get_run_logger().warning("no usable model: the policy's static fallback decides this cycle")
-    features = tasks.online_features(ctx.glue, [i.instance_id for i in instances])
+    features = tasks.online_features(ctx.glue, [i.instance_id for i in instances], model if fresh else None)
     scores = tasks.score_fleet(model if fresh else None, features, now=now)
     engine = ctx.engine()
     cycle = tasks.plan_cycle(

@@ -151,7 +151,7 @@ def run_replay(
     if model is None:
         raise ModelUnavailable(f"no current model in {registry.root}: run `forewarn run train` first")
     with console.status("computing window features for the replay"):
-        features = build_features(data)
+        features = build_features(data, velocity=chosen.velocity_limits())
     workdir = (out or settings.home) / "replay"
     with _progress(console) as bar:
         jobs: dict[str, Any] = {}

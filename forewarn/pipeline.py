@@ -26,20 +26,24 @@ from forewarn.model.train import TrainConfig, TrainedModel, train_model
 from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState, enforce
 from forewarn.policy.schema import Policy
-from forewarn.schemas import Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
+from forewarn.schemas import Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task, VelocityLimits
 from forewarn.validation import ValidationReport, validate_training_frame
 
 TRAIN_EVERY_MINUTES = 15
 """Training rows are taken every this many minutes per instance: neighbours 5 minutes apart add little."""
 
 
-def build_features(dataset: Dataset, *, every_minutes: int | None = None) -> pd.DataFrame:
+def build_features(
+    dataset: Dataset, *, every_minutes: int | None = None, velocity: VelocityLimits | None = None
+) -> pd.DataFrame:
     """Window features of every instance at every telemetry step (or every ``every_minutes``)."""
     return compute_window_features(
         dataset.telemetry,
         errors=dataset.errors,
         failures=dataset.failures,
         instances=dataset.instances,
+        workloads=dataset.workloads,
+        velocity=velocity,
         metrics=dataset.metrics,
         every_minutes=every_minutes,
     )
@@ -111,14 +115,19 @@ def train(
         pd.Timestamp(frame["event_timestamp"].max()).to_pydatetime(),
     )
     card = registry.register(model, data_window=window, validation=report.model_dump(mode="json"))
+    glue.register_service(card.version, card.features)  # the model version's contract with the feature store
     holdout = newest_holdout(frame, fraction=cfg.fractions[-1])  # the newest period, scored by both models
     promoted = challenge(registry, card.version, holdout, label).promoted
     return TrainOutcome(card=card, promoted=promoted, validation=report, rows=len(frame))
 
 
-def online_features(glue: FeatureStoreGlue, instance_ids: Sequence[str]) -> pd.DataFrame:
-    """The latest features of each instance from the online store (NaN where it has none)."""
-    return glue.online_features(list(instance_ids))
+def online_features(
+    glue: FeatureStoreGlue, instance_ids: Sequence[str], model: TrainedModel | None = None
+) -> pd.DataFrame:
+    """The latest features of each instance from the online store (NaN where it has none), read through the
+    model version's FeatureService when a model is given."""
+    service = glue.ensure_service(model.version, model.feature_names) if model is not None else None
+    return glue.online_features(list(instance_ids), service=service)
 
 
 def score(model: TrainedModel | None, features: pd.DataFrame, *, now: datetime) -> list[RiskScore]:

@@ -13,7 +13,7 @@ import pytest
 from forewarn.errors import ConfigError, InputError
 from forewarn.features.repo import DEFAULT_REPO, redis_connection_string
 from forewarn.features.store import FeatureStoreGlue
-from forewarn.features.windows import METRICS, compute_window_features, feature_names
+from forewarn.features.windows import METRICS, all_feature_names, compute_window_features
 from tests.servers import free_port, require_binary, start, stop, wait_for_port
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -40,7 +40,9 @@ def latest(features: pd.DataFrame, until: pd.Timestamp) -> pd.DataFrame:
 def assert_online_equals(online: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert list(online["instance_id"]) == list(expected["instance_id"])
     np.testing.assert_allclose(
-        online[feature_names()].to_numpy(dtype=float), expected[feature_names()].to_numpy(dtype=float), equal_nan=True
+        online[all_feature_names()].to_numpy(dtype=float),
+        expected[all_feature_names()].to_numpy(dtype=float),
+        equal_nan=True,
     )
 
 
@@ -52,7 +54,7 @@ def features() -> pd.DataFrame:
 def test_sqlite_round_trip_stays_in_the_working_directory(tmp_path: Path, features: pd.DataFrame) -> None:
     before = sorted(p.name for p in DEFAULT_REPO.rglob("*"))
     glue = FeatureStoreGlue(tmp_path / "fs")
-    assert glue.feature_names == feature_names()
+    assert glue.feature_names == all_feature_names()
     path = glue.write_offline(features)
     assert path.is_relative_to(tmp_path) and path.exists()
     glue.apply()
@@ -63,15 +65,18 @@ def test_sqlite_round_trip_stays_in_the_working_directory(tmp_path: Path, featur
     glue.materialize(end=(end + pd.Timedelta(minutes=1)).to_pydatetime())  # incremental from the last run
     assert_online_equals(glue.online_features(IDS), latest(features, end))
     unknown = glue.online_features(["vm-zzz"])
-    assert unknown["instance_id"].tolist() == ["vm-zzz"] and unknown[feature_names()].isna().all(axis=None)
+    assert unknown["instance_id"].tolist() == ["vm-zzz"] and unknown[all_feature_names()].isna().all(axis=None)
     assert {p.name for p in (tmp_path / "fs").iterdir()} >= {"registry.db", "online.db", "data"}
     assert sorted(p.name for p in DEFAULT_REPO.rglob("*")) == before
 
 
 def test_training_frame_never_sees_a_spike_after_each_label(tmp_path: Path) -> None:
     telemetry = make_telemetry(seed=3)
-    label_times = {"vm-a": T0 + pd.Timedelta(minutes=100), "vm-b": T0 + pd.Timedelta(minutes=200),
-                   "vm-c": T0 + pd.Timedelta(minutes=300)}
+    label_times = {
+        "vm-a": T0 + pd.Timedelta(minutes=100),
+        "vm-b": T0 + pd.Timedelta(minutes=200),
+        "vm-c": T0 + pd.Timedelta(minutes=300),
+    }
     after = telemetry["timestamp"] > telemetry["instance_id"].map(label_times)
     telemetry.loc[after, list(METRICS)] = 1e6  # the spike: everything after each label's time
     features = compute_window_features(telemetry)
@@ -84,23 +89,27 @@ def test_training_frame_never_sees_a_spike_after_each_label(tmp_path: Path) -> N
     entity = pd.DataFrame(
         {
             "instance_id": [*label_times, *label_times, "vm-a"],
-            "event_timestamp": [*label_times.values(), *(t + pd.Timedelta(minutes=4) for t in label_times.values()),
-                                label_times["vm-a"]],
+            "event_timestamp": [
+                *label_times.values(),
+                *(t + pd.Timedelta(minutes=4) for t in label_times.values()),
+                label_times["vm-a"],
+            ],
             "label_60m": [1, 0, 1, 0, 1, 0, 1],
         },
         index=range(10, 17),
     )
     frame = glue.training_frame(entity)
-    assert list(frame.columns) == ["instance_id", "event_timestamp", "label_60m", *feature_names()]
+    assert list(frame.columns) == ["instance_id", "event_timestamp", "label_60m", *all_feature_names()]
     assert frame.index.tolist() == list(range(10, 17)) and frame["label_60m"].tolist() == [1, 0, 1, 0, 1, 0, 1]
-    assert (frame[feature_names()].fillna(0.0).abs() < 1e5).all(axis=None)
+    assert (frame[all_feature_names()].fillna(0.0).abs() < 1e5).all(axis=None)
     for instance, when in label_times.items():  # rows between samples get the sample before, not after
         expected = features[(features["instance_id"] == instance) & (features["event_timestamp"] == when)]
         got = frame[frame["instance_id"] == instance]
         assert len(got) == 3 if instance == "vm-a" else len(got) == 2
         for _, row in got.iterrows():
             np.testing.assert_allclose(
-                row[feature_names()].to_numpy(dtype=float), expected[feature_names()].to_numpy(dtype=float)[0],
+                row[all_feature_names()].to_numpy(dtype=float),
+                expected[all_feature_names()].to_numpy(dtype=float)[0],
                 equal_nan=True,
             )
 
@@ -110,11 +119,13 @@ def test_training_frame_leaves_stale_and_early_rows_empty(tmp_path: Path, featur
     glue.write_offline(features)
     glue.apply()
     entity = pd.DataFrame(
-        {"instance_id": ["vm-a", "vm-a", "vm-new"],
-         "event_timestamp": [T0 - pd.Timedelta(minutes=1), T0 + pd.Timedelta(hours=20), T0 + pd.Timedelta(hours=1)]}
+        {
+            "instance_id": ["vm-a", "vm-a", "vm-new"],
+            "event_timestamp": [T0 - pd.Timedelta(minutes=1), T0 + pd.Timedelta(hours=20), T0 + pd.Timedelta(hours=1)],
+        }
     )
     frame = glue.training_frame(entity)
-    assert frame[feature_names()].isna().all(axis=None)  # before any data, beyond the 6 h TTL, unknown
+    assert frame[all_feature_names()].isna().all(axis=None)  # before any data, beyond the 6 h TTL, unknown
 
 
 def test_push_reaches_online_and_offline(tmp_path: Path, features: pd.DataFrame) -> None:
@@ -146,7 +157,7 @@ def test_other_metrics_retype_the_view(tmp_path: Path) -> None:
     metrics = ("cpu_util_percent", "mem.util")
     features = compute_window_features(make_telemetry(metrics=metrics), metrics=metrics)
     glue = FeatureStoreGlue(tmp_path, metrics=metrics)
-    assert glue.feature_names == feature_names(metrics) and "mem_util_max_1h" in glue.feature_names
+    assert glue.feature_names == all_feature_names(metrics) and "mem_util_max_1h" in glue.feature_names
     glue.write_offline(features)
     glue.apply()
     glue.materialize(end=(T0 + pd.Timedelta(hours=7)).to_pydatetime())
@@ -167,8 +178,19 @@ def test_redis_connection_strings() -> None:
 def redis_url(tmp_path: Path) -> Iterator[str]:
     binary = require_binary("redis-server")
     port = free_port()
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-            "--dir", str(tmp_path)]
+    argv = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
     process = start(argv, log=tmp_path / "redis.log")
     try:
         wait_for_port(port, process=process)

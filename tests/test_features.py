@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 from forewarn.errors import InputError
-from forewarn.features.windows import METRICS, compute_window_features, feature_names
+from forewarn.features.velocity import VELOCITY_FEATURES
+from forewarn.features.windows import METRICS, all_feature_names, compute_window_features, feature_names
+from forewarn.features.workloads import WORKLOAD_FEATURES
+from forewarn.schemas import VelocityLimits
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 
@@ -36,9 +39,10 @@ def row(features: pd.DataFrame, instance: str, minute: float) -> pd.Series:
 
 def test_output_columns_are_keys_then_feature_names() -> None:
     out = compute_window_features(telemetry([("a", 0, 1.0)]))
-    assert list(out.columns) == ["instance_id", "event_timestamp", *feature_names()]
+    assert list(out.columns) == ["instance_id", "event_timestamp", *all_feature_names()]
+    assert all_feature_names()[: len(feature_names())] == feature_names()  # window features first
     assert str(out["event_timestamp"].dtype) == "datetime64[ns, UTC]"
-    assert all(out[name].dtype == float for name in feature_names())
+    assert all(out[name].dtype == float for name in all_feature_names())
     assert "cpu_slope_1h" in feature_names() and "err_disk_6h" in feature_names()
     assert feature_names(["a.b"])[0] == "a_b_mean_5m"
 
@@ -120,9 +124,7 @@ def test_error_counts_by_category_and_window() -> None:
 
 def test_minutes_since_failure_and_boot() -> None:
     frame = telemetry([("a", m, 1.0) for m in (0, 30, 60, 100)] + [("b", 30, 1.0)])
-    failures = pd.DataFrame(
-        {"instance_id": ["a"], "timestamp": [at(30)], "recovery_minutes": [10.0]}
-    )
+    failures = pd.DataFrame({"instance_id": ["a"], "timestamp": [at(30)], "recovery_minutes": [10.0]})
     instances = pd.DataFrame({"instance_id": ["a", "b"], "boot_time": ["2024-02-29T23:00:00Z", ""]})
     out = compute_window_features(frame, failures=failures, instances=instances)
     assert math.isnan(row(out, "a", 30)["minutes_since_failure"])  # strictly before t only
@@ -177,7 +179,8 @@ def test_no_feature_uses_data_after_its_timestamp(cut_minute: int) -> None:
     full = compute_window_features(frame, errors=errors, failures=failures)
     cut = at(cut_minute)
     past = compute_window_features(
-        frame[frame["timestamp"] <= cut], errors=errors[errors["timestamp"] <= cut],
+        frame[frame["timestamp"] <= cut],
+        errors=errors[errors["timestamp"] <= cut],
         failures=failures[failures["timestamp"] < cut],
     )
     expected = full[full["event_timestamp"] <= cut].reset_index(drop=True)
@@ -187,3 +190,113 @@ def test_no_feature_uses_data_after_its_timestamp(cut_minute: int) -> None:
     spiked.loc[spiked["timestamp"] > cut, list(METRICS)] = 1e9
     again = compute_window_features(spiked, errors=errors, failures=failures)
     pd.testing.assert_frame_equal(again[again["event_timestamp"] <= cut].reset_index(drop=True), expected)
+
+
+def _workloads() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "task_id": ["t1", "t2", "t3", "t4"],
+            "instance_id": ["a", "a", "a", "b"],
+            "start": [at(0), at(20), at(50), at(0)],
+            "end": [at(60), pd.NaT, at(55), at(500)],
+            "cpu": [0.5, 0.25, 1.0, 9.0],
+            "memory": [1.0, 0.5, 2.0, 9.0],
+            "kind": ["batch", "service", "weird", "etl"],
+            "data_size": [10.0, 0.0, 5.0, 1.0],
+            "expected_duration": [30.0, np.nan, 100.0, 10.0],
+        }
+    )
+
+
+def test_workload_features_known_answers() -> None:
+    frame = telemetry([("a", m, 1.0) for m in (0, 10, 20, 40, 52, 55, 60)] + [("c", 10, 1.0)])
+    instances = pd.DataFrame({"instance_id": ["a"], "cpu_capacity": [2.0], "memory_capacity": [4.0]})
+    out = compute_window_features(frame, workloads=_workloads(), instances=instances)
+    first = row(out, "a", 0)
+    assert (first["tasks_running"], first["task_cpu"], first["task_cpu_share"]) == (1.0, 0.5, 0.25)
+    assert (first["task_memory_share"], first["task_data_size"], first["tasks_batch"]) == (0.25, 10.0, 1.0)
+    assert first["task_remaining_minutes"] == pytest.approx(30.0)
+    assert row(out, "a", 10)["task_remaining_minutes"] == pytest.approx(20.0)
+    assert row(out, "a", 20)["task_remaining_minutes"] == pytest.approx(10.0)  # t2's duration is unknown
+    assert row(out, "a", 40)["task_remaining_minutes"] == 0.0  # t1 is overdue, not negative
+    busy = row(out, "a", 52)
+    assert (busy["tasks_running"], busy["task_cpu"], busy["tasks_service"], busy["tasks_other"]) == (3, 1.75, 1, 1)
+    assert busy["task_remaining_minutes"] == pytest.approx(49.0)  # (0 + 98) / 2
+    assert row(out, "a", 55)["tasks_running"] == 2.0  # a task ending at t no longer runs
+    assert (row(out, "a", 60)["tasks_running"], row(out, "a", 60)["task_remaining_minutes"]) == (1.0, 0.0)
+    assert (row(out, "c", 10)[["tasks_running", "task_cpu", "task_cpu_share"]] == 0.0).all()
+    idle = compute_window_features(frame)
+    assert (idle[list(WORKLOAD_FEATURES)] == 0.0).all(axis=None)
+
+
+def _random_workloads(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 80
+    start = rng.integers(0, 1200, n)
+    end = start + rng.integers(0, 400, n)
+    return pd.DataFrame(
+        {
+            "task_id": [f"t{i}" for i in range(n)],
+            "instance_id": rng.choice(["a", "b", "c"], n),
+            "start": [at(float(m)) for m in start],
+            "end": [at(float(m)) if rng.random() < 0.8 else pd.NaT for m in end],
+            "cpu": rng.uniform(0, 1, n),
+            "memory": rng.uniform(0, 2, n),
+            "kind": rng.choice(["batch", "etl", "ml-training", "x"], n),
+            "data_size": rng.uniform(0, 50, n),
+            "expected_duration": np.where(rng.random(n) < 0.7, rng.integers(1, 300, n), np.nan),
+        }
+    )
+
+
+def test_workload_features_match_a_brute_force_reference() -> None:
+    frame, _, _ = _random_inputs(11)
+    workloads = _random_workloads(11)
+    out = compute_window_features(frame, workloads=workloads)
+    for _, got in out.sample(60, random_state=1).iterrows():
+        t = got["event_timestamp"]
+        mine = workloads[workloads["instance_id"] == got["instance_id"]]
+        running = mine[(mine["start"] <= t) & (mine["end"].isna() | (mine["end"] > t))]
+        assert got["tasks_running"] == len(running)
+        assert got["task_cpu"] == pytest.approx(running["cpu"].sum(), abs=1e-9)
+        assert got["tasks_ml_training"] == (running["kind"] == "ml-training").sum()
+        assert got["tasks_other"] == (running["kind"] == "x").sum()
+        timed = running.dropna(subset=["expected_duration"])
+        left = ((timed["start"] - t).dt.total_seconds() / 60 + timed["expected_duration"]).clip(lower=0)
+        assert got["task_remaining_minutes"] == pytest.approx(left.mean() if len(timed) else 0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("cut_minute", [300, 777])
+def test_workload_features_never_see_a_task_after_t(cut_minute: int) -> None:
+    frame, _, _ = _random_inputs(cut_minute)
+    workloads = _random_workloads(cut_minute)
+    cut = at(cut_minute)
+    full = compute_window_features(frame, workloads=workloads)
+    known = workloads[workloads["start"] <= cut].copy()  # what was known at the cut: later tasks and ends unseen
+    known.loc[known["end"] > cut, "end"] = pd.NaT
+    past = compute_window_features(frame[frame["timestamp"] <= cut], workloads=known)
+    expected = full[full["event_timestamp"] <= cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(past[list(WORKLOAD_FEATURES)], expected[list(WORKLOAD_FEATURES)])
+    assert (full["tasks_running"] > 0).any()
+
+
+def test_velocity_features_carry_the_limits_in_force() -> None:
+    frame = telemetry([("a", 0, 1.0), ("b", 5, 1.0)])
+    limits = VelocityLimits(max_actions_per_cycle=3, max_concurrent_migrations=1, max_fleet_fraction=0.05)
+    out = compute_window_features(frame, velocity=limits)
+    assert out["velocity_max_actions_per_cycle"].tolist() == [3.0, 3.0]
+    assert out["velocity_max_fleet_fraction"].tolist() == [0.05, 0.05]
+    default = compute_window_features(frame)
+    assert (default["velocity_max_concurrent_migrations"] == VelocityLimits().max_concurrent_migrations).all()
+    assert list(VELOCITY_FEATURES) == [f"velocity_{f}" for f in VelocityLimits.model_fields]
+
+
+def test_workload_features_of_an_instance_ignore_the_others() -> None:
+    frame, _, _ = _random_inputs(5)
+    workloads = _random_workloads(5)
+    full = compute_window_features(frame, workloads=workloads)
+    alone = compute_window_features(
+        frame[frame["instance_id"] == "b"], workloads=workloads[workloads["instance_id"] == "b"]
+    )
+    mine = full[full["instance_id"] == "b"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone[list(WORKLOAD_FEATURES)], mine[list(WORKLOAD_FEATURES)], check_exact=True)

@@ -4,6 +4,10 @@ Layout of ``workdir`` (``FOREWARN_HOME/features`` by default): ``registry.db``, 
 online store) and ``data/window_features.parquet`` (the offline store, read by DuckDB). The definitions
 come from ``feature_repo/`` (see :mod:`forewarn.features.repo` for how they are relocated); nothing is
 written into the source tree.
+
+Feature services: the repository's ``failure_model_v1`` lists every view (what a new model trains on);
+:meth:`FeatureStoreGlue.register_service` applies ``failure_model_<version>`` listing exactly the features
+of one trained model, and reads name the service to go through.
 """
 
 from __future__ import annotations
@@ -11,21 +15,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
 from forewarn.errors import InputError
 from forewarn.features.repo import DEFAULT_REPO, Definitions, load_definitions, repo_config, with_metrics
-from forewarn.features.windows import KEYS, METRICS
+from forewarn.features.windows import KEYS, METRICS, safe_name
 
-from feast import FeatureStore  # isort: skip  (after forewarn.features.repo, which configures Feast)
+from feast import FeatureService, FeatureStore  # isort: skip  (after forewarn.features.repo, which configures Feast)
 from feast.data_source import PushMode  # isort: skip
+from feast.errors import FeatureServiceNotFoundException  # isort: skip
 
 SERVICE = "failure_model_v1"
 """The feature service the current model is trained and served against."""
 
 ROW = "__forewarn_row"
+
+
+def service_name(version: str) -> str:
+    """The feature service of model ``version``: ``failure_model_<version>`` with ``-`` and ``.`` as ``_``."""
+    if not str(version).strip():
+        raise InputError("a model version is needed to name its feature service", field="version")
+    return f"failure_model_{safe_name(str(version).strip())}"
+
+
+def _service_features(service: FeatureService) -> list[str]:
+    """The service's features in the model's order (its ``features`` tag) or else in projection order."""
+    names = [f.name for projection in service.feature_view_projections for f in projection.features]
+    ordered = (service.tags or {}).get("features", "").split(",")
+    return ordered if sorted(ordered) == sorted(names) else names
 
 
 def _utc(value: datetime, name: str) -> datetime:
@@ -68,9 +87,11 @@ class FeatureStoreGlue:
         services = {s.name: s for s in self.definitions.services}
         if service not in services:
             raise InputError(f"no feature service '{service}'", file=self.repo_dir, field="service", allowed=services)
-        self.feature_names: list[str] = [
-            f.name for projection in services[service].feature_view_projections for f in projection.features
-        ]
+        self.feature_names: list[str] = _service_features(services[service])
+        """The features of ``service``: what a model trained through this glue learns from."""
+        stored = [f.name for view in self.definitions.views for f in view.features]
+        self.stored_names: list[str] = [*self.feature_names, *(n for n in stored if n not in self.feature_names)]
+        """Every feature column of every view: what the offline parquet holds."""
         self.store = FeatureStore(config=self.config)
 
     @property
@@ -80,16 +101,13 @@ class FeatureStoreGlue:
 
     def _check(self, features: pd.DataFrame, what: str) -> pd.DataFrame:
         """Keys and feature columns in order; keys typed, features float. Raises InputError on a gap."""
-        missing = [c for c in (*KEYS, *self.feature_names) if c not in features.columns]
+        missing = [c for c in (*KEYS, *self.stored_names) if c not in features.columns]
         if missing:
-            raise InputError(
-                f"{what} lacks {len(missing)} column(s) of feature service '{self.service_name}'",
-                field=missing[0],
-            )
-        out = features[[*KEYS, *self.feature_names]].copy()
+            raise InputError(f"{what} lacks {len(missing)} column(s) of the feature views", field=missing[0])
+        out = features[[*KEYS, *self.stored_names]].copy()
         out["instance_id"] = out["instance_id"].astype(str)
         out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
-        out[self.feature_names] = out[self.feature_names].astype(float)
+        out[self.stored_names] = out[self.stored_names].astype(float)
         return out.drop_duplicates(subset=list(KEYS), keep="last").reset_index(drop=True)
 
     def write_offline(self, features: pd.DataFrame) -> Path:
@@ -124,11 +142,60 @@ class FeatureStoreGlue:
                 first = end - (registered.ttl or timedelta(days=1))
                 self.store.materialize(start_date=first, end_date=end, feature_views=[view.name])
 
-    def training_frame(self, entity_df: pd.DataFrame) -> pd.DataFrame:
+    def register_service(self, version: str, features: Sequence[str]) -> str:
+        """Apply ``failure_model_<version>`` listing exactly ``features`` (a model's); returns its name.
+
+        Each feature must belong to a view; the views are applied too, so this works on a fresh registry.
+        Registering the same version again replaces its service.
+        """
+        wanted = list(dict.fromkeys(str(f) for f in features))
+        if not wanted:
+            raise InputError(f"model {version} names no features", field="features")
+        owner = {f.name: view for view in self.definitions.views for f in view.features}
+        unknown = [name for name in wanted if name not in owner]
+        if unknown:
+            known = ", ".join(v.name for v in self.definitions.views)
+            raise InputError(
+                f"feature '{unknown[0]}' of model {version} is in no feature view ({known})", field="features"
+            )
+        used = list({id(owner[name]): owner[name] for name in wanted}.values())  # in order of first use
+        projections: list[Any] = [view[[name for name in wanted if owner[name] is view]] for view in used]
+        name = service_name(version)
+        tags = {"model_version": str(version), "features": ",".join(wanted)}  # the model's order, kept on reads
+        service = FeatureService(
+            name=name, features=projections, description=f"The features of model {version}.", tags=tags
+        )
+        self.store.apply([*self.definitions.objects(), service])
+        return name
+
+    def ensure_service(self, version: str, features: Sequence[str]) -> str:
+        """The service of model ``version``, registered first when the registry lacks it (a model trained
+        before services existed, or a rebuilt feature store); cheap when it is there (cached registry)."""
+        name = service_name(version)
+        try:
+            found = self.store.get_feature_service(name, allow_cache=True)
+        except FeatureServiceNotFoundException:
+            return self.register_service(version, features)
+        if sorted(_service_features(found)) != sorted(dict.fromkeys(map(str, features))):
+            return self.register_service(version, features)
+        return name
+
+    def _service(self, service: str | None, *, cache: bool) -> tuple[FeatureService, list[str]]:
+        """The registered service (default: this glue's) and its feature names, in the service's order."""
+        name = service or self.service_name
+        try:
+            found = self.store.get_feature_service(name, allow_cache=cache)
+        except FeatureServiceNotFoundException:
+            known = [s.name for s in self.store.list_feature_services()]
+            raise InputError(f"no feature service '{name}' in the registry", field="service", allowed=known) from None
+        return found, _service_features(found)
+
+    def training_frame(self, entity_df: pd.DataFrame, service: str | None = None) -> pd.DataFrame:
         """Point-in-time features for each (instance_id, event_timestamp) row; other columns are kept.
 
         Each row gets the latest feature row of its instance at or before its timestamp (and not older than
-        the view's TTL); rows come back in the order given, features NaN where none qualifies.
+        the view's TTL); rows come back in the order given, features NaN where none qualifies. ``service``
+        (default: this glue's) chooses the features.
         """
         missing = [c for c in KEYS if c not in entity_df.columns]
         if missing:
@@ -137,29 +204,34 @@ class FeatureStoreGlue:
         entities["instance_id"] = entities["instance_id"].astype(str)
         entities["event_timestamp"] = pd.to_datetime(entities["event_timestamp"], utc=True)
         entities[ROW] = range(len(entities))
-        service = self.store.get_feature_service(self.service_name)
-        joined = self.store.get_historical_features(entity_df=entities, features=service).to_df()
+        found, names = self._service(service, cache=False)
+        joined = self.store.get_historical_features(entity_df=entities, features=found).to_df()
         joined = joined.sort_values(ROW).set_index(ROW).reindex(range(len(entities)))
         joined.index = entity_df.index
-        columns = [*entity_df.columns, *[n for n in self.feature_names if n not in entity_df.columns]]
+        columns = [*entity_df.columns, *[n for n in names if n not in entity_df.columns]]
         return joined[columns]
 
-    def online_features(self, instance_ids: Sequence[str]) -> pd.DataFrame:
-        """The latest online features of each instance, in the order given (NaN for unknown instances)."""
+    def online_features(self, instance_ids: Sequence[str], service: str | None = None) -> pd.DataFrame:
+        """The latest online features of each instance, in the order given (NaN for unknown instances).
+
+        ``service`` (e.g. the champion's, :func:`service_name`) chooses the features; default: this glue's.
+        """
         ids = [str(i) for i in instance_ids]
-        columns = ["instance_id", *self.feature_names]
+        found, names = self._service(service, cache=True)
+        columns = ["instance_id", *names]
         if not ids:
             return pd.DataFrame({c: pd.Series(dtype=object if c == "instance_id" else float) for c in columns})
-        service = self.store.get_feature_service(self.service_name, allow_cache=True)
-        response = self.store.get_online_features(features=service, entity_rows={"instance_id": ids})
+        response = self.store.get_online_features(features=found, entity_rows={"instance_id": ids})
         frame = response.to_df()
-        frame[self.feature_names] = frame[self.feature_names].astype(float)
+        frame[names] = frame[names].astype(float)
         return frame[columns].reset_index(drop=True)
 
     def push(self, features: pd.DataFrame) -> None:
-        """Push fresh feature rows to the online store and append them to the offline parquet."""
+        """Push fresh feature rows to the online store of every view and append them to the offline parquet."""
         out = self._check(features, "pushed features")
-        to = PushMode.ONLINE_AND_OFFLINE if self.offline_path.exists() else PushMode.ONLINE
-        if to is PushMode.ONLINE:
+        self.store.push(self.definitions.push_source().name, out, to=PushMode.ONLINE)
+        if not self.offline_path.exists():
             self.write_offline(out)
-        self.store.push(self.definitions.push_source().name, out, to=to)
+            return
+        # Once, not per view: Feast's push would append the rows once for every view over the source.
+        self.store.write_to_offline_store(self.definitions.views[0].name, out)

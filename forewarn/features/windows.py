@@ -21,6 +21,9 @@ import pandas as pd
 
 from forewarn.errors import InputError
 from forewarn.features.events import EVENT_FEATURES, error_counts, error_feature_names, event_features
+from forewarn.features.velocity import VELOCITY_FEATURES, velocity_features
+from forewarn.features.workloads import WORKLOAD_FEATURES, workload_features
+from forewarn.schemas import VelocityLimits
 
 METRICS = ("cpu", "memory", "disk_read", "disk_write", "net_latency_ms", "error_count")
 """Default telemetry metric columns (those the simulator writes)."""
@@ -50,6 +53,11 @@ def feature_names(metrics: Sequence[str] | None = None) -> list[str]:
         )
     names = [f"{safe_name(m)}_{stat}_{window}" for m in chosen for window in WINDOWS for stat in WINDOW_STATS[window]]
     return [*names, *error_feature_names(), *EVENT_FEATURES]
+
+
+def all_feature_names(metrics: Sequence[str] | None = None) -> list[str]:
+    """Every feature column of :func:`compute_window_features`: window, then workload, then velocity."""
+    return [*feature_names(metrics), *WORKLOAD_FEATURES, *VELOCITY_FEATURES]
 
 
 def _prepare(telemetry: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -129,6 +137,8 @@ def compute_window_features(
     errors: pd.DataFrame | None = None,
     failures: pd.DataFrame | None = None,
     instances: pd.DataFrame | None = None,
+    workloads: pd.DataFrame | None = None,
+    velocity: VelocityLimits | None = None,
     metrics: Sequence[str] | None = None,
     every_minutes: int | None = None,
 ) -> pd.DataFrame:
@@ -139,13 +149,15 @@ def compute_window_features(
             irregular sampling, gaps and NaN values are allowed.
         errors: dataset-format errors (``instance_id``, ``timestamp``, ``category``), if any.
         failures: dataset-format failures (``instance_id``, ``timestamp``, optional ``recovery_minutes``).
-        instances: dataset-format instances; its optional ``boot_time`` column is used.
+        instances: dataset-format instances; its optional ``boot_time`` and capacity columns are used.
+        workloads: dataset-format workloads, for :mod:`forewarn.features.workloads` (all 0 without).
+        velocity: the concurrency limits in force (:mod:`forewarn.features.velocity`); default limits without.
         metrics: metric columns to use; default :data:`METRICS`.
         every_minutes: keep only each instance's last row per bucket of this many minutes.
 
     Returns:
         ``instance_id``, ``event_timestamp`` (datetime64[ns, UTC]) and the float columns of
-        :func:`feature_names`, sorted by instance and time.
+        :func:`all_feature_names` (window features first), sorted by instance and time.
 
     Raises:
         InputError: a needed column is missing or ``every_minutes`` is not positive.
@@ -167,9 +179,12 @@ def compute_window_features(
             pd.DataFrame(columns, index=keys.index),
             error_counts(keys, errors),
             event_features(keys, failures, instances),
+            workload_features(keys, workloads, instances),
+            velocity_features(keys, velocity),
         ],
         axis=1,
     )
-    out = out[[*KEYS, *feature_names(chosen)]]
-    out[feature_names(chosen)] = out[feature_names(chosen)].astype(float)
+    names = all_feature_names(chosen)
+    out = out[[*KEYS, *names]]
+    out[names] = out[names].astype(float)
     return _thin(out, every_minutes) if every_minutes else out
