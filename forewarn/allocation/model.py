@@ -8,9 +8,10 @@ chunk reuses the row) and a failed instance leaves its tasks unplaced (instance 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,29 @@ def _index_of(ids: Sequence[str], what: str) -> dict[str, int]:
             raise InputError(f"{what} '{key}' appears twice (rows {index[key] + 1} and {row + 1})", field=what)
         index[key] = row
     return index
+
+
+def _columns(records: Sequence[Instance] | Sequence[Task], names: tuple[str, ...]) -> list[list[Any]]:
+    """The attributes ``names`` of every record, one list per name, in one pass."""
+    rows = list(map(attrgetter(*names), records))
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in names]
+
+
+def _risk_array(index: Mapping[str, int], risk: Mapping[str, float]) -> np.ndarray:
+    """Scores by instance row (NaN where none); the first score of a known instance outside [0, 1] is refused."""
+    scores = np.full(len(index), np.nan)
+    known = [(key, value) for key, value in risk.items() if key in index]
+    if not known:
+        return scores
+    keys, values = zip(*known, strict=True)
+    array = np.array(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(array) & (array >= 0.0) & (array <= 1.0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"risk of '{keys[row]}' is {values[row]}; a probability lies in [0, 1]", field="risk")
+    scores[[index[key] for key in keys]] = array
+    return scores
 
 
 @dataclass
@@ -91,38 +115,36 @@ class Fleet:
         Raises:
             InputError: duplicate ids, a task on an unknown instance, or a score outside [0, 1].
         """
-        index = _index_of([inst.instance_id for inst in instances], "instance_id")
-        _index_of([task.task_id for task in tasks], "task_id")
-        scores = np.full(len(instances), np.nan)
-        for key, value in risk.items():
-            if key in index:
-                if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                    raise InputError(f"risk of '{key}' is {value}; a probability lies in [0, 1]", field="risk")
-                scores[index[key]] = value
-        where = np.empty(len(tasks), dtype=np.int64)
-        for row, task in enumerate(tasks):
-            if task.instance_id is None:
-                where[row] = -1
-            elif task.instance_id not in index:
-                raise InputError(
-                    f"task '{task.task_id}' is on unknown instance '{task.instance_id}'", field="instance_id"
-                )
-            else:
-                where[row] = index[task.instance_id]
+        inst_ids, cpu_cap, mem_cap, states, groups = _columns(
+            instances, ("instance_id", "cpu_capacity", "memory_capacity", "state", "group")
+        )
+        index = dict(zip(inst_ids, range(len(inst_ids)), strict=True))
+        if len(index) != len(inst_ids):
+            _index_of(inst_ids, "instance_id")
+        task_ids, on, cpu, memory, value, splittable, min_chunk = _columns(
+            tasks, ("task_id", "instance_id", "cpu", "memory", "value", "splittable", "min_chunk")
+        )
+        if len(set(task_ids)) != len(task_ids):
+            _index_of(task_ids, "task_id")
+        scores = _risk_array(index, risk)
+        where = np.array([-1 if key is None else index.get(key, -2) for key in on], dtype=np.int64)
+        if (where == -2).any():
+            row = int(np.flatnonzero(where == -2)[0])
+            raise InputError(f"task '{task_ids[row]}' is on unknown instance '{on[row]}'", field="instance_id")
         return cls(
-            instance_ids=np.array([inst.instance_id for inst in instances], dtype=object),
-            cpu_capacity=np.array([inst.cpu_capacity for inst in instances], dtype=float),
-            memory_capacity=np.array([inst.memory_capacity for inst in instances], dtype=float),
+            instance_ids=np.array(inst_ids, dtype=object),
+            cpu_capacity=np.array(cpu_cap, dtype=float),
+            memory_capacity=np.array(mem_cap, dtype=float),
             risk=scores,
-            state=np.array([inst.state.value for inst in instances], dtype=object),
-            group=np.array([inst.group for inst in instances], dtype=object),
-            task_ids=np.array([task.task_id for task in tasks], dtype=object),
+            state=np.array([state.value for state in states], dtype=object),
+            group=np.array(groups, dtype=object),
+            task_ids=np.array(task_ids, dtype=object),
             task_instance=where,
-            task_cpu=np.array([task.cpu for task in tasks], dtype=float),
-            task_memory=np.array([task.memory for task in tasks], dtype=float),
-            task_value=np.array([task.value for task in tasks], dtype=float),
-            task_splittable=np.array([task.splittable for task in tasks], dtype=bool),
-            task_min_chunk=np.array([task.min_chunk for task in tasks], dtype=float),
+            task_cpu=np.array(cpu, dtype=float),
+            task_memory=np.array(memory, dtype=float),
+            task_value=np.array(value, dtype=float),
+            task_splittable=np.array(splittable, dtype=bool),
+            task_min_chunk=np.array(min_chunk, dtype=float),
             records=list(tasks),
         )
 

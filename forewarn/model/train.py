@@ -103,50 +103,68 @@ class TrainedModel:
         return self.calibrator.transform(self.raw_proba(features))
 
     def explain(self, features: pd.DataFrame, top_k: int = 3) -> list[list[FeatureContribution]]:
-        """Per row, the ``top_k`` features with the largest contribution (log-odds, by magnitude)."""
+        """Per row, the ``top_k`` features with the largest contribution (log-odds, by magnitude).
+
+        Ties keep the feature order of the model. One ``pred_contribs`` call for all rows; the top-k is
+        picked in bulk (:func:`top_k_by_magnitude`).
+        """
         if features.empty:
             return []
         matrix = self._matrix(features)
         contribs = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)[:, :-1]
-        values = features[self.feature_names].to_numpy(dtype=float)
-        order = np.argsort(-np.abs(contribs), axis=1, kind="mergesort")[:, :top_k]
-        out = []
-        for row, picks in enumerate(order):
-            out.append(
-                [
-                    FeatureContribution(
-                        feature=self.feature_names[j],
-                        value=None if np.isnan(values[row, j]) else float(values[row, j]),
-                        contribution=float(contribs[row, j]),
-                    )
-                    for j in picks
-                ]
-            )
-        return out
+        picks = top_k_by_magnitude(contribs, top_k)
+        rows = np.arange(len(picks))[:, None]
+        values = features[self.feature_names].to_numpy(dtype=float)[rows, picks].tolist()
+        chosen = contribs[rows, picks].tolist()
+        names = [[self.feature_names[j] for j in row] for row in picks.tolist()]
+        return [
+            [
+                FeatureContribution(feature=name, value=None if value != value else value, contribution=c)
+                for name, value, c in zip(row_names, row_values, row_contribs, strict=True)
+            ]
+            for row_names, row_values, row_contribs in zip(names, values, chosen, strict=True)
+        ]
 
-    def score(self, features: pd.DataFrame, *, timestamp: datetime | None = None, top_k: int = 3) -> list[RiskScore]:
+    def score(
+        self,
+        features: pd.DataFrame,
+        *,
+        timestamp: datetime | None = None,
+        top_k: int = 3,
+        explain_from: float | None = None,
+    ) -> list[RiskScore]:
         """Risk scores of the rows of ``features`` (``instance_id``, optional ``event_timestamp``).
 
-        The time of each score is the row's ``event_timestamp``, else ``timestamp``, else now.
+        The time of each score is the row's ``event_timestamp``, else ``timestamp``, else now. With
+        ``explain_from``, only scores at or above it carry top features (``pred_contribs`` is most of the
+        cost of a large cycle); by default every score does.
         """
         if "instance_id" not in features.columns:
             raise InputError("feature frame has no column 'instance_id'", field="instance_id")
         probabilities = self.predict_proba(features)
-        reasons = self.explain(features, top_k=top_k)
+        reasons: list[list[FeatureContribution]] = [[] for _ in range(len(features))]
+        chosen = np.flatnonzero(probabilities >= explain_from) if explain_from is not None else None
+        if chosen is None:
+            reasons = self.explain(features, top_k=top_k)
+        elif len(chosen):
+            for row, top in zip(chosen.tolist(), self.explain(features.iloc[chosen], top_k=top_k), strict=True):
+                reasons[row] = top
         if "event_timestamp" in features.columns:
-            times = [ts.to_pydatetime() for ts in pd.to_datetime(features["event_timestamp"], utc=True)]
+            times = list(pd.DatetimeIndex(pd.to_datetime(features["event_timestamp"], utc=True)).to_pydatetime())
         else:
             times = [timestamp or utcnow()] * len(features)
         return [
             RiskScore(
                 instance_id=str(instance),
                 timestamp=when,
-                probability=float(p),
+                probability=p,
                 horizon_minutes=self.horizon_minutes,
                 model_version=self.version,
                 top_features=top,
             )
-            for instance, when, p, top in zip(features["instance_id"], times, probabilities, reasons, strict=True)
+            for instance, when, p, top in zip(
+                features["instance_id"].tolist(), times, probabilities.astype(float).tolist(), reasons, strict=True
+            )
         ]
 
     def save(self, directory: Path) -> None:
@@ -172,6 +190,28 @@ class TrainedModel:
         calibrator = Calibrator.model_validate_json((directory / "calibrator.json").read_text())
         meta = json.loads((directory / "model.json").read_text())
         return cls(booster, calibrator, **meta)
+
+
+def top_k_by_magnitude(contribs: np.ndarray, top_k: int) -> np.ndarray:
+    """Column indices of the ``top_k`` largest ``|contribs|`` of each row, largest first, ties by column.
+
+    The same as ``np.argsort(-np.abs(contribs), axis=1, kind="stable")[:, :top_k]``, in O(columns) per row:
+    ``argpartition`` picks the candidates; rows where equal magnitudes straddle the cut (or NaN is present)
+    are sorted in full.
+    """
+    magnitude = -np.abs(np.asarray(contribs))
+    width, k = magnitude.shape[1], top_k
+    if k <= 0 or k >= width:
+        return np.argsort(magnitude, axis=1, kind="stable")[:, :k]
+    part = np.argpartition(magnitude, k - 1, axis=1)[:, :k]
+    picked = np.take_along_axis(magnitude, part, axis=1)
+    kth = picked.max(axis=1, keepdims=True)
+    straddle = (magnitude == kth).sum(axis=1) > (picked == kth).sum(axis=1)
+    straddle |= np.isnan(magnitude).any(axis=1)
+    out = np.take_along_axis(part, np.lexsort((part, picked), axis=1), axis=1)
+    if straddle.any():
+        out[straddle] = np.argsort(magnitude[straddle], axis=1, kind="stable")[:, :k]
+    return out
 
 
 def new_version(now: datetime | None = None) -> str:

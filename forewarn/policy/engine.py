@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+import numpy as np
 from pydantic import Field
 
 from forewarn.policy.actions import PolicyModel, default_params, get_action
-from forewarn.policy.schema import Bands, Match, Policy
+from forewarn.policy.schema import Bands, Match, Policy, Rule
 from forewarn.schemas import (
     OPT_OUT_RULE,
     ActionType,
@@ -33,6 +34,7 @@ from forewarn.schemas import (
 )
 
 _ORDER = {Band.LOW: 0, Band.MODERATE: 1, Band.HIGH: 2}
+_BY_CODE = (Band.LOW, Band.MODERATE, Band.HIGH)
 FALLBACK_RULE = "fallback"
 
 
@@ -50,6 +52,13 @@ def band_for(probability: float, bands: Bands, previous: Band | None = None) -> 
     if probability >= bands.moderate.enter:
         return Band.MODERATE
     return Band.LOW
+
+
+def band_codes(probabilities: np.ndarray, bands: Bands, previous: np.ndarray) -> np.ndarray:
+    """:func:`band_for` of many scores at once, as codes 0 low, 1 moderate, 2 high (``previous`` -1: none)."""
+    high = (probabilities >= bands.high.enter) | ((previous == 2) & (probabilities >= bands.high.exit))
+    moderate = ((previous >= 1) & (probabilities >= bands.moderate.exit)) | (probabilities >= bands.moderate.enter)
+    return np.where(high, 2, np.where(moderate, 1, 0))
 
 
 class BandState(PolicyModel):
@@ -81,6 +90,23 @@ class BandTracker(PolicyModel):
         self.states[instance_id] = BandState(band=wanted, since=now)
         return wanted
 
+    def update_many(self, instance_ids: Sequence[str], probabilities: Sequence[float], now: datetime) -> list[Band]:
+        """:meth:`update` of each instance in turn, with the bands computed in bulk."""
+        if len(set(instance_ids)) != len(instance_ids):  # a repeated id sees its own first update
+            return [self.update(i, p, now) for i, p in zip(instance_ids, probabilities, strict=True)]
+        states = [self.states.get(instance_id) for instance_id in instance_ids]
+        previous = np.array([-1 if st is None else _ORDER[st.band] for st in states], dtype=np.int64)
+        wanted = band_codes(np.asarray(probabilities, dtype=float), self.bands, previous)
+        out = [_BY_CODE[code] for code in wanted.tolist()]
+        dwell = timedelta(minutes=self.bands.min_dwell_minutes)
+        for row in np.flatnonzero(wanted != previous).tolist():
+            state = states[row]
+            if state is not None and wanted[row] < previous[row] and now - state.since < dwell:
+                out[row] = state.band
+                continue
+            self.states[instance_ids[row]] = BandState(band=out[row], since=now)
+        return out
+
     def forget(self, instance_ids: Sequence[str]) -> None:
         """Drop instances that left the fleet."""
         for instance_id in instance_ids:
@@ -89,6 +115,23 @@ class BandTracker(PolicyModel):
 
 def _tags_match(wanted: Mapping[str, str], tags: Mapping[str, str]) -> bool:
     return all(key in tags and (value == "*" or tags[key] == value) for key, value in wanted.items())
+
+
+def _may_match(match: Match, band: Band, model_fresh: bool) -> bool:
+    """The checks of :func:`matches` that depend only on the band and the model's freshness."""
+    if match.model_fresh is not None and match.model_fresh != model_fresh:
+        return False
+    if not model_fresh and match.model_fresh is None:
+        return False
+    return match.band is None or match.band == band
+
+
+def _tasks_by_instance(tasks: Sequence[Task]) -> dict[str, list[Task]]:
+    by_instance: dict[str, list[Task]] = {}
+    for task in tasks:
+        if task.instance_id is not None:
+            by_instance.setdefault(task.instance_id, []).append(task)
+    return by_instance
 
 
 def matches(match: Match, band: Band, instance: Instance, tasks: Sequence[Task], model_fresh: bool) -> bool:
@@ -135,47 +178,76 @@ class PolicyEngine:
         for score in scores:
             if score.instance_id not in latest or score.timestamp >= latest[score.instance_id].timestamp:
                 latest[score.instance_id] = score
-        by_instance: dict[str, list[Task]] = {}
-        for task in tasks:
-            if task.instance_id is not None:
-                by_instance.setdefault(task.instance_id, []).append(task)
+        live = [i for i in instances if i.state not in (InstanceState.FAILED, InstanceState.TERMINATED)]
+        triggered: list[list[str]] = []
+        if fresh:
+            live = [i for i in live if i.instance_id in latest]
+            current: list[RiskScore | None] = [latest[i.instance_id] for i in live]
+            ids = [i.instance_id for i in live]
+            bands = self.tracker.update_many(ids, [s.probability for s in current if s is not None], now)
+        else:
+            current = [None] * len(live)
+            static = [self._static_band(i.instance_id, features or {}) for i in live]
+            bands, triggered = [b for b, _ in static], [t for _, t in static]
+        table = self._rule_table(fresh)
+        by_instance = _tasks_by_instance(tasks) if any(r.match.workload_kinds for r in self.policy.rules) else {}
+        pinned = self._pinned(tasks)
         decisions: list[Decision] = []
         self.last_bands = {}
-        for instance in instances:
-            if instance.state in (InstanceState.FAILED, InstanceState.TERMINATED):
-                continue
+        for row, instance in enumerate(live):
+            band = bands[row]
             own = by_instance.get(instance.instance_id, [])
-            if fresh:
-                current = latest.get(instance.instance_id)
-                if current is None:
-                    continue
-                band = self.tracker.update(instance.instance_id, current.probability, now)
-                decision = self._by_rules(band, instance, own, True, current)
-            else:
-                band, triggered = self._static_band(instance.instance_id, features or {})
-                decision = self._by_rules(band, instance, own, False, None)
-                if decision is None and band is Band.HIGH:
-                    decision = self._fallback(instance, triggered)
+            decision = self._first_rule(table[band], band, instance, own, fresh, current[row])
+            if not fresh and decision is None and band is Band.HIGH:
+                decision = self._fallback(instance, triggered[row])
             self.last_bands[instance.instance_id] = band
+            own_pinned = pinned.get(instance.instance_id, [])
             if decision is None:
-                decision = self._opt_out_only(band, instance, own)
+                decision = self._opt_out_only(band, instance, own_pinned)
             if decision is not None:
-                decisions.append(self._honour_opt_out(decision, instance, own))
+                decisions.append(self._honour_opt_out(decision, instance, own_pinned))
         return decisions
 
-    def _opt_out_only(self, band: Band, instance: Instance, tasks: Sequence[Task]) -> Decision | None:
+    def _rule_table(self, fresh: bool) -> dict[Band, list[tuple[Rule, bool]]]:
+        """Per band, the rules that may match it in order, each flagged simple when nothing else is checked
+        (no groups, workload kinds or tags): the first simple one matches every instance of the band."""
+        table: dict[Band, list[tuple[Rule, bool]]] = {}
+        for band in Band:
+            table[band] = [
+                (rule, not (rule.match.groups or rule.match.workload_kinds or rule.match.tags))
+                for rule in self.policy.rules
+                if _may_match(rule.match, band, fresh)
+            ]
+        return table
+
+    def _pinned(self, tasks: Sequence[Task]) -> dict[str, list[str]]:
+        """Instance id -> ids of its tasks carrying the opt-out tag, in task order."""
+        tag = self.policy.opt_out_tag
+        pinned: dict[str, list[str]] = {}
+        for task in tasks:
+            if task.instance_id is not None and tag in task.tags:
+                pinned.setdefault(task.instance_id, []).append(task.task_id)
+        return pinned
+
+    def _opt_out_only(self, band: Band, instance: Instance, pinned: Sequence[str]) -> Decision | None:
         """No rule matched, but opted-out work is there: say so, so that allocation never moves it."""
         tag = self.policy.opt_out_tag
-        if tag not in instance.tags and not any(tag in task.tags for task in tasks):
+        if tag not in instance.tags and not pinned:
             return None
         rule = OPT_OUT_RULE if tag in instance.tags else "opt-out-tasks"
         return Decision(instance_id=instance.instance_id, band=band, action=ActionType.NONE, rule=rule)
 
-    def _by_rules(
-        self, band: Band, instance: Instance, tasks: Sequence[Task], fresh: bool, score: RiskScore | None
+    def _first_rule(
+        self,
+        candidates: Sequence[tuple[Rule, bool]],
+        band: Band,
+        instance: Instance,
+        tasks: Sequence[Task],
+        fresh: bool,
+        score: RiskScore | None,
     ) -> Decision | None:
-        for rule in self.policy.rules:
-            if matches(rule.match, band, instance, tasks, fresh):
+        for rule, simple in candidates:
+            if simple or matches(rule.match, band, instance, tasks, fresh):
                 return Decision(
                     instance_id=instance.instance_id,
                     band=band,
@@ -204,7 +276,7 @@ class PolicyEngine:
             instance_id=instance.instance_id, band=Band.HIGH, action=kind, rule=FALLBACK_RULE, params=params
         )
 
-    def _honour_opt_out(self, decision: Decision, instance: Instance, tasks: Sequence[Task]) -> Decision:
+    def _honour_opt_out(self, decision: Decision, instance: Instance, pinned: Sequence[str]) -> Decision:
         tag = self.policy.opt_out_tag
         if tag in instance.tags:
             return Decision(
@@ -216,7 +288,6 @@ class PolicyEngine:
                 top_features=decision.top_features,
                 params={"wanted_rule": decision.rule, "wanted_action": decision.action.value},
             )
-        pinned = [task.task_id for task in tasks if tag in task.tags]
         if pinned:
-            decision.params["opt_out_task_ids"] = pinned
+            decision.params["opt_out_task_ids"] = list(pinned)
         return decision

@@ -35,7 +35,7 @@ def _records(frame: pd.DataFrame, columns: Sequence[str], table: str) -> list[di
     times = {}
     for column in TIME_COLUMNS.intersection(columns):
         stamps = pd.to_datetime(out[column], utc=True)
-        converted = pd.Series(stamps.dt.to_pydatetime(), index=out.index, dtype=object)  # vectorised, not per row
+        converted = pd.Series(stamps.array.to_pydatetime(), index=out.index, dtype=object)  # vectorised
         times[column] = converted.where(stamps.notna(), None)
     objects = out.drop(columns=list(times)).astype(object).where(out.notna(), None)
     for column, values in times.items():
