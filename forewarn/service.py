@@ -6,6 +6,8 @@ Only this module (and the CLI above it) decides which real adapter serves each p
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +35,7 @@ from forewarn.policy.schema import Policy
 from forewarn.schemas import Instance, Plan, PlanState, RiskScore, Task
 from forewarn.settings import Settings, get_settings
 from forewarn.store import Repository
+from forewarn.store.state import MERGES, StateStore, Versioned
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -47,6 +50,7 @@ class Context:
     dry_run: bool = True
     policy_path: Path | None = None
     _state: dict[str, Any] = field(default_factory=dict)
+    _read: dict[str, Versioned] = field(default_factory=dict)
 
     @cached_property
     def repo(self) -> Repository:
@@ -65,7 +69,7 @@ class Context:
 
     @cached_property
     def glue(self) -> FeatureStoreGlue:
-        return FeatureStoreGlue(self.settings.features_dir)
+        return FeatureStoreGlue(self.settings.features_dir, settings=self.settings)
 
     @cached_property
     def policy(self) -> Policy:
@@ -73,11 +77,23 @@ class Context:
 
     @property
     def state_file(self) -> Path:
+        """A local copy of the cycle state this context last read or saved (the repository holds the shared
+        one); read once, on the first cycle after an upgrade, when the repository has none yet."""
         return self.settings.home / "state.json"
 
+    def _states(self) -> StateStore:
+        store = StateStore(self.repo.engine)
+        store.create()
+        return store
+
     def _load_state(self) -> dict[str, Any]:
-        if not self._state and self.state_file.exists():
-            self._state.update(json.loads(self.state_file.read_text()))
+        """The cycle state (``bands``, ``guardrails``) from the repository, read once per context."""
+        if not self._read:
+            stored = self._states().read(MERGES)
+            self._read = {key: stored.get(key) or Versioned(key=key) for key in MERGES}
+            self._state.update({key: row.value for key, row in stored.items()})
+            if not stored and self.state_file.exists():  # state.json of an older version
+                self._state.update(json.loads(self.state_file.read_text()))
         return self._state
 
     def engine(self) -> PolicyEngine:
@@ -90,10 +106,18 @@ class Context:
         return GuardrailState.model_validate(saved) if saved else GuardrailState()
 
     def save_state(self, *, engine: PolicyEngine, guard_state: GuardrailState) -> None:
-        self._state = {
+        """Write the cycle state to the repository; when another run wrote it since this context read it, the
+        newest is re-read and this cycle's changes are merged into it (never overwritten)."""
+        self._load_state()
+        mine = {
             "bands": engine.tracker.model_dump(mode="json"),
             "guardrails": guard_state.model_dump(mode="json"),
         }
+        store, owner = self._states(), f"{socket.gethostname()}:{os.getpid()}"
+        for key, value in mine.items():
+            saved = store.save(key, self._read[key], value, merge=MERGES[key], owner=owner)
+            self._read[key] = saved
+            self._state[key] = saved.value
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(self._state))
 

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     aws_groups: str = Field(default="", description="Comma-separated Auto Scaling groups Forewarn manages.")
     aws_endpoint_url: str = Field(default="", description="EC2/Auto Scaling endpoint; empty for AWS itself.")
     openstack_cloud: str = Field(default="", description="Cloud name in clouds.yaml; empty for OS_* variables.")
+    feast_registry_url: str = Field(
+        default="", description="Feast SQL registry (postgresql+psycopg://...); empty: a file under home."
+    )
+    feast_redis_url: str = Field(
+        default="", description="Feast online store on Redis (redis://host:port); empty: SQLite under home."
+    )
     horizon_minutes: int = Field(default=60, gt=0)
     step_minutes: int = Field(default=5, gt=0)
 

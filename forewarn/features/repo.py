@@ -6,7 +6,8 @@ stores in one process (tests, the CLI beside a flow) would share paths. Instead:
 
 * :func:`repo_config` reads ``feature_store.yaml`` (project, provider, offline store, serialization
   version) and replaces every path: registry, SQLite online store (or Redis, by configuration) and
-  ``repo_path`` all point into the working directory.
+  ``repo_path`` all point into the working directory; by configuration the registry is Feast's SQL
+  registry on PostgreSQL instead (:func:`sql_registry`).
 * :func:`load_definitions` imports the repository's ``.py`` files (honouring ``.feastignore``) the way
   the CLI does, by module name with the repository on ``sys.path``, then removes them from
   ``sys.modules`` again, so each call builds fresh Feast objects. Relative ``FileSource`` paths are made
@@ -128,16 +129,45 @@ def redis_connection_string(url: str) -> str:
     return text
 
 
+def sql_registry(url: str) -> dict[str, Any]:
+    """Feast's SQL registry block for a SQLAlchemy URL (PostgreSQL through psycopg 3, or SQLite).
+
+    A bare ``postgresql://`` gets the psycopg 3 driver (Feast would do so with a warning); the libpq
+    parameters of the URL (``?sslmode=disable`` against a local server without TLS) pass through as given.
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "postgresql":
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    elif scheme not in ("postgresql+psycopg", "postgresql+psycopg2", "sqlite"):
+        allowed = ["postgresql+psycopg://user:password@host:port/db", "sqlite:///path"]
+        raise ConfigError(f"'{url}' is not a registry database URL", field="feast_registry_url", allowed=allowed)
+    return {
+        "registry_type": "sql",
+        "path": url,
+        "cache_ttl_seconds": 60,
+        "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+    }
+
+
 def repo_config(
-    repo_dir: Path, workdir: Path, *, online: Literal["sqlite", "redis"] = "sqlite", redis_url: str | None = None
+    repo_dir: Path,
+    workdir: Path,
+    *,
+    online: Literal["sqlite", "redis"] = "sqlite",
+    redis_url: str | None = None,
+    registry_url: str | None = None,
 ) -> RepoConfig:
-    """The repository's ``feature_store.yaml`` with every path moved into ``workdir``."""
+    """The repository's ``feature_store.yaml`` with every path moved into ``workdir``.
+
+    ``registry_url`` (a SQLAlchemy URL) puts the registry in that database (Feast's SQL registry, shared by
+    every machine) instead of ``workdir/registry.db``.
+    """
     path = repo_dir / "feature_store.yaml"
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read: {str(exc).splitlines()[0]}", file=path) from None
-    raw["registry"] = str(workdir / "registry.db")
+    raw["registry"] = sql_registry(registry_url) if registry_url else str(workdir / "registry.db")
     raw["repo_path"] = workdir
     if online == "sqlite":
         raw["online_store"] = {"type": "sqlite", "path": str(workdir / "online.db")}

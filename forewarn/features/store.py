@@ -1,7 +1,9 @@
 """The Feast feature store of Forewarn, kept entirely under one working directory.
 
 Layout of ``workdir`` (``FOREWARN_HOME/features`` by default): ``registry.db``, ``online.db`` (SQLite
-online store) and ``data/window_features.parquet`` (the offline store, read by DuckDB). The definitions
+online store) and ``data/window_features.parquet`` (the offline store, read by DuckDB). At scale, settings
+move the registry into PostgreSQL (``FOREWARN_FEAST_REGISTRY_URL``, Feast's SQL registry) and the online
+store to Redis (``FOREWARN_FEAST_REDIS_URL``); the parquet stays under ``workdir`` (shared storage). The definitions
 come from ``feature_repo/`` (see :mod:`forewarn.features.repo` for how they are relocated); nothing is
 written into the source tree.
 
@@ -22,6 +24,7 @@ import pandas as pd
 from forewarn.errors import InputError
 from forewarn.features.repo import DEFAULT_REPO, Definitions, load_definitions, repo_config, with_metrics
 from forewarn.features.windows import KEYS, METRICS, safe_name
+from forewarn.settings import Settings, get_settings
 
 from feast import FeatureService, FeatureStore  # isort: skip  (after forewarn.features.repo, which configures Feast)
 from feast.data_source import PushMode  # isort: skip
@@ -58,8 +61,12 @@ class FeatureStoreGlue:
 
     Args:
         workdir: directory for the registry, the online store (SQLite) and the offline parquet.
-        online: ``sqlite`` (default) or ``redis``.
-        redis_url: ``redis://host:port`` or Feast's ``host:port[,password=...]``, when ``online="redis"``.
+        online: ``sqlite`` or ``redis``; default ``redis`` when ``FOREWARN_FEAST_REDIS_URL`` is set, else ``sqlite``.
+        redis_url: ``redis://host:port`` or Feast's ``host:port[,password=...]``, when ``online="redis"``;
+            default ``FOREWARN_FEAST_REDIS_URL``.
+        registry_url: a SQLAlchemy URL for Feast's SQL registry (``postgresql+psycopg://...``); default
+            ``FOREWARN_FEAST_REGISTRY_URL``; empty: ``registry.db`` in ``workdir``.
+        settings: where those defaults come from; default: the environment now.
         repo_dir: the Feast definitions; default ``feature_repo/`` of the project.
         service: the feature service to read through.
         metrics: telemetry metrics the window features were computed from, when not the default
@@ -70,16 +77,24 @@ class FeatureStoreGlue:
         self,
         workdir: Path,
         *,
-        online: Literal["sqlite", "redis"] = "sqlite",
+        online: Literal["sqlite", "redis"] | None = None,
         redis_url: str | None = None,
+        registry_url: str | None = None,
         repo_dir: Path | None = None,
         service: str = SERVICE,
         metrics: Sequence[str] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.repo_dir = Path(repo_dir or DEFAULT_REPO)
-        self.config = repo_config(self.repo_dir, self.workdir, online=online, redis_url=redis_url)
+        s = settings or get_settings()
+        redis_url = redis_url or s.feast_redis_url or None
+        online = online or ("redis" if redis_url else "sqlite")
+        registry_url = s.feast_registry_url if registry_url is None else registry_url
+        self.config = repo_config(
+            self.repo_dir, self.workdir, online=online, redis_url=redis_url, registry_url=registry_url or None
+        )
         self.definitions: Definitions = load_definitions(self.repo_dir, self.workdir)
         if metrics is not None and list(metrics) != list(METRICS):
             self.definitions = with_metrics(self.definitions, list(metrics))
