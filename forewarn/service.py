@@ -118,8 +118,10 @@ class Context:
             saved = store.save(key, self._read[key], value, merge=MERGES[key], owner=owner)
             self._read[key] = saved
             self._state[key] = saved.value
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(self._state))
+
+    def cycle_state(self, key: str) -> Any:
+        """One part of the saved cycle state (``bands`` or ``guardrails``) as JSON data, or None."""
+        return self._load_state().get(key)
 
 
 def context(*, dry_run: bool | None = None, settings: Settings | None = None, policy: Path | None = None) -> Context:
@@ -263,7 +265,3 @@ def plan_markdown(plan: Plan) -> str:
             )
     lines += ["", *[f"- {n}" for n in plan.notes]]
     return "\n".join(lines)
-
-
-def now_of(dataset: Dataset) -> datetime:
-    return dataset.end.to_pydatetime()

@@ -79,7 +79,7 @@ def test_overlapping_cycles_on_two_machines_keep_both_changes(tmp_path: Path, da
     guard_c = c.guard_state()
     assert [r.action_id for r in guard_c.history] == ["act-a", "act-b"]
     assert guard_c.last_high_risk_count == 2
-    assert json.loads(b.state_file.read_text())["guardrails"]["history"][0]["action_id"] == "act-a"
+    assert b.cycle_state("guardrails")["history"][0]["action_id"] == "act-a"
 
 
 def test_a_run_forgetting_an_instance_removes_it_for_everyone(tmp_path: Path, database_url: str) -> None:

@@ -127,9 +127,6 @@ def policy_explain(
     from forewarn.service import context
 
     ctx = context(policy=policy)
-    tracker = None
-    if ctx.state_file.exists():
-        tracker = json.loads(ctx.state_file.read_text(encoding="utf-8")).get("bands")
-    lines = explain_instance(instance, ctx.journal.list(), tracker, ctx.policy)
+    lines = explain_instance(instance, ctx.journal.list(), ctx.cycle_state("bands"), ctx.policy)
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
