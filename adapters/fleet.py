@@ -82,7 +82,12 @@ class FleetState:
             state = InstanceState.FAILED
         elif inst.instance_id in self.cordoned:
             state = InstanceState.CORDONED
-        return inst.model_copy(update={"state": state})
+        factor = 1.0
+        if inst.instance_id in self.nominal:
+            nominal_cpu = self.nominal[inst.instance_id][0]
+            factor = inst.cpu_capacity / nominal_cpu if nominal_cpu > 0 else 1.0
+        reserved = self.reserved.get(inst.instance_id, 0.0)
+        return inst.model_copy(update={"state": state, "capacity_factor": factor, "reserved": reserved})
 
     def set_cordon(self, instance_id: str, cordoned: bool) -> None:
         self.instance(instance_id)

@@ -70,6 +70,11 @@ class Instance(Model):
     tags: dict[str, str] = Field(default_factory=dict)
     state: InstanceState = InstanceState.RUNNING
     boot_time: UtcDatetime | None = None
+    capacity_factor: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 1.0
+    """Share of its nominal capacity the instance runs at now (a scale-back lowers it); the capacities above
+    are the current ones."""
+    reserved: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Share of its capacity held back as a buffer for work moved off riskier instances."""
 
 
 class TelemetrySample(Model):

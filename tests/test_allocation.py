@@ -210,6 +210,20 @@ def test_scale_back_moves_excess_and_reserves_buffers_on_healthiest() -> None:
     assert [(b.instance_id, b.params) for b in buffers] == [("c", {"fraction": 0.2})]
 
 
+def test_a_scale_back_or_buffer_already_in_force_is_not_asked_for_again() -> None:
+    instances = fleet_of(RISKS)
+    for inst in instances:  # as the cloud reports them after the previous cycle's plan ran
+        if inst.instance_id == "b":
+            inst.cpu_capacity, inst.memory_capacity, inst.capacity_factor = 1.0, 1.0, 0.5
+        if inst.instance_id == "c":
+            inst.reserved = 0.2
+    tasks = [task("t1", "b", cpu=0.4)]
+    decision = decide("b", ActionType.SCALE_BACK, Band.MODERATE, factor=0.5, reserve_buffer=0.2)
+    result = plan_actions([decision], instances, tasks, RISKS, OPEN)
+    assert result.actions == []
+    assert any("already runs at 50%" in line for line in result.explanations)
+
+
 def test_scale_back_reports_the_factor_it_could_reach() -> None:
     tasks = [task("t1", "b", cpu=1.6), task("full-c", "c", cpu=2.0), task("full-d", "d", cpu=2.0)]
     decision = decide("b", ActionType.SCALE_BACK, Band.MODERATE, factor=0.5)

@@ -25,6 +25,7 @@ HIGH_UTILISATION = 0.85
 def reserve_buffers(cycle: Cycle, count: int, fraction: float, decision: Decision | None) -> None:
     """Reserve ``fraction`` of capacity on the ``count`` healthiest instances that have that much free."""
     fleet = cycle.fleet
+    count -= int(((fleet.reserved >= fraction - EPS) & fleet.accepting).sum())  # buffers already in force count
     if count <= 0 or fraction <= 0:
         return
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -115,8 +115,9 @@ class Fleet:
         Raises:
             InputError: duplicate ids, a task on an unknown instance, or a score outside [0, 1].
         """
-        inst_ids, cpu_cap, mem_cap, states, groups = _columns(
-            instances, ("instance_id", "cpu_capacity", "memory_capacity", "state", "group")
+        inst_ids, cpu_cap, mem_cap, states, groups, factors, reserved = _columns(
+            instances,
+            ("instance_id", "cpu_capacity", "memory_capacity", "state", "group", "capacity_factor", "reserved"),
         )
         index = dict(zip(inst_ids, range(len(inst_ids)), strict=True))
         if len(index) != len(inst_ids):
@@ -131,10 +132,11 @@ class Fleet:
         if (where == -2).any():
             row = int(np.flatnonzero(where == -2)[0])
             raise InputError(f"task '{task_ids[row]}' is on unknown instance '{on[row]}'", field="instance_id")
-        return cls(
+        factor = np.array(factors, dtype=float)
+        fleet = cls(
             instance_ids=np.array(inst_ids, dtype=object),
-            cpu_capacity=np.array(cpu_cap, dtype=float),
-            memory_capacity=np.array(mem_cap, dtype=float),
+            cpu_capacity=np.array(cpu_cap, dtype=float) / factor,  # nominal: the fleet applies the factor itself
+            memory_capacity=np.array(mem_cap, dtype=float) / factor,
             risk=scores,
             state=np.array([state.value for state in states], dtype=object),
             group=np.array(groups, dtype=object),
@@ -147,6 +149,9 @@ class Fleet:
             task_min_chunk=np.array(min_chunk, dtype=float),
             records=list(tasks),
         )
+        fleet.capacity_factor = factor  # as the cloud reports them: a scale-back or buffer already in force
+        fleet.reserved = np.array(reserved, dtype=float)
+        return fleet
 
     @property
     def n_instances(self) -> int:

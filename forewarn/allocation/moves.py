@@ -115,6 +115,9 @@ def scale_back(cycle: Cycle, decisions: Sequence[Decision]) -> None:
     for decision in sorted(decisions, key=lambda d: -np.nan_to_num(fleet.risk[fleet.index[d.instance_id]])):
         row = fleet.index[decision.instance_id]
         factor = float(decision.params.get("factor", 0.7))
+        if fleet.capacity_factor[row] <= factor + EPS and fits_within(fleet, row):
+            cycle.explanations.append(f"{decision.instance_id} already runs at {fleet.capacity_factor[row]:.0%}")
+            continue  # already scaled back that far: nothing to do again
         note = f"scale back {decision.instance_id} to {factor:.0%}: risk {fleet.risk[row]:.3f}, rule {decision.rule}"
         action = cycle.emit(ActionType.SCALE_BACK, row, decision, note, params={"factor": factor})
         if action is None:
