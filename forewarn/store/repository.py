@@ -94,11 +94,17 @@ class Repository(HistoryStore):
 
     # -- instances -----------------------------------------------------------------------------------------
     def save_instances(self, instances: Iterable[Instance]) -> int:
-        """Insert or update instances by id."""
+        """Insert or update instances by id, with their nominal capacity.
+
+        A scale-back factor or buffer in force is the cloud's live state, not history: it is not stored.
+        """
         count = 0
         with self.session() as session, session.begin():
             for inst in instances:
-                session.merge(InstanceRow(**inst.model_dump(mode="python")))
+                row = inst.model_dump(mode="python", exclude={"capacity_factor", "reserved"})
+                row["cpu_capacity"] = inst.cpu_capacity / inst.capacity_factor
+                row["memory_capacity"] = inst.memory_capacity / inst.capacity_factor
+                session.merge(InstanceRow(**row))
                 count += 1
         return count
 
