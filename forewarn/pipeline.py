@@ -69,10 +69,12 @@ class TrainOutcome:
 
 
 def training_entities(telemetry: pd.DataFrame, *, until: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The (instance, time) rows to learn from: thinned, and only before ``until`` when given."""
+    """The (instance, time) rows to learn from: each instance's last sample in every bucket of
+    :data:`TRAIN_EVERY_MINUTES` (so samples at any offset or step are kept), and only before ``until``."""
     entities = telemetry[["instance_id", "timestamp"]].rename(columns={"timestamp": "event_timestamp"})
-    minute = entities["event_timestamp"].dt.minute + 60 * entities["event_timestamp"].dt.hour
-    entities = entities[(minute % TRAIN_EVERY_MINUTES) == 0]
+    bucket = entities["event_timestamp"].dt.floor(f"{TRAIN_EVERY_MINUTES}min")
+    last = ~pd.DataFrame({"i": entities["instance_id"], "b": bucket}).duplicated(keep="last")
+    entities = entities[last.to_numpy()]
     if until is not None:
         entities = entities[entities["event_timestamp"] < until]
     return entities.reset_index(drop=True)
