@@ -8,42 +8,24 @@ Before the applier runs, every instance the plan touches is claimed in the histo
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, cast
 
-from prefect import Flow, flow, get_run_logger, task
+from prefect import Flow, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
-from sqlalchemy import Engine
 
 from flows import tasks
-from forewarn import pipeline, service
+from flows.cycle import current_model, plan_and_act
+from forewarn import service
 from forewarn.scale import compute
 from forewarn.scale.config import ScaleSettings
 from forewarn.scale.shards import shards
-from forewarn.schemas import Plan, PlanState, RiskScore
-from forewarn.store.lease import LeaseStore, claim_plan
+from forewarn.schemas import Plan, RiskScore
 
 score_shard = task(name="score-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)(compute.score_shard)
 features_shard = task(name="features-shard", cache_policy=NO_CACHE)(compute.features_shard)
-
-
-@task(name="claim-instances", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def claim_instances(engine: Engine, plan: Plan, owner: str, *, cycle: str, ttl_seconds: int) -> Plan:
-    """The plan less the actions on instances another run holds (see forewarn.store.lease.claim_plan)."""
-    store = LeaseStore(engine)
-    store.create()
-    return claim_plan(store, plan, owner, cycle=cycle, ttl=timedelta(seconds=ttl_seconds))
-
-
-def run_owner() -> str:
-    """This flow run's id (the claims' owner); a random id outside a flow run."""
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or f"local-{uuid.uuid4().hex[:12]}")
 
 
 @dataclass
@@ -79,33 +61,13 @@ def score_and_allocate_scaled(dataset: str | None = None, dry_run: bool = True) 
     fleet = service.fleet_adapter(ctx, data)
     instances, fleet_tasks = fleet.list_instances(), fleet.list_tasks()
     now = data.end.to_pydatetime()
-    model, fresh = service.usable_model(ctx, now)
-    if not fresh:
-        get_run_logger().warning("no usable model: the policy's static fallback decides this cycle")
+    model, fresh = current_model(ctx, now)
     ids = [i.instance_id for i in instances]
     groups = shards(ids, shard_size=scale.shard_size)
     source = compute.OnlineSource(str(ctx.settings.features_dir.resolve()))
     futures = [score_shard.submit(source, model if fresh else None, group, now=now) for group in groups]
     scores, features = compute.merge_shards([f.result() for f in futures], ids)
-    engine = ctx.engine()
-    cycle = tasks.plan_cycle(
-        scores,
-        instances,
-        fleet_tasks,
-        engine=engine,
-        policy=ctx.policy,
-        guard_state=ctx.guard_state(),
-        now=now,
-        model_version=model.version if model else None,
-        model_fresh=fresh,
-        features=pipeline.feature_map(features),
-    )
-    if cycle.plan.state == PlanState.APPROVED and cycle.plan.actions:  # only a plan that runs now acts
-        cycle.plan = claim_instances(
-            ctx.repo.engine, cycle.plan, run_owner(), cycle=now.isoformat(), ttl_seconds=scale.claim_ttl_seconds
-        )
-    plan = tasks.apply_plan(ctx, fleet, cycle)
-    ctx.save_state(engine=engine, guard_state=pipeline.finish_cycle(plan, cycle.guard_state))
+    plan = plan_and_act(ctx, fleet, instances, fleet_tasks, scores, features, model=model, fresh=fresh, now=now).plan
     return ScaledCycle(plan=plan, scores=scores, shards=len(groups))
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.states import State
 
 from flows import artifacts, tasks
-from flows.apply import plan_state, prefect_runner
-from flows.scale import claim_instances, run_owner
-from forewarn import metrics, pipeline, service
-from forewarn.scale.config import ScaleSettings
+from flows.apply import plan_state
+from flows.cycle import current_model, plan_and_act
+from forewarn import metrics, service
 from forewarn.schemas import PlanState
 
 
@@ -32,35 +31,11 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str 
     fleet = service.fleet_adapter(ctx, data)
     instances, fleet_tasks = fleet.list_instances(), fleet.list_tasks()
     now = data.end.to_pydatetime()
-    model, fresh = service.usable_model(ctx, now)
-    if not fresh:
-        get_run_logger().warning("no usable model: the policy's static fallback decides this cycle")
+    model, fresh = current_model(ctx, now)
     features = tasks.online_features(ctx.glue, [i.instance_id for i in instances], model if fresh else None)
     scores = tasks.score_fleet(model if fresh else None, features, now=now)
-    engine = ctx.engine()
-    cycle = tasks.plan_cycle(
-        scores,
-        instances,
-        fleet_tasks,
-        engine=engine,
-        policy=ctx.policy,
-        guard_state=ctx.guard_state(),
-        now=now,
-        model_version=model.version if model else None,
-        model_fresh=fresh,
-        features=pipeline.feature_map(features),
-    )
-    if cycle.plan.state == PlanState.APPROVED and cycle.plan.actions:
-        # Overlapping runs (several workers, one schedule) never act on the same instance twice.
-        cycle.plan = claim_instances(
-            ctx.repo.engine,
-            cycle.plan,
-            run_owner(),
-            cycle=now.isoformat(),
-            ttl_seconds=ScaleSettings().claim_ttl_seconds,
-        )
-    plan = service.apply_plan(ctx, fleet, cycle, runner=prefect_runner())  # each change a task run
-    ctx.save_state(engine=engine, guard_state=pipeline.finish_cycle(plan, cycle.guard_state))
+    acted = plan_and_act(ctx, fleet, instances, fleet_tasks, scores, features, model=model, fresh=fresh, now=now)
+    plan, engine = acted.plan, acted.engine
     bands = dict(engine.last_bands)
     artifacts.publish_cycle(scores, plan, bands)
     metrics.record_to_snapshot(

@@ -18,4 +18,3 @@ online_features = task(name="online-features", cache_policy=NO_CACHE, retries=2,
 )
 score_fleet = task(name="score-fleet", cache_policy=NO_CACHE)(pipeline.score)
 plan_cycle = task(name="plan-cycle", cache_policy=NO_CACHE)(pipeline.plan_cycle)
-apply_plan = task(name="apply-plan", cache_policy=NO_CACHE)(service.apply_plan)
