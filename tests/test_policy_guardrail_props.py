@@ -186,62 +186,34 @@ def test_no_guardrail_is_ever_exceeded_end_to_end(
         state = finish_cycle(plan, state)
 
 
-def test_a_task_that_opted_out_is_never_migrated() -> None:
-    policy = Policy.model_validate({"name": "pin", "mode": "auto", "rules": [RULES[1]], "guardrails": WIDE})
-    instances = [Instance(instance_id=f"i{k}", memory_capacity=4.0) for k in range(4)]
-    tasks = [Task(task_id="pinned", instance_id="i0", tags={OPT_OUT: "yes"}), Task(task_id="free", instance_id="i0")]
+def _one_cycle(rule: dict[str, object], instances: list[Instance], tasks: list[Task], risky: str) -> Plan:
+    """One auto cycle under ``rule`` with wide guardrails, ``risky`` at 0.9 and every other instance at 0."""
+    policy = Policy.model_validate({"name": "pin", "mode": "auto", "rules": [rule], "guardrails": WIDE})
     scores = [
-        RiskScore(
-            instance_id=i.instance_id,
-            timestamp=T0,
-            probability=0.9 if i.instance_id == "i0" else 0.0,
-            horizon_minutes=60,
-            model_version="m",
-        )
+        RiskScore(instance_id=i.instance_id, timestamp=T0, probability=0.9 if i.instance_id == risky else 0.0,
+                  horizon_minutes=60, model_version="m")
         for i in instances
     ]
-    plan = plan_cycle(
-        scores,
-        instances,
-        tasks,
-        engine=PolicyEngine(policy),
-        policy=policy,
-        guard_state=GuardrailState(),
-        now=T0,
-        model_version="m",
-    ).plan
+    return plan_cycle(scores, instances, tasks, engine=PolicyEngine(policy), policy=policy,
+                      guard_state=GuardrailState(), now=T0, model_version="m").plan
+
+
+def test_a_task_that_opted_out_is_never_migrated() -> None:
+    instances = [Instance(instance_id=f"i{k}", memory_capacity=4.0) for k in range(4)]
+    tasks = [Task(task_id="pinned", instance_id="i0", tags={OPT_OUT: "yes"}), Task(task_id="free", instance_id="i0")]
+    plan = _one_cycle(RULES[1], instances, tasks, "i0")
     moved = {t for a in plan.actions if a.type is ActionType.MIGRATE for t in a.task_ids}
     assert "free" in moved
     assert "pinned" not in moved
 
 
 def test_no_work_is_moved_off_an_instance_that_opted_out() -> None:
-    policy = Policy.model_validate({"name": "pin", "mode": "auto", "rules": [RULES[2]], "guardrails": WIDE})
     opted = {OPT_OUT: "yes"}
     instances = [Instance(instance_id="risky", memory_capacity=4.0)]
     instances += [Instance(instance_id=f"calm{k}", memory_capacity=4.0, tags=opted) for k in range(2)]
     tasks = [Task(task_id="big", instance_id="risky", cpu=1.0)]
     tasks += [Task(task_id=f"small{k}", instance_id=f"calm{k}", cpu=0.1) for k in range(2)]
-    scores = [
-        RiskScore(
-            instance_id=i.instance_id,
-            timestamp=T0,
-            probability=0.9 if i.instance_id == "risky" else 0.0,
-            horizon_minutes=60,
-            model_version="m",
-        )
-        for i in instances
-    ]
-    plan = plan_cycle(
-        scores,
-        instances,
-        tasks,
-        engine=PolicyEngine(policy),
-        policy=policy,
-        guard_state=GuardrailState(),
-        now=T0,
-        model_version="m",
-    ).plan
+    plan = _one_cycle(RULES[2], instances, tasks, "risky")
     migrations = [a for a in plan.actions if a.type is ActionType.MIGRATE]
     assert all(a.instance_id == "risky" for a in migrations)  # nothing made room by moving opted-out work
     assert not any(a.target_instance_id in {"calm0", "calm1"} for a in migrations)  # nor put work on it
