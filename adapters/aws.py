@@ -168,10 +168,7 @@ class AwsAdapter:
 
     # -- internals -----------------------------------------------------------------------------------------
     def _act(self, method: str, key: str, what: str, effect: Callable[[], T]) -> T | None:
-        """Idempotency by key, then dry-run, then the effect; the key is recorded once the effect succeeded."""
-        done, result = self.ledger.get(key, method)
-        if done:
-            return result
+        return self.ledger.act(method, key, what, effect, dry_run=self.dry_run)
         if self.dry_run:
             log.info("dry-run: would %s (key %s)", what, key)
             return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -25,6 +26,8 @@ from botocore.exceptions import (
 )
 
 from forewarn.errors import AdapterError, NotFoundError, TransientAdapterError
+
+T = TypeVar("T")
 
 THROTTLING = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequestsException",
@@ -96,6 +99,18 @@ class KeyLedger:
         if done != method:
             raise AdapterError(f"key {key!r} was already used for {done}, not {method}")
         return True, result
+
+    def act(self, method: str, key: str, what: str, effect: Callable[[], T], *, dry_run: bool) -> T | None:
+        """Idempotency by key, then dry-run, then the effect; the key is recorded once the effect succeeded."""
+        done, result = self.get(key, method)
+        if done:
+            return cast("T", result)
+        if dry_run:
+            logging.getLogger("adapters").info("dry-run: would %s (key %s)", what, key)
+            return None
+        outcome = effect()
+        self.put(key, method, outcome)
+        return outcome
 
     def put(self, key: str, method: str, result: Any) -> None:
         self._done[key] = (method, result)

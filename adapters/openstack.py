@@ -179,9 +179,7 @@ class OpenStackAdapter(NovaOperations):
         return self.snapshots[snapshot_id]
 
     def _act(self, method: str, key: str, what: str, effect: Callable[[], T]) -> T | None:
-        done, result = self.ledger.get(key, method)
-        if done:
-            return result
+        return self.ledger.act(method, key, what, effect, dry_run=self.dry_run)
         if self.dry_run:
             log.info("dry-run: would %s (key %s)", what, key)
             return None
