@@ -2,7 +2,10 @@
 
 Mapping of the CloudAdapter calls:
     cordon: enter Standby (desired capacity decremented, so no replacement is launched), protect from scale-in,
-        tag ``forewarn:cordoned``; uncordon undoes all three.
+        tag ``forewarn:cordoned``; uncordon undoes all three (leaving Standby increments desired capacity again,
+        so a cordon and its release leave the group's size as it was). A group already at its MinSize cannot
+        decrement: its instance stays InService, cordoned by the tag and the protection only. An instance
+        removed while in Standby no longer counts in desired capacity, so removing it decrements nothing.
     migrate: moves task records (EC2 tags, see :mod:`adapters.aws_tags`) under the simulated cloud's rules.
     replace: the full migration of one instance: launch a replacement from the group's launch template
         (``ClientToken`` + a ``forewarn:key`` tag), attach it, move every task, drain, terminate.
@@ -28,10 +31,10 @@ from botocore.config import Config
 from adapters.aws_calls import KeyLedger, call
 from adapters.aws_tags import CORDONED, FACTOR, RESERVED, record_changes, unit_float
 from adapters.aws_view import FleetView, Member
+from adapters.cloudwatch import CloudWatchSource
 from adapters.fleet import FleetState
 from forewarn.errors import AdapterError, NotFoundError
 from forewarn.schemas import Instance, Task
-from forewarn.telemetry.cloudwatch import CloudWatchSource
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,8 +105,9 @@ class AwsAdapter:
         self._act("cordon", key, f"cordon {instance_id}", lambda: self._set_cordon(self._member(instance_id), True))
 
     def uncordon(self, instance_id: str, *, key: str) -> None:
-        self._act("uncordon", key, f"uncordon {instance_id}",
-                  lambda: self._set_cordon(self._member(instance_id), False))
+        self._act(
+            "uncordon", key, f"uncordon {instance_id}", lambda: self._set_cordon(self._member(instance_id), False)
+        )
 
     def migrate(
         self,
@@ -144,8 +148,9 @@ class AwsAdapter:
         def effect() -> None:
             members = self.view.members()
             self.view.fleet(members).reserve(instance_id, fraction)  # checks, raises before any change
-            self._tag(instance_id, {RESERVED: f"{fraction:.6g}"} if fraction > 0 else {}, [] if fraction > 0 else
-                      [RESERVED])
+            self._tag(
+                instance_id, {RESERVED: f"{fraction:.6g}"} if fraction > 0 else {}, [] if fraction > 0 else [RESERVED]
+            )
 
         self._act("reserve", key, f"reserve {fraction:.0%} of {instance_id}", effect)
 
@@ -169,12 +174,6 @@ class AwsAdapter:
     # -- internals -----------------------------------------------------------------------------------------
     def _act(self, method: str, key: str, what: str, effect: Callable[[], T]) -> T | None:
         return self.ledger.act(method, key, what, effect, dry_run=self.dry_run)
-        if self.dry_run:
-            log.info("dry-run: would %s (key %s)", what, key)
-            return None
-        result = effect()
-        self.ledger.put(key, method, result)
-        return result
 
     def _member(self, instance_id: str, members: dict[str, Member] | None = None) -> Member:
         members = self.view.members() if members is None else members
@@ -191,14 +190,29 @@ class AwsAdapter:
 
     def _set_cordon(self, member: Member, cordoned: bool) -> None:
         group, ids = member.group, [member.instance_id]
-        if cordoned and member.lifecycle == "InService":
-            call(self.autoscaling, "enter_standby", AutoScalingGroupName=group, InstanceIds=ids,
-                 ShouldDecrementDesiredCapacity=True)
+        if cordoned and member.lifecycle == "InService" and self._can_decrement(group):
+            call(
+                self.autoscaling,
+                "enter_standby",
+                AutoScalingGroupName=group,
+                InstanceIds=ids,
+                ShouldDecrementDesiredCapacity=True,
+            )
         elif not cordoned and member.lifecycle == "Standby":
             call(self.autoscaling, "exit_standby", AutoScalingGroupName=group, InstanceIds=ids)
-        call(self.autoscaling, "set_instance_protection", AutoScalingGroupName=group, InstanceIds=ids,
-             ProtectedFromScaleIn=cordoned)
+        call(
+            self.autoscaling,
+            "set_instance_protection",
+            AutoScalingGroupName=group,
+            InstanceIds=ids,
+            ProtectedFromScaleIn=cordoned,
+        )
         self._tag(member.instance_id, {CORDONED: "true"} if cordoned else {}, [] if cordoned else [CORDONED])
+
+    def _can_decrement(self, name: str) -> bool:
+        """Whether the group's desired capacity may drop by one (AWS refuses to go below MinSize)."""
+        group = self.view.group(name)
+        return group is not None and int(group["DesiredCapacity"]) - 1 >= int(group.get("MinSize", 0))
 
     def _write_tasks(self, before: dict[str, Task], fleet: FleetState) -> None:
         """Write the task records that changed: new ones first, then the deletions (see aws_tags)."""
@@ -225,13 +239,28 @@ class AwsAdapter:
             desired = int(group["DesiredCapacity"]) + change
             if desired > int(group["MaxSize"]):
                 raise AdapterError(f"scale: {name} would need {desired} instances, above MaxSize {group['MaxSize']}")
-            call(self.autoscaling, "set_desired_capacity", AutoScalingGroupName=name, DesiredCapacity=desired,
-                 HonorCooldown=False)
+            call(
+                self.autoscaling,
+                "set_desired_capacity",
+                AutoScalingGroupName=name,
+                DesiredCapacity=desired,
+                HonorCooldown=False,
+            )
         elif change < 0:
             self._remove_empty(mine, -change)
-        call(self.autoscaling, "create_or_update_tags", Tags=[{
-            "ResourceId": name, "ResourceType": "auto-scaling-group", "Key": LAST_SCALE, "Value": key,
-            "PropagateAtLaunch": False}])
+        call(
+            self.autoscaling,
+            "create_or_update_tags",
+            Tags=[
+                {
+                    "ResourceId": name,
+                    "ResourceType": "auto-scaling-group",
+                    "Key": LAST_SCALE,
+                    "Value": key,
+                    "PropagateAtLaunch": False,
+                }
+            ],
+        )
         return None
 
     def _scale_instance(self, members: dict[str, Member], name: str, factor: float) -> float:
@@ -240,9 +269,11 @@ class AwsAdapter:
         cpu, memory = self.view.capacity(str(members[name].ec2.get("InstanceType", "")))
         used_cpu, used_memory = self.view.fleet(members).used(name)
         if factor < before and (used_cpu > cpu * factor + 1e-9 or used_memory > memory * factor + 1e-9):
-            raise AdapterError(f"scale: {name} at {factor:.0%} would hold cpu {cpu * factor:.3g} and memory "
-                               f"{memory * factor:.3g}, but its tasks use {used_cpu:.3g} and {used_memory:.3g}; "
-                               "move work off it first")
+            raise AdapterError(
+                f"scale: {name} at {factor:.0%} would hold cpu {cpu * factor:.3g} and memory "
+                f"{memory * factor:.3g}, but its tasks use {used_cpu:.3g} and {used_memory:.3g}; "
+                "move work off it first"
+            )
         self._tag(name, {FACTOR: f"{factor:.6g}"} if factor != 1.0 else {}, [] if factor != 1.0 else [FACTOR])
         return before
 
@@ -253,5 +284,9 @@ class AwsAdapter:
         if len(idle) < count:
             raise AdapterError(f"scale: cannot remove {count} instances, only {len(idle)} are empty")
         for member in idle[:count]:
-            call(self.autoscaling, "terminate_instance_in_auto_scaling_group", InstanceId=member.instance_id,
-                 ShouldDecrementDesiredCapacity=True)
+            call(
+                self.autoscaling,
+                "terminate_instance_in_auto_scaling_group",
+                InstanceId=member.instance_id,
+                ShouldDecrementDesiredCapacity=member.lifecycle == "InService",
+            )  # Standby counts already out

@@ -29,11 +29,22 @@ from forewarn.errors import AdapterError, NotFoundError, TransientAdapterError
 
 T = TypeVar("T")
 
-THROTTLING = frozenset({
-    "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequestsException",
-    "ServiceUnavailable", "Unavailable", "InternalError", "InternalFailure", "RequestTimeout",
-    "RequestTimeoutException", "PriorRequestNotComplete",
-})
+THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "Unavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+    }
+)
 NOT_FOUND_SUFFIXES = (".NotFound", "NotFound", "InvalidInstanceID.Malformed", "InvalidAMIID.Malformed")
 
 
@@ -119,4 +130,3 @@ class KeyLedger:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps({k: list(v) for k, v in self._done.items()}))
             tmp.replace(self.path)
-

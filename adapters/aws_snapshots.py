@@ -15,16 +15,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 from botocore.exceptions import WaiterError
 
 from adapters.aws_calls import call, client_token, pages
 from adapters.aws_tags import CORDONED, KEY, PREFIX, SNAPSHOT, TASK
+from adapters.aws_view import FleetView, Member
+from adapters.fleet import FleetState
 from forewarn.errors import AdapterError, NotFoundError, TransientAdapterError
+from forewarn.schemas import Task
 
-if TYPE_CHECKING:
-    from adapters.aws import AwsAdapter
+
+class AwsAdapter(Protocol):
+    """What these functions use of :class:`adapters.aws.AwsAdapter` (a protocol, so that the adapter can
+    import this module without this module importing the adapter)."""
+
+    ec2: Any
+    autoscaling: Any
+    view: FleetView
+    state_dir: Path | None
+    snapshots: dict[str, dict[str, Any]]
+    snapshot_images: bool
+
+    def _member(self, instance_id: str, members: dict[str, Member] | None = None) -> Member: ...
+
+    def _tag(self, instance_id: str, put: dict[str, str], drop: Sequence[str] = ()) -> None: ...
+
+    def _set_cordon(self, member: Member, cordoned: bool) -> None: ...
+
+    def _write_tasks(self, before: dict[str, Task], fleet: FleetState) -> None: ...
+
 
 def _save(adapter: AwsAdapter, record: dict[str, Any]) -> None:
     if adapter.state_dir is None:
@@ -53,26 +76,40 @@ def _own_tags(tags: dict[str, str]) -> dict[str, str]:
 def take_snapshot(adapter: AwsAdapter, key: str) -> str:
     snapshot_id = "fw-snap-" + hashlib.sha256(key.encode()).hexdigest()[:12]
     groups: dict[str, Any] = {}
-    for group in pages(adapter.autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups",
-                       AutoScalingGroupNames=adapter.view.groups):
+    for group in pages(
+        adapter.autoscaling,
+        "describe_auto_scaling_groups",
+        "AutoScalingGroups",
+        AutoScalingGroupNames=adapter.view.groups,
+    ):
         name, template = group["AutoScalingGroupName"], group.get("LaunchTemplate")
         pinned = None
         if template:
             ref = {"LaunchTemplateId": template["LaunchTemplateId"]}
-            versions = call(adapter.ec2, "describe_launch_template_versions", **ref,
-                            Versions=[str(template.get("Version", "$Default"))])["LaunchTemplateVersions"]
-            made = call(adapter.ec2, "create_launch_template_version", **ref,
-                        LaunchTemplateData=versions[0]["LaunchTemplateData"],
-                        VersionDescription=f"forewarn {snapshot_id}",
-                        ClientToken=client_token(key, f"lt:{name}"))["LaunchTemplateVersion"]
+            versions = call(
+                adapter.ec2,
+                "describe_launch_template_versions",
+                **ref,
+                Versions=[str(template.get("Version", "$Default"))],
+            )["LaunchTemplateVersions"]
+            made = call(
+                adapter.ec2,
+                "create_launch_template_version",
+                **ref,
+                LaunchTemplateData=versions[0]["LaunchTemplateData"],
+                VersionDescription=f"forewarn {snapshot_id}",
+                ClientToken=client_token(key, f"lt:{name}"),
+            )["LaunchTemplateVersion"]
             pinned = {"LaunchTemplateId": template["LaunchTemplateId"], "Version": str(made["VersionNumber"])}
         groups[name] = {"desired": group["DesiredCapacity"], "template": pinned}
     members = adapter.view.members()
     if adapter.snapshot_images:
         for member in members.values():
             _image(adapter, member.instance_id, snapshot_id)
-    _save(adapter, {"id": snapshot_id, "groups": groups,
-                    "instances": {iid: _own_tags(m.tags) for iid, m in members.items()}})
+    _save(
+        adapter,
+        {"id": snapshot_id, "groups": groups, "instances": {iid: _own_tags(m.tags) for iid, m in members.items()}},
+    )
     return snapshot_id
 
 
@@ -80,22 +117,35 @@ def _image(adapter: AwsAdapter, instance_id: str, snapshot_id: str) -> None:
     name = f"forewarn-{snapshot_id}-{instance_id}"
     if call(adapter.ec2, "describe_images", Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])["Images"]:
         return
-    call(adapter.ec2, "create_image", InstanceId=instance_id, Name=name, NoReboot=True, TagSpecifications=[
-        {"ResourceType": "image", "Tags": [{"Key": SNAPSHOT, "Value": snapshot_id}]}])
+    call(
+        adapter.ec2,
+        "create_image",
+        InstanceId=instance_id,
+        Name=name,
+        NoReboot=True,
+        TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": SNAPSHOT, "Value": snapshot_id}]}],
+    )
 
 
 def restore_snapshot(adapter: AwsAdapter, snapshot_id: str) -> None:
     record = _load(adapter, snapshot_id)
     members = adapter.view.members()
     saved: dict[str, dict[str, str]] = record["instances"]
-    lost = sorted(iid for iid, tags in saved.items() if any(k.startswith(TASK) for k in tags)
-                  and (iid not in members or members[iid].failed))
+    lost = sorted(
+        iid
+        for iid, tags in saved.items()
+        if any(k.startswith(TASK) for k in tags) and (iid not in members or members[iid].failed)
+    )
     if lost:
         raise AdapterError(f"restore: it would put tasks back on failed or gone {', '.join(lost)}")
     for name, group in record["groups"].items():
         if group["template"]:
-            call(adapter.autoscaling, "update_auto_scaling_group", AutoScalingGroupName=name,
-                 LaunchTemplate=group["template"])
+            call(
+                adapter.autoscaling,
+                "update_auto_scaling_group",
+                AutoScalingGroupName=name,
+                LaunchTemplate=group["template"],
+            )
     wanted = {iid: saved.get(iid, {}) for iid in members}
     for iid, tags in wanted.items():
         current = _own_tags(members[iid].tags)
@@ -106,13 +156,22 @@ def restore_snapshot(adapter: AwsAdapter, snapshot_id: str) -> None:
             adapter._set_cordon(members[iid], CORDONED in tags)
     added = [m for iid, m in members.items() if iid not in saved]
     for member in added:
-        call(adapter.autoscaling, "terminate_instance_in_auto_scaling_group", InstanceId=member.instance_id,
-             ShouldDecrementDesiredCapacity=member.lifecycle == "InService")
+        call(
+            adapter.autoscaling,
+            "terminate_instance_in_auto_scaling_group",
+            InstanceId=member.instance_id,
+            ShouldDecrementDesiredCapacity=member.lifecycle == "InService",
+        )
     for name, group in record["groups"].items():
         now = adapter.view.group(name)
         if now is not None and int(now["DesiredCapacity"]) < int(group["desired"]):
-            call(adapter.autoscaling, "set_desired_capacity", AutoScalingGroupName=name,
-                 DesiredCapacity=int(group["desired"]), HonorCooldown=False)
+            call(
+                adapter.autoscaling,
+                "set_desired_capacity",
+                AutoScalingGroupName=name,
+                DesiredCapacity=int(group["desired"]),
+                HonorCooldown=False,
+            )
 
 
 def replace_instance(adapter: AwsAdapter, instance_id: str, key: str) -> str:
@@ -121,22 +180,41 @@ def replace_instance(adapter: AwsAdapter, instance_id: str, key: str) -> str:
     template = group.get("LaunchTemplate")
     if not template:
         raise AdapterError(f"replace: group {member.group} has no launch template to launch a replacement from")
-    found = [i["InstanceId"] for r in pages(adapter.ec2, "describe_instances", "Reservations", Filters=[
-        {"Name": f"tag:{KEY}", "Values": [key]}, {"Name": "instance-state-name", "Values": ["pending", "running"]}])
-        for i in r["Instances"]]
+    found = [
+        i["InstanceId"]
+        for r in pages(
+            adapter.ec2,
+            "describe_instances",
+            "Reservations",
+            Filters=[
+                {"Name": f"tag:{KEY}", "Values": [key]},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ],
+        )
+        for i in r["Instances"]
+    ]
     if found:
         new_id = found[0]
     else:
         subnets = [s for s in str(group.get("VPCZoneIdentifier") or "").split(",") if s]
-        launched = call(adapter.ec2, "run_instances", MinCount=1, MaxCount=1, ClientToken=client_token(key, "run"),
-                        LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"],
-                                        "Version": str(template.get("Version", "$Default"))},
-                        **({"SubnetId": subnets[0]} if subnets else {}),
-                        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": KEY, "Value": key}]}])
+        launched = call(
+            adapter.ec2,
+            "run_instances",
+            MinCount=1,
+            MaxCount=1,
+            ClientToken=client_token(key, "run"),
+            LaunchTemplate={
+                "LaunchTemplateId": template["LaunchTemplateId"],
+                "Version": str(template.get("Version", "$Default")),
+            },
+            **({"SubnetId": subnets[0]} if subnets else {}),
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": KEY, "Value": key}]}],
+        )
         new_id = launched["Instances"][0]["InstanceId"]
     try:
         adapter.ec2.get_waiter("instance_running").wait(
-            InstanceIds=[new_id], WaiterConfig={"Delay": 2, "MaxAttempts": 90})
+            InstanceIds=[new_id], WaiterConfig={"Delay": 2, "MaxAttempts": 90}
+        )
     except WaiterError as error:
         raise TransientAdapterError(f"replace: {new_id} did not reach running: {error.last_response}") from None
     if new_id not in adapter.view.members():
@@ -149,6 +227,10 @@ def replace_instance(adapter: AwsAdapter, instance_id: str, key: str) -> str:
         fleet.migrate(moving, instance_id, new_id, None)
         adapter._write_tasks(before, fleet)
     source = members[instance_id]
-    call(adapter.autoscaling, "terminate_instance_in_auto_scaling_group", InstanceId=instance_id,
-         ShouldDecrementDesiredCapacity=source.lifecycle == "InService")
+    call(
+        adapter.autoscaling,
+        "terminate_instance_in_auto_scaling_group",
+        InstanceId=instance_id,
+        ShouldDecrementDesiredCapacity=source.lifecycle == "InService",
+    )
     return new_id

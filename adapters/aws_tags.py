@@ -27,9 +27,14 @@ SNAPSHOT = "forewarn:snapshot"
 MAX_TASK_TAGS = 40
 
 _FIELDS: dict[str, tuple[str, type]] = {
-    "cpu": ("cpu", float), "mem": ("memory", float), "data": ("data_size", float),
-    "dur": ("expected_duration_minutes", float), "val": ("value", float), "split": ("splittable", int),
-    "chunk": ("min_chunk", float), "kind": ("kind", str),
+    "cpu": ("cpu", float),
+    "mem": ("memory", float),
+    "data": ("data_size", float),
+    "dur": ("expected_duration_minutes", float),
+    "val": ("value", float),
+    "split": ("splittable", int),
+    "chunk": ("min_chunk", float),
+    "kind": ("kind", str),
 }
 
 
@@ -55,7 +60,7 @@ def _fmt(value: object) -> str:
 def decode_task(key: str, value: str, instance_id: str) -> tuple[Task, str | None, int]:
     """The task a tag records, the instance it last came from, and its write sequence number."""
     fields = dict(part.split("=", 1) for part in value.split(";") if "=" in part)
-    data: dict[str, Any] = {"task_id": key[len(TASK):], "instance_id": instance_id}
+    data: dict[str, Any] = {"task_id": key[len(TASK) :], "instance_id": instance_id}
     for short, (name, kind) in _FIELDS.items():
         if short in fields and fields[short] != "":
             data[name] = bool(int(fields[short])) if name == "splittable" else kind(fields[short])

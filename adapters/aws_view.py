@@ -52,8 +52,11 @@ class FleetView:
         return found["AutoScalingGroups"][0] if found.get("AutoScalingGroups") else None
 
     def members(self) -> dict[str, Member]:
-        groups = list(pages(self.autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups",
-                            AutoScalingGroupNames=self.groups))
+        groups = list(
+            pages(
+                self.autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups", AutoScalingGroupNames=self.groups
+            )
+        )
         asg = {i["InstanceId"]: (g["AutoScalingGroupName"], i) for g in groups for i in g.get("Instances", [])}
         if not asg:
             return {}
@@ -63,8 +66,15 @@ class FleetView:
             for inst in reservation.get("Instances", [])
         }
         return {
-            iid: Member(iid, group, str(info.get("LifecycleState", "")), str(info.get("HealthStatus", "Healthy")),
-                        bool(info.get("ProtectedFromScaleIn", False)), described[iid], tags_of(described[iid]))
+            iid: Member(
+                iid,
+                group,
+                str(info.get("LifecycleState", "")),
+                str(info.get("HealthStatus", "Healthy")),
+                bool(info.get("ProtectedFromScaleIn", False)),
+                described[iid],
+                tags_of(described[iid]),
+            )
             for iid, (group, info) in asg.items()
             if iid in described
         }
@@ -77,13 +87,17 @@ class FleetView:
                 raise AdapterError(f"describe_instance_types: unknown instance type {instance_type!r}")
             info = found[0]
             self._types[instance_type] = (
-                float(info["VCpuInfo"]["DefaultVCpus"]), float(info["MemoryInfo"]["SizeInMiB"]) / 1024.0
+                float(info["VCpuInfo"]["DefaultVCpus"]),
+                float(info["MemoryInfo"]["SizeInMiB"]) / 1024.0,
             )
         return self._types[instance_type]
 
     def instance(self, member: Member) -> Instance:
         cpu, memory = self.capacity(str(member.ec2.get("InstanceType", "")))
         factor = unit_float(member.tags, FACTOR, 1.0)
+        factor = factor if factor > 0 else 1.0
+        reserved = unit_float(member.tags, RESERVED, 0.0)
+        reserved = reserved if 0.0 <= reserved < 1.0 else 0.0
         state = InstanceState.RUNNING
         if member.ec2.get("State", {}).get("Name") in {"terminated", "shutting-down"}:
             state = InstanceState.TERMINATED
@@ -92,10 +106,16 @@ class FleetView:
         elif member.cordoned:
             state = InstanceState.CORDONED
         return Instance(
-            instance_id=member.instance_id, cpu_capacity=cpu * factor, memory_capacity=memory * factor,
-            group=member.group, zone=str(member.ec2.get("Placement", {}).get("AvailabilityZone", "unknown")),
-            tags={k: v for k, v in member.tags.items() if not k.startswith(PREFIX)}, state=state,
+            instance_id=member.instance_id,
+            cpu_capacity=cpu * factor,
+            memory_capacity=memory * factor,
+            group=member.group,
+            zone=str(member.ec2.get("Placement", {}).get("AvailabilityZone", "unknown")),
+            tags={k: v for k, v in member.tags.items() if not k.startswith(PREFIX)},
+            state=state,
             boot_time=member.ec2.get("LaunchTime"),
+            capacity_factor=factor,
+            reserved=reserved,
         )
 
     def tasks(self, members: dict[str, Member]) -> tuple[dict[str, Task], dict[str, str]]:

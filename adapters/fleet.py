@@ -20,15 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from forewarn.cloud import root_id
 from forewarn.errors import AdapterError, NotFoundError
 from forewarn.schemas import Instance, InstanceState, Task
 
 EPS = 1e-9
-
-
-def root_id(task_id: str) -> str:
-    """The original task a chunk was cut from (``t1#2`` -> ``t1``)."""
-    return task_id.split("#", 1)[0]
 
 
 @dataclass
@@ -140,12 +136,19 @@ class FleetState:
                 k += 1
             cpu, memory, data = (value * part for value in whole)
             chunk = task.model_copy(
-                update={"task_id": f"{root_id(task.task_id)}#{k}", "instance_id": target, "cpu": cpu,
-                        "memory": memory, "data_size": data}
+                update={
+                    "task_id": f"{root_id(task.task_id)}#{k}",
+                    "instance_id": target,
+                    "cpu": cpu,
+                    "memory": memory,
+                    "data_size": data,
+                }
             )
             self.tasks[chunk.task_id] = chunk
-            task.cpu, task.memory, task.data_size = (max(a - b, 0.0) for a, b in zip(
-                (task.cpu, task.memory, task.data_size), (cpu, memory, data), strict=True))
+            task.cpu, task.memory, task.data_size = (
+                max(a - b, 0.0)
+                for a, b in zip((task.cpu, task.memory, task.data_size), (cpu, memory, data), strict=True)
+            )
             self._rejoin(chunk)
         if sum(fractions) >= 1.0 - EPS:
             del self.tasks[task.task_id]

@@ -70,8 +70,11 @@ class OpenStackAdapter(NovaOperations):
         return guarded(f"get server {server_id}", lambda: self.compute.get_server(server_id))
 
     def list_instances(self) -> list[Instance]:
-        groups = {m: g.name for g in guarded("list server groups", lambda: list(self.compute.server_groups()))
-                  for m in (g.member_ids or [])}
+        groups = {
+            m: g.name
+            for g in guarded("list server groups", lambda: list(self.compute.server_groups()))
+            for m in (g.member_ids or [])
+        }
         return [self._instance(s, groups.get(s.id, "default")) for s in self.servers().values()]
 
     def list_tasks(self) -> list[Task]:
@@ -94,10 +97,11 @@ class OpenStackAdapter(NovaOperations):
         self._act("cordon", key, f"cordon {instance_id}", lambda: self._meta(instance_id, {CORDONED: "true"}))
 
     def uncordon(self, instance_id: str, *, key: str) -> None:
-        self._act("uncordon", key, f"uncordon {instance_id}", lambda: self._meta(instance_id, {}, [CORDONED]))
+        self._act("uncordon", key, f"uncordon {instance_id}", lambda: self._unset(instance_id, CORDONED))
 
-    def migrate(self, task_ids: Sequence[str], source: str, target: str, *, key: str,
-                fractions: Sequence[float] | None = None) -> None:
+    def migrate(
+        self, task_ids: Sequence[str], source: str, target: str, *, key: str, fractions: Sequence[float] | None = None
+    ) -> None:
         def effect() -> None:
             fleet = self._fleet()
             before = {tid: t.model_copy() for tid, t in fleet.tasks.items()}
@@ -106,12 +110,15 @@ class OpenStackAdapter(NovaOperations):
 
         self._act("migrate", key, f"migrate {list(task_ids)} {source} -> {target}", effect)
 
-    def scale(self, instance_id_or_group: str, *, factor: float | None = None, delta: int | None = None,
-              key: str) -> float | None:
+    def scale(
+        self, instance_id_or_group: str, *, factor: float | None = None, delta: int | None = None, key: str
+    ) -> float | None:
         """A server's soft capacity (metadata); returns the previous factor. Groups grow by Heat or Senlin."""
         if factor is None or delta is not None:
-            raise AdapterError("scale: OpenStack servers scale by factor (soft capacity) or by resize(); "
-                               "growing a group needs an orchestrator (Heat, Senlin)")
+            raise AdapterError(
+                "scale: OpenStack servers scale by factor (soft capacity) or by resize(); "
+                "growing a group needs an orchestrator (Heat, Senlin)"
+            )
         if factor <= 0:
             raise AdapterError(f"scale: factor must be positive, got {factor}")
 
@@ -122,8 +129,10 @@ class OpenStackAdapter(NovaOperations):
             used_cpu, used_memory = fleet.used(server.id)
             if factor < before and (used_cpu > cpu * factor + 1e-9 or used_memory > memory * factor + 1e-9):
                 raise AdapterError(f"scale: {server.id} at {factor:.0%} is below what its tasks use; move work first")
-            put, drop = ({FACTOR: f"{factor:.6g}"}, []) if factor != 1.0 else ({}, [FACTOR])
-            self._meta(server.id, put, drop)
+            if factor != 1.0:
+                self._meta(server.id, {FACTOR: f"{factor:.6g}"})
+            elif FACTOR in (server.metadata or {}):
+                self._meta(server.id, {}, [FACTOR])
             return before
 
         return self._act("scale", key, f"scale {instance_id_or_group} to {factor}", effect)
@@ -131,7 +140,10 @@ class OpenStackAdapter(NovaOperations):
     def reserve(self, instance_id: str, fraction: float, *, key: str) -> None:
         def effect() -> None:
             self._fleet().reserve(instance_id, fraction)
-            self._meta(instance_id, *(({RESERVED: f"{fraction:.6g}"}, []) if fraction > 0 else ({}, [RESERVED])))
+            if fraction > 0:
+                self._meta(instance_id, {RESERVED: f"{fraction:.6g}"})
+            else:
+                self._unset(instance_id, RESERVED)
 
         self._act("reserve", key, f"reserve {fraction:.0%} of {instance_id}", effect)
 
@@ -146,8 +158,11 @@ class OpenStackAdapter(NovaOperations):
     def restore(self, snapshot_id: str, *, key: str) -> None:
         def effect() -> None:
             saved, servers = self._load_snapshot(snapshot_id), self.servers()
-            lost = sorted(sid for sid, meta in saved.items() if any(k.startswith(TASK) for k in meta)
-                          and (sid not in servers or servers[sid].status not in UP))
+            lost = sorted(
+                sid
+                for sid, meta in saved.items()
+                if any(k.startswith(TASK) for k in meta) and (sid not in servers or servers[sid].status not in UP)
+            )
             if lost:
                 raise AdapterError(f"restore: it would put tasks back on failed or gone {', '.join(lost)}")
             for sid, server in servers.items():
@@ -180,32 +195,41 @@ class OpenStackAdapter(NovaOperations):
 
     def _act(self, method: str, key: str, what: str, effect: Callable[[], T]) -> T | None:
         return self.ledger.act(method, key, what, effect, dry_run=self.dry_run)
-        if self.dry_run:
-            log.info("dry-run: would %s (key %s)", what, key)
-            return None
-        result = effect()
-        self.ledger.put(key, method, result)
-        return result
 
     def _instance(self, server: Any, group: str) -> Instance:
         meta = dict(server.metadata or {})
         cpu, memory = capacity_of(server)
         factor = unit_float(meta, FACTOR, 1.0)
-        state = InstanceState.FAILED if server.status not in UP else (
-            InstanceState.CORDONED if CORDONED in meta else InstanceState.RUNNING)
-        return Instance(instance_id=server.id, cpu_capacity=cpu * factor, memory_capacity=memory * factor,
-                        group=group, zone=str(server.availability_zone or "nova"), state=state,
-                        tags={k: str(v) for k, v in meta.items() if not k.startswith(PREFIX)})
+        factor = factor if factor > 0 else 1.0
+        reserved = unit_float(meta, RESERVED, 0.0)
+        state = (
+            InstanceState.FAILED
+            if server.status not in UP
+            else (InstanceState.CORDONED if CORDONED in meta else InstanceState.RUNNING)
+        )
+        return Instance(
+            instance_id=server.id,
+            cpu_capacity=cpu * factor,
+            memory_capacity=memory * factor,
+            group=group,
+            zone=str(server.availability_zone or "nova"),
+            state=state,
+            tags={k: str(v) for k, v in meta.items() if not k.startswith(PREFIX)},
+            capacity_factor=factor,
+            reserved=reserved if 0.0 <= reserved < 1.0 else 0.0,
+        )
 
     def _fleet(self) -> FleetState:
         servers = self.servers()
         metas = {sid: dict(s.metadata or {}) for sid, s in servers.items()}
         tasks, left = tasks_from(metas)
         return FleetState(
-            instances={sid: self._instance(s, "default") for sid, s in servers.items()}, tasks=tasks,
+            instances={sid: self._instance(s, "default") for sid, s in servers.items()},
+            tasks=tasks,
             cordoned={sid for sid, m in metas.items() if CORDONED in m},
             reserved={sid: unit_float(m, RESERVED, 0.0) for sid, m in metas.items() if RESERVED in m},
-            failed={sid: utcnow() for sid, s in servers.items() if s.status not in UP}, left=left,
+            failed={sid: utcnow() for sid, s in servers.items() if s.status not in UP},
+            left=left,
         )
 
     def _meta(self, server_id: str, put: dict[str, str], drop: Sequence[str] = ()) -> None:
@@ -213,6 +237,11 @@ class OpenStackAdapter(NovaOperations):
             guarded(f"set metadata of {server_id}", lambda: self.compute.set_server_metadata(server_id, **put))
         if drop:
             guarded(f"delete metadata of {server_id}", lambda: self.compute.delete_server_metadata(server_id, drop))
+
+    def _unset(self, server_id: str, key: str) -> None:
+        """Drop one metadata key if the server has it (Nova answers 404 for a key it does not have)."""
+        if key in (self.server(server_id).metadata or {}):
+            self._meta(server_id, {}, [key])
 
     def _write_tasks(self, before: dict[str, Task], fleet: FleetState) -> None:
         """Write the task records that changed: new ones first, then the deletions (see aws_tags)."""

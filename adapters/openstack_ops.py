@@ -32,23 +32,37 @@ class NovaOperations:
     def migration_status(self, server_id: str) -> list[dict[str, Any]]:
         """Every migration of a server, newest first: id, kind, status, source and destination hosts."""
         found = guarded("list migrations", lambda: list(self.compute.migrations(instance_uuid=server_id)))
-        rows = [{"id": m.id, "kind": m.migration_type, "status": m.status, "source": m.source_compute,
-                 "dest": m.dest_compute, "updated_at": m.updated_at} for m in found]
+        rows = [
+            {
+                "id": m.id,
+                "kind": m.migration_type,
+                "status": m.status,
+                "source": m.source_compute,
+                "dest": m.dest_compute,
+                "updated_at": m.updated_at,
+            }
+            for m in found
+        ]
         return sorted(rows, key=lambda r: str(r["updated_at"] or ""), reverse=True)
 
-    def live_migrate(self, server_id: str, host: str | None = None, *, key: str,
-                     block_migration: bool | str = "auto") -> None:
+    def live_migrate(
+        self, server_id: str, host: str | None = None, *, key: str, block_migration: bool | str = "auto"
+    ) -> None:
         """Live-migrate to ``host`` (or where the scheduler picks); a server already there is left alone."""
+
         def effect() -> None:
             if host is not None and host_of(self.server(server_id)) == host:
                 return
-            guarded(f"live-migrate {server_id}", lambda: self.compute.live_migrate_server(
-                server_id, host=host, block_migration=block_migration))
+            guarded(
+                f"live-migrate {server_id}",
+                lambda: self.compute.live_migrate_server(server_id, host=host, block_migration=block_migration),
+            )
 
         self._act("live_migrate", key, f"live-migrate {server_id} to {host or 'any host'}", effect)
 
     def cold_migrate(self, server_id: str, host: str | None = None, *, key: str) -> None:
         """Cold-migrate (resize to the same flavor); confirm it with :meth:`confirm` once VERIFY_RESIZE."""
+
         def effect() -> None:
             if host is not None and host_of(self.server(server_id)) == host:
                 return
@@ -65,6 +79,7 @@ class NovaOperations:
 
     def confirm(self, server_id: str, *, key: str) -> None:
         """Confirm a resize or cold migration waiting in VERIFY_RESIZE (no-op otherwise)."""
+
         def effect() -> None:
             if self.server(server_id).status == "VERIFY_RESIZE":
                 guarded(f"confirm {server_id}", lambda: self.compute.confirm_server_resize(server_id))
@@ -73,35 +88,64 @@ class NovaOperations:
 
     def evacuate(self, server_id: str, host: str | None = None, *, key: str) -> None:
         """Rebuild a server of a down compute host (see :meth:`force_down_host`) elsewhere."""
-        self._act("evacuate", key, f"evacuate {server_id} to {host or 'any host'}", lambda: guarded(
-            f"evacuate {server_id}", lambda: self.compute.evacuate_server(server_id, host=host)))
+        self._act(
+            "evacuate",
+            key,
+            f"evacuate {server_id} to {host or 'any host'}",
+            lambda: guarded(f"evacuate {server_id}", lambda: self.compute.evacuate_server(server_id, host=host)),
+        )
 
     def disable_host(self, host: str, reason: str, *, key: str) -> None:
         """Disable the nova-compute service of ``host``: the scheduler places nothing new there."""
-        self._act("disable_host", key, f"disable nova-compute on {host}", lambda: guarded(
-            f"disable {host}", lambda: self.compute.disable_service(
-                self._service(host), host=host, binary="nova-compute", disabled_reason=reason)))
+        self._act(
+            "disable_host",
+            key,
+            f"disable nova-compute on {host}",
+            lambda: guarded(
+                f"disable {host}",
+                lambda: self.compute.disable_service(
+                    self._service(host), host=host, binary="nova-compute", disabled_reason=reason
+                ),
+            ),
+        )
 
     def force_down_host(self, host: str, *, key: str, forced: bool = True) -> None:
         """Mark the nova-compute service of a fenced host down (or up again), so its servers can be evacuated."""
-        self._act("force_down_host", key, f"mark nova-compute on {host} {'down' if forced else 'up'}", lambda: guarded(
-            f"force down {host}", lambda: self.compute.update_service_forced_down(
-                self._service(host), host=host, binary="nova-compute", forced=forced)))
+        self._act(
+            "force_down_host",
+            key,
+            f"mark nova-compute on {host} {'down' if forced else 'up'}",
+            lambda: guarded(
+                f"force down {host}",
+                lambda: self.compute.update_service_forced_down(
+                    self._service(host), host=host, binary="nova-compute", forced=forced
+                ),
+            ),
+        )
 
     def enable_host(self, host: str, *, key: str) -> None:
-        self._act("enable_host", key, f"enable nova-compute on {host}", lambda: guarded(
-            f"enable {host}", lambda: self.compute.enable_service(self._service(host), host=host,
-                                                                   binary="nova-compute")))
+        self._act(
+            "enable_host",
+            key,
+            f"enable nova-compute on {host}",
+            lambda: guarded(
+                f"enable {host}",
+                lambda: self.compute.enable_service(self._service(host), host=host, binary="nova-compute"),
+            ),
+        )
 
     def server_group(self, name: str, policy: str, *, key: str) -> str | None:
         """The id of the server group ``name``, created with ``policy`` (anti-affinity, ...) if absent."""
+
         def effect() -> str:
-            found = [g for g in guarded("list server groups", lambda: list(self.compute.server_groups()))
-                     if g.name == name]
+            found = [
+                g for g in guarded("list server groups", lambda: list(self.compute.server_groups())) if g.name == name
+            ]
             if found:
                 return str(found[0].id)
-            made = guarded(f"create server group {name}", lambda: self.compute.create_server_group(
-                name=name, policy=policy))
+            made = guarded(
+                f"create server group {name}", lambda: self.compute.create_server_group(name=name, policy=policy)
+            )
             return str(made.id)
 
         return self._act("server_group", key, f"create server group {name} ({policy})", effect)
@@ -112,12 +156,22 @@ class NovaOperations:
         Only the compute endpoint is used: the SDK's ``create_server_image`` would also read the image back from
         Glance, which a compute-only connection (or a Glance outage) turns into a failure after the image exists.
         """
-        return self._act("image", key, f"image {server_id} as {name}", lambda: str(guarded(
-            f"image {server_id}", lambda: Server.existing(id=server_id).create_image(self.compute, name))))
+        return self._act(
+            "image",
+            key,
+            f"image {server_id} as {name}",
+            lambda: str(
+                guarded(f"image {server_id}", lambda: Server.existing(id=server_id).create_image(self.compute, name))
+            ),
+        )
 
     def rebuild(self, server_id: str, image_id: str, *, key: str) -> None:
-        self._act("rebuild", key, f"rebuild {server_id} from {image_id}", lambda: guarded(
-            f"rebuild {server_id}", lambda: self.compute.rebuild_server(server_id, image_id)))
+        self._act(
+            "rebuild",
+            key,
+            f"rebuild {server_id} from {image_id}",
+            lambda: guarded(f"rebuild {server_id}", lambda: self.compute.rebuild_server(server_id, image_id)),
+        )
 
     def _service(self, host: str) -> Any:
         found = guarded("list services", lambda: list(self.compute.services(binary="nova-compute", host=host)))

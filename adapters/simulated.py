@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from adapters.faults import ALWAYS, FaultPlan
-from adapters.fleet import FleetState, root_id
+from adapters.fleet import FleetState
+from forewarn.cloud import root_id
 from forewarn.errors import AdapterError, NotFoundError
 from forewarn.schemas import Instance, Task, utcnow
 
@@ -73,6 +74,25 @@ class SimulatedAdapter:
 
     def recover_instance(self, instance_id: str) -> None:
         self.state.failed.pop(instance_id, None)
+
+    def repair_instance(self, instance_id: str) -> None:
+        """The instance comes back from repair as new: up, uncordoned, no buffer, its nominal size."""
+        self.recover_instance(instance_id)
+        state = self.state
+        state.cordoned.discard(instance_id)
+        state.reserved.pop(instance_id, None)
+        if instance_id in state.nominal:
+            inst = state.instances[instance_id]
+            inst.cpu_capacity, inst.memory_capacity = state.nominal.pop(instance_id)
+            state.factors.pop(instance_id, None)
+
+    def add_task(self, task: Task) -> None:
+        """A task arrives on its instance (a driver's control, not a cloud call)."""
+        self.state.tasks[task.task_id] = task.model_copy()
+
+    def end_task(self, task_id: str) -> None:
+        """A task finished and leaves (a no-op when it is not there)."""
+        self.state.tasks.pop(task_id, None)
 
     @property
     def migration_downtime_minutes(self) -> float:

@@ -28,8 +28,11 @@ def fleet(instances: int, days: float, seed: int = 0) -> tuple[pd.DataFrame, pd.
     count = instances * 20
     offsets = pd.to_timedelta(rng.integers(0, int(days * 1440), count), unit="min")
     errors = pd.DataFrame(
-        {"instance_id": rng.choice(ids, count), "timestamp": times[0] + offsets,
-         "category": rng.choice(["disk", "memory", "kernel", "other"], count)}
+        {
+            "instance_id": rng.choice(ids, count),
+            "timestamp": times[0] + offsets,
+            "category": rng.choice(["disk", "memory", "kernel", "other"], count),
+        }
     )
     failures = errors.iloc[: instances // 2][["instance_id", "timestamp"]].reset_index(drop=True)
     return telemetry, errors, failures

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from forewarn.cycle import FrameScoring
 from forewarn.execution.journal import Journal
 from forewarn.model.calibrate import Calibrator
 from forewarn.model.train import TrainedModel
@@ -31,7 +32,6 @@ from forewarn.pipeline import plan_cycle
 from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState
 from forewarn.policy.loader import load_policy
-from forewarn.replay_support import features_at
 from forewarn.schemas import Instance, Task
 from forewarn.settings import PROJECT_ROOT
 from forewarn.store import Repository
@@ -84,7 +84,7 @@ def run(instances: int, trained: TrainedModel | None = None) -> dict[str, Any]:
     engine = PolicyEngine(policy)
     now = NOW.to_pydatetime()
     ids = [m.instance_id for m in machines]
-    snapshot_s, latest = _timed(lambda: features_at(frame, ids, NOW, pd.Timedelta(minutes=15)))
+    snapshot_s, latest = _timed(lambda: FrameScoring(frame, lambda f, t: []).latest(ids, now))
     score_s, scores = _timed(lambda: trained.score(latest, timestamp=now))
     plan_s, cycle = _timed(
         lambda: plan_cycle(

@@ -55,10 +55,14 @@ def raw_read(db: Path, names: list[str]) -> np.ndarray:
     column = {name: j for j, name in enumerate(names)}
     with sqlite3.connect(db) as conn:
         views = ("window_features", "workload_features", "velocity_features")
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                  if str(r[0]).endswith(views)]
-        rows = [row for table in tables
-                for row in conn.execute(f'SELECT entity_key, feature_name, value FROM "{table}"').fetchall()]
+        tables = [
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'") if str(r[0]).endswith(views)
+        ]
+        rows = [
+            row
+            for table in tables
+            for row in conn.execute(f'SELECT entity_key, feature_name, value FROM "{table}"').fetchall()
+        ]
     keys: dict[bytes, int] = {}
     out = np.full((len({r[0] for r in rows}), len(names)), np.nan, dtype=np.float32)
     for key, feature, value in rows:
@@ -76,8 +80,10 @@ def run(instances: int = 10_000) -> dict[str, Any]:
         names = glue.feature_names
         glue.write_offline(frame)
         glue.apply()
-        glue.materialize(end=pd.Timestamp("2024-01-01T12:05Z").to_pydatetime(),
-                         start=pd.Timestamp("2024-01-01T11:00Z").to_pydatetime())
+        glue.materialize(
+            end=pd.Timestamp("2024-01-01T12:05Z").to_pydatetime(),
+            start=pd.Timestamp("2024-01-01T11:00Z").to_pydatetime(),
+        )
         model = model_for(frame, names)
         ids = frame["instance_id"].tolist()
         glue.online_features(ids[:10])  # warm the registry cache, as a long-running scorer would be

@@ -19,9 +19,8 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import Completed, Failed, State
 from prefect.tasks import exponential_backoff
 
-from adapters.base import CloudAdapter
-from forewarn import service
-from forewarn.dataset import read_dataset
+from forewarn import compose, service
+from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
@@ -115,8 +114,8 @@ def plan_state(plan: Plan) -> State[Any]:
 
 
 def cloud_for(ctx: service.Context) -> CloudAdapter:
-    """The cloud the settings name (the simulated one is built from FOREWARN_DATASET)."""
-    return service.fleet_adapter(ctx, read_dataset(ctx.settings.dataset))
+    """The cloud the settings name (the simulated one as the last cycle left it)."""
+    return compose.cloud(ctx)
 
 
 @flow(name="apply-plan", log_prints=True)

@@ -49,12 +49,13 @@ def figure_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
 def backtest(
     dataset: str | None = None, horizon: str = "60m", train_fraction: float = 0.6, dry_run: bool = True
 ) -> str:
-    """Train on the earlier part of a dataset and evaluate the later part against the baselines.
+    """Train the model the train flow would ship on the earlier part of a dataset; evaluate the later part
+    against the baselines.
 
     Args:
         dataset: dataset directory; default FOREWARN_DATASET.
         horizon: prediction horizon, such as 30m or 2h.
-        train_fraction: share of the time span to train on.
+        train_fraction: share of the rows, earliest first, before the cut the model is trained up to.
         dry_run: unused (a backtest changes nothing); kept so every flow takes the same options.
     """
     settings = get_settings()

@@ -1,28 +1,31 @@
-"""What every score-and-allocate flow does once it has scores: plan, claim the instances, act, remember.
+"""What every score-and-allocate flow does around the one cycle (:func:`forewarn.cycle.run_cycle`): its
+scoring as Prefect tasks, each change as a task run, claims on the instances it acts on, and publishing.
 
-The one-process flow and the Dask-sharded one differ only in how they score; both end here.
+The one-process flow and the Dask-sharded one differ only in how they score.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 from sqlalchemy import Engine
 
-from adapters.base import CloudAdapter
-from flows import tasks
-from flows.apply import prefect_runner
-from forewarn import pipeline, service
+from flows import artifacts, tasks
+from flows.apply import plan_state, prefect_runner
+from forewarn import metrics, service
+from forewarn.cloud import CloudAdapter
+from forewarn.cycle import Claim, CycleResult, Scoring, run_cycle
+from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.train import TrainedModel
-from forewarn.policy.engine import PolicyEngine
 from forewarn.scale.config import ScaleSettings
-from forewarn.schemas import Instance, Plan, PlanState, RiskScore, Task
+from forewarn.schemas import Plan, PlanState, RiskScore
 from forewarn.store.lease import LeaseStore, claim_plan
 
 
@@ -41,57 +44,68 @@ def run_owner() -> str:
     return str(flow_run.id or f"local-{uuid.uuid4().hex[:12]}")
 
 
+def claims(ctx: service.Context) -> Claim:
+    """Overlapping runs (several workers, one schedule) never act on the same instance twice."""
+    owner, ttl = run_owner(), ScaleSettings().claim_ttl_seconds
+
+    def claim(plan: Plan, now: datetime) -> Plan:
+        return claim_instances(ctx.repo.engine, plan, owner, cycle=now.isoformat(), ttl_seconds=ttl)
+
+    return claim
+
+
 def current_model(ctx: service.Context, now: datetime) -> tuple[TrainedModel | None, bool]:
-    """The champion and whether it may score; a warning when the policy's static fallback must decide."""
+    """The champion and whether it may score at ``now``; a warning when the policy's fallback must decide."""
     model, fresh = service.usable_model(ctx, now)
     if not fresh:
-        get_run_logger().warning("no usable model: the policy's static fallback decides this cycle")
+        get_run_logger().warning("no usable model at %s: the policy's static fallback decides", now.isoformat())
     return model, fresh
 
 
-@dataclass
-class Acted:
-    """The plan as it ended, and the engine whose bands it used."""
+def online_scoring(glue: FeatureStoreGlue, model: TrainedModel | None) -> Scoring:
+    """The online read and the scoring, each a Prefect task of the flow run."""
 
-    plan: Plan
-    engine: PolicyEngine
+    def scoring(instance_ids: Sequence[str], now: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
+        features = tasks.online_features(glue, list(instance_ids), model)
+        return tasks.score_fleet(model, features, now=now), features
+
+    return scoring
 
 
-def plan_and_act(
-    ctx: service.Context,
-    fleet: CloudAdapter,
-    instances: Sequence[Instance],
-    fleet_tasks: Sequence[Task],
-    scores: Sequence[RiskScore],
-    features: pd.DataFrame,
-    *,
-    model: TrainedModel | None,
-    fresh: bool,
-    now: datetime,
-) -> Acted:
-    """Plan by the policy, claim the plan's instances, run it (each change a task run), save the cycle state."""
-    engine = ctx.engine()
-    cycle = tasks.plan_cycle(
-        scores,
-        instances,
-        fleet_tasks,
-        engine=engine,
-        policy=ctx.policy,
-        guard_state=ctx.guard_state(),
-        now=now,
-        model_version=model.version if model else None,
+def act(
+    ctx: service.Context, cloud: CloudAdapter, now: datetime, scoring: Scoring, model: TrainedModel | None, fresh: bool
+) -> CycleResult:
+    """The one cycle with each change a task run and the plan's instances claimed first."""
+    return run_cycle(
+        ctx,
+        cloud,
+        now,
+        scoring=scoring,
+        model_version=model.version if model is not None and fresh else None,
         model_fresh=fresh,
-        features=pipeline.feature_map(features),
+        runner=prefect_runner(),
+        claim=claims(ctx),
     )
-    if cycle.plan.state == PlanState.APPROVED and cycle.plan.actions:
-        # Overlapping runs (several workers, one schedule) never act on the same instance twice.
-        cycle.plan = claim_instances(
-            ctx.repo.engine,
-            cycle.plan,
-            run_owner(),
-            cycle=now.isoformat(),
-            ttl_seconds=ScaleSettings().claim_ttl_seconds,
-        )
-    plan = service.apply_plan(ctx, fleet, cycle, runner=prefect_runner())
-    ctx.save_state(engine=engine, guard_state=pipeline.finish_cycle(plan, cycle.guard_state))
-    return Acted(plan=plan, engine=engine)
+
+
+def publish(ctx: service.Context, result: CycleResult) -> str | State[Any]:
+    """The risk table and plan as artifacts, the cycle's metrics, and the flow's end state."""
+    plan = result.plan
+    assert plan is not None
+    artifacts.publish_cycle(result.scores, plan, result.bands)
+    metrics.record_to_snapshot(
+        result.scores,
+        result.bands,
+        plan,
+        model_version=result.model_version,
+        horizon_minutes=ctx.settings.horizon_minutes,
+        duration_seconds=result.seconds,
+        feature_age_seconds=artifacts.feature_age_seconds(ctx.glue, result.now),
+        path=ctx.settings.home / metrics.SNAPSHOT,
+    )
+    logger = get_run_logger()
+    for restored in result.restores:
+        logger.warning("restored the work of a failed instance: plan %s %s", restored.plan_id, restored.state)
+    if plan.state in (PlanState.ROLLED_BACK, PlanState.FAILED):
+        return plan_state(plan)  # the flow run shows the rollback or failure, with its reason
+    return result.summary()

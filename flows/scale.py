@@ -8,17 +8,21 @@ Before the applier runs, every instance the plan touches is claimed in the histo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
+import pandas as pd
 from prefect import Flow, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
 from flows import tasks
-from flows.cycle import current_model, plan_and_act
-from forewarn import service
+from flows.cycle import act, current_model, publish
+from forewarn import compose, service
+from forewarn.clock import clock_for
 from forewarn.scale import compute
 from forewarn.scale.config import ScaleSettings
 from forewarn.scale.shards import shards
@@ -49,26 +53,33 @@ def runner(settings: ScaleSettings | None = None) -> TaskRunner[Any]:
 
 
 @flow(name="score-and-allocate-scaled", log_prints=True, task_runner=runner())
-def score_and_allocate_scaled(dataset: str | None = None, dry_run: bool = True) -> ScaledCycle:
-    """Score every instance shard by shard on the cluster, plan, claim the plan's instances, and apply.
+def score_and_allocate_scaled(dataset: str | None = None, dry_run: bool = True, at: str | None = None) -> ScaledCycle:
+    """The one cycle with its scoring shard by shard on the cluster: recover, restore, score, plan, claim
+    the plan's instances, apply, release.
 
     Args:
-        dataset: dataset directory describing the fleet (simulated cloud); default FOREWARN_DATASET.
+        dataset: seeds the simulated cloud on its first run (default FOREWARN_DATASET).
         dry_run: plan and journal, but change nothing in the cloud (the default).
+        at: the cycle's time (RFC 3339), to run on recorded data; default: the wall clock.
     """
     ctx, scale = service.context(dry_run=dry_run), ScaleSettings()
-    data = tasks.load_dataset(dataset or ctx.settings.dataset)
-    fleet = service.fleet_adapter(ctx, data)
-    instances, fleet_tasks = fleet.list_instances(), fleet.list_tasks()
-    now = data.end.to_pydatetime()
+    now = clock_for(at).now()
+    cloud = compose.cloud(ctx, tasks.load_dataset(dataset) if dataset else None, at=now)
     model, fresh = current_model(ctx, now)
-    ids = [i.instance_id for i in instances]
-    groups = shards(ids, shard_size=scale.shard_size)
     source = compute.OnlineSource(str(ctx.settings.features_dir.resolve()))
-    futures = [score_shard.submit(source, model if fresh else None, group, now=now) for group in groups]
-    scores, features = compute.merge_shards([f.result() for f in futures], ids)
-    plan = plan_and_act(ctx, fleet, instances, fleet_tasks, scores, features, model=model, fresh=fresh, now=now).plan
-    return ScaledCycle(plan=plan, scores=scores, shards=len(groups))
+    count = 0
+
+    def sharded(ids: Sequence[str], when: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
+        nonlocal count
+        groups = shards(list(ids), shard_size=scale.shard_size)
+        count = len(groups)
+        futures = [score_shard.submit(source, model if fresh else None, group, now=when) for group in groups]
+        return compute.merge_shards([f.result() for f in futures], list(ids))
+
+    result = act(ctx, cloud, now, sharded, model, fresh)
+    publish(ctx, result)
+    assert result.plan is not None
+    return ScaledCycle(plan=result.plan, scores=result.scores, shards=count)
 
 
 @flow(name="materialize-scaled", log_prints=True, task_runner=runner())

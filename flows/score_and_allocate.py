@@ -1,53 +1,35 @@
-"""The score-and-allocate flow: online features -> risk -> policy -> allocation -> guardrails -> applier."""
+"""The score-and-allocate flow: the one cycle, on the clock, against the configured cloud."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prefect import flow
 from prefect.states import State
 
-from flows import artifacts, tasks
-from flows.apply import plan_state
-from flows.cycle import current_model, plan_and_act
-from forewarn import metrics, service
-from forewarn.schemas import PlanState
+from flows import tasks
+from flows.cycle import act, current_model, online_scoring, publish
+from forewarn import compose, service
+from forewarn.clock import clock_for
 
 
 @flow(name="score-and-allocate", log_prints=True)
-def score_and_allocate(dataset: str | None = None, dry_run: bool = True) -> str | State[Any]:
-    """Score every instance, plan by the policy, journal the plan, and run it if the mode allows.
+def score_and_allocate(dataset: str | None = None, dry_run: bool = True, at: str | None = None) -> str | State[Any]:
+    """Finish interrupted plans, restore failed instances' work, score every instance, plan by the policy,
+    journal the plan, and run it if the mode allows (releasing what Forewarn held where risk fell).
 
-    Without a usable model (none trained, or too old for the policy) the policy's static fallback decides.
+    Without a usable model (none trained, or its data too old at the cycle's time) the policy's static
+    fallback decides; so it does for an instance whose features are too old.
 
     Args:
-        dataset: dataset directory describing the fleet (simulated cloud); default FOREWARN_DATASET.
+        dataset: seeds the simulated cloud on its first run (default FOREWARN_DATASET); later runs act on
+            the simulated fleet as the previous cycles left it. Unused for AWS and OpenStack.
         dry_run: plan and journal, but change nothing in the cloud (the default).
+        at: the cycle's time (RFC 3339), to run on recorded data; default: the wall clock.
     """
-    started = time.monotonic()
     ctx = service.context(dry_run=dry_run)
-    data = tasks.load_dataset(dataset or ctx.settings.dataset)
-    fleet = service.fleet_adapter(ctx, data)
-    instances, fleet_tasks = fleet.list_instances(), fleet.list_tasks()
-    now = data.end.to_pydatetime()
+    now = clock_for(at).now()
+    cloud = compose.cloud(ctx, tasks.load_dataset(dataset) if dataset else None, at=now)
     model, fresh = current_model(ctx, now)
-    features = tasks.online_features(ctx.glue, [i.instance_id for i in instances], model if fresh else None)
-    scores = tasks.score_fleet(model if fresh else None, features, now=now)
-    acted = plan_and_act(ctx, fleet, instances, fleet_tasks, scores, features, model=model, fresh=fresh, now=now)
-    plan, engine = acted.plan, acted.engine
-    bands = dict(engine.last_bands)
-    artifacts.publish_cycle(scores, plan, bands)
-    metrics.record_to_snapshot(
-        scores,
-        bands,
-        plan,
-        model_version=model.version if model and fresh else None,
-        horizon_minutes=ctx.settings.horizon_minutes,
-        duration_seconds=time.monotonic() - started,
-        feature_age_seconds=artifacts.feature_age_seconds(ctx.glue, now),
-        path=ctx.settings.home / metrics.SNAPSHOT,
-    )
-    if plan.state in (PlanState.ROLLED_BACK, PlanState.FAILED):
-        return plan_state(plan)  # the flow run shows the rollback or failure, with its reason
-    return f"scored {len(scores):,} instances; plan {plan.plan_id} {plan.state} with {len(plan.actions)} action(s)"
+    result = act(ctx, cloud, now, online_scoring(ctx.glue, model if fresh else None), model, fresh)
+    return publish(ctx, result)

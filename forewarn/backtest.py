@@ -1,13 +1,14 @@
 """The backtest: train on the earlier part of a dataset in time, evaluate the later part, beside two baselines.
 
-The three scorers of one run see the same rows:
-    model: XGBoost as in production (:func:`forewarn.model.train.train_model`: early stopping, calibration
-        and the operating threshold all from periods inside the training part).
+The model is the one the train flow would ship with ``--until`` at the cut: the same rows (one per instance
+per 15 minutes before the cut), labels (failures known at the cut), features and
+:func:`forewarn.model.train.train_model` with its default TrainConfig, all from :mod:`forewarn.model.frame`.
+The three scorers are fit on the same training rows and scored on the same later rows:
+    model: XGBoost as in production (early stopping, calibration and the operating threshold all from
+        periods inside the training part).
     static: per-metric thresholds fit on the training part (:mod:`forewarn.model.baselines`).
     logistic: an L2 logistic regression on the same features (:mod:`forewarn.model.logistic`).
-Features are the window features of :mod:`forewarn.features.windows` plus, per metric, ``<metric>_delta``,
-the change since the instance's previous sample (the windows are minutes to hours long, so at daily steps
-as in Backblaze they hold one sample each). Evaluation is the event-level view of ARCHITECTURE.md.
+Evaluation is the event-level view of ARCHITECTURE.md, over every telemetry sample from the cut on.
 """
 
 from __future__ import annotations
@@ -24,13 +25,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from forewarn.dataset import Dataset, read_dataset
 from forewarn.errors import ConfigError, InputError
-from forewarn.features.windows import compute_window_features, feature_names, safe_name
+from forewarn.features.windows import safe_name
 from forewarn.model.baselines import fit_static
 from forewarn.model.evaluate import choose_threshold, event_lead_times, event_metrics, roc_auc
+from forewarn.model.frame import (
+    TRAIN_EVERY_MINUTES,
+    dataset_features,
+    join_features,
+    model_feature_names,
+    training_labels,
+)
 from forewarn.model.labels import censored_column, label_column, make_labels
 from forewarn.model.logistic import fit_logistic
-from forewarn.model.split import time_split
-from forewarn.model.train import TrainConfig, fit_parts
+from forewarn.model.train import TrainConfig, train_model
 
 METHODS = ("model", "static", "logistic")
 KEYS = ("pr_auc", "roc_auc", "event_recall", "alert_precision", "median_lead_minutes", "brier")
@@ -74,68 +81,58 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def deltas(features: pd.DataFrame, telemetry: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Per metric ``<metric>_delta``: the value minus the instance's previous sample, aligned with ``features``."""
-    frame = pd.DataFrame(
-        {"instance_id": telemetry["instance_id"].astype(str), "event_timestamp": telemetry["timestamp"]}
-    )
-    names = [f"{safe_name(m)}_delta" for m in metrics]
-    values = pd.DataFrame(
-        {
-            name: pd.to_numeric(telemetry[metric], errors="coerce").to_numpy(dtype=float)
-            for metric, name in zip(metrics, names, strict=True)
-        }
-    )
-    frame = pd.concat([frame.reset_index(drop=True), values], axis=1)
-    frame = frame.groupby(["instance_id", "event_timestamp"], sort=True, as_index=False).mean()
-    frame[names] = frame.groupby("instance_id", sort=False)[names].diff()
-    keys = ["instance_id", "event_timestamp"]
-    merged = features[keys].merge(frame, on=keys, how="left")
-    return merged[names].set_axis(features.index)
+def cut_time(features: pd.DataFrame, train_fraction: float) -> pd.Timestamp:
+    """The start of the evaluated part: the time before which about ``train_fraction`` of the feature rows lie."""
+    times = features["event_timestamp"].sort_values().reset_index(drop=True)
+    if times.empty:
+        raise InputError("the dataset has no telemetry rows to backtest", field="telemetry")
+    return pd.Timestamp(times.iloc[min(int(train_fraction * len(times)), len(times) - 1)])
 
 
-def prepare(dataset: Dataset, horizon_minutes: int) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    """Labelled feature frame, the feature columns, and metric -> the column its static rule reads."""
-    features = compute_window_features(
-        dataset.telemetry,
-        errors=dataset.errors,
-        failures=dataset.failures,
-        instances=dataset.instances,
-        metrics=dataset.metrics,
-    )
-    extra = deltas(features, dataset.telemetry, dataset.metrics)
-    features = pd.concat([features, extra], axis=1)
-    columns = [*feature_names(dataset.metrics), *extra.columns]
-    labelled = make_labels(features, dataset.failures, [horizon_minutes], data_end=dataset.end)
-    static_columns = {m: f"{safe_name(m)}_mean_5m" for m in dataset.metrics}
-    return labelled.reset_index(drop=True), columns, static_columns
+class Prepared(BaseModel):
+    """The rows of one backtest: what the model trains on, what is evaluated, with which features."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    train: pd.DataFrame
+    evaluate: pd.DataFrame
+    columns: list[str]
+    static_columns: dict[str, str]
+    cut: pd.Timestamp
 
 
-def inner_split(train: pd.DataFrame, label: str, share: float = 0.3) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cut the training part in time so that the later piece holds about ``share`` of its positive rows.
+def prepare(dataset: Dataset, horizon_minutes: int, train_fraction: float) -> Prepared:
+    """The training frame exactly as the train flow builds it with ``until`` at the cut, and every later sample.
 
-    The later piece stops boosting early, calibrates and sets the operating threshold. Cutting by positives
-    rather than by rows keeps failures on both sides when rows crowd into one period (Backblaze's healthy
-    drives all report in the last ten days of the year, its failed drives throughout it).
+    Training rows, labels and features come from :mod:`forewarn.model.frame` (the train flow's own
+    functions; the features are joined in memory rather than through Feast). The evaluated part is every
+    telemetry sample from the cut on, labelled with all failures, as the live loop would score them.
     """
-    times = train["event_timestamp"]
-    positive_times = np.sort(times[train[label] == 1].unique())
-    if len(positive_times) < 2:
-        raise InputError(
-            "the training part needs failures at two or more times to fit and calibrate on separate periods; "
-            "use a longer --horizon or a larger --train-fraction",
-            field="--train-fraction",
-        )
-    cut = positive_times[min(int(len(positive_times) * (1.0 - share)), len(positive_times) - 1)]
-    return train[times < cut], train[times >= cut]
+    features = dataset_features(dataset)
+    columns = model_feature_names(dataset.metrics)
+    cut = cut_time(features, train_fraction)
+    train = join_features(training_labels(dataset, horizon_minutes, until=cut), features, columns)
+    later = features[features["event_timestamp"] >= cut]
+    evaluate = make_labels(later, dataset.failures, [horizon_minutes], data_end=dataset.end)
+    static_columns = {m: f"{safe_name(m)}_mean_5m" for m in dataset.metrics}
+    return Prepared(
+        train=train.reset_index(drop=True),
+        evaluate=evaluate.reset_index(drop=True),
+        columns=columns,
+        static_columns=static_columns,
+        cut=cut,
+    )
 
 
 def _evaluate(
     eval_part: pd.DataFrame, p: np.ndarray, threshold: float, failures: pd.DataFrame, horizon: int
 ) -> Evaluated:
     scores = pd.DataFrame(
-        {"instance_id": eval_part["instance_id"].to_numpy(), "event_timestamp": eval_part["event_timestamp"].to_numpy(),
-         "probability": p}
+        {
+            "instance_id": eval_part["instance_id"].to_numpy(),
+            "event_timestamp": eval_part["event_timestamp"].to_numpy(),
+            "probability": p,
+        }
     )
     metrics = event_metrics(scores, failures, threshold=threshold, horizon_minutes=horizon)
     known = ~eval_part[censored_column(horizon)].to_numpy(dtype=bool)
@@ -154,24 +151,22 @@ def run_backtest(
     horizon = config.horizon_minutes
     say("reading the dataset")
     dataset = dataset_dir if isinstance(dataset_dir, Dataset) else read_dataset(dataset_dir)
-    say(f"window features for {len(dataset.telemetry):,} rows, {len(dataset.metrics)} metrics")
-    frame, columns, static_columns = prepare(dataset, horizon)
-    label = label_column(horizon)
-    fractions = (config.train_fraction, 1.0 - config.train_fraction)
-    train_part, eval_part = time_split(frame, fractions=fractions, gap=pd.Timedelta(minutes=horizon))
-    train_known = train_part[~train_part[censored_column(horizon)]]
-    if train_known[label].sum() == 0:
+    say(f"features for {len(dataset.telemetry):,} rows, {len(dataset.metrics)} metrics")
+    rows = prepare(dataset, horizon, config.train_fraction)
+    label, columns = label_column(horizon), rows.columns
+    eval_part, cut = rows.evaluate, rows.cut
+    train_known = rows.train[~rows.train[censored_column(horizon)].astype(bool)]
+    if train_known[label].sum() == 0 or eval_part.empty:
         raise InputError(
-            f"the training part (first {config.train_fraction:.0%} in time) has no failure within {horizon} min; "
-            "use a longer --horizon or a larger --train-fraction",
+            f"the training part (first {config.train_fraction:.0%} in time) has no failure within {horizon} min, "
+            "or nothing is left to evaluate; use a longer --horizon or another --train-fraction",
             field="--train-fraction",
         )
-    say(f"training XGBoost on {len(train_known):,} rows")
+    say(f"training XGBoost on {len(train_known):,} rows, one per instance per {TRAIN_EVERY_MINUTES} min")
     train_cfg = TrainConfig(horizon_minutes=horizon, seed=config.seed, nthread=config.nthread)
-    fit, valid = inner_split(train_known, label)
-    model = fit_parts(fit, valid, valid, columns, label, train_cfg)
+    model = train_model(rows.train, columns, label, train_cfg)
     say("fitting the static thresholds and the logistic regression")
-    static = fit_static(train_known, static_columns, label)
+    static = fit_static(train_known, rows.static_columns, label)
     logistic = fit_logistic(train_known, columns, label)
     p_logistic_train = logistic.predict_proba(train_known)
     logistic_threshold = choose_threshold(train_known[label].to_numpy(), p_logistic_train)
@@ -182,11 +177,10 @@ def run_backtest(
         "static": _evaluate(eval_part, static.predict_proba(eval_part), static.threshold, failures, horizon),
         "logistic": _evaluate(eval_part, logistic.predict_proba(eval_part), logistic_threshold, failures, horizon),
     }
-    cut = pd.Timestamp(eval_part["event_timestamp"].min())
     fail_times = pd.to_datetime(failures["timestamp"], utc=True)
     summary: dict[str, Any] = {
         "horizon_minutes": horizon,
-        "events_train": int(((fail_times > train_part["event_timestamp"].min()) & (fail_times < cut)).sum()),
+        "events_train": int(((fail_times > rows.train["event_timestamp"].min()) & (fail_times <= cut)).sum()),
         "events_eval": int(results["model"].metrics["n_failures"]),
     }
     for name, result in results.items():
@@ -196,7 +190,8 @@ def run_backtest(
         "rows_train": len(train_known),
         "rows_eval": len(eval_part),
         "eval_from": cut.isoformat(),
-        "instances": int(frame["instance_id"].nunique()),
+        "train_every_minutes": TRAIN_EVERY_MINUTES,
+        "instances": int(dataset.telemetry["instance_id"].nunique()),
         "metrics": list(dataset.metrics),
         "features": len(columns),
         "static_rules": [r.model_dump() for r in static.rules],

@@ -65,9 +65,11 @@ def plot(results: dict[str, Evaluated], out: Path) -> list[Path]:
     if any(leads):
         lead_ax.hist(leads, bins=12, label=list(results), color=[COLOURS[n] for n in results])
     cal_ax.plot([0, 1], [0, 1], ":", color="grey")
-    titles = [("recall", "precision", "Precision-recall, evaluation part"),
-              ("mean predicted probability", "observed failure rate", "Calibration (quantile bins)"),
-              ("minutes from first alert to failure", "caught failures", "Lead time of caught failures")]
+    titles = [
+        ("recall", "precision", "Precision-recall, evaluation part"),
+        ("mean predicted probability", "observed failure rate", "Calibration (quantile bins)"),
+        ("minutes from first alert to failure", "caught failures", "Lead time of caught failures"),
+    ]
     for (figure, axis), (xlabel, ylabel, title), path in zip(figures, titles, paths, strict=True):
         axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
         axis.legend()
@@ -89,10 +91,11 @@ def markdown(summary: dict[str, Any], dataset: str) -> str:
     lines = [
         f"# Backtest of `{dataset}`",
         "",
-        f"Horizon {summary['horizon_minutes']} minutes; trained on the first {details.get('train_fraction', 0):.0%} "
-        f"of the rows in time ({details.get('rows_train', 0):,} rows, {summary['events_train']} failures), "
-        f"evaluated from {details.get('eval_from', '?')} ({details.get('rows_eval', 0):,} rows, "
-        f"{summary['events_eval']} failures).",
+        f"Horizon {summary['horizon_minutes']} minutes; the model the train flow ships when trained on the first "
+        f"{details.get('train_fraction', 0):.0%} of the rows in time (one row per instance per "
+        f"{details.get('train_every_minutes', '?')} min: {details.get('rows_train', 0):,} rows with a known label, "
+        f"{summary['events_train']} failures), evaluated on every sample from {details.get('eval_from', '?')} "
+        f"({details.get('rows_eval', 0):,} rows, {summary['events_eval']} failures).",
         "",
         "| scorer | " + " | ".join(KEYS) + " |",
         "|---|" + "---|" * len(KEYS),

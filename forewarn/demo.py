@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forewarn.dataset import read_dataset
+from forewarn.dataset import Dataset, read_dataset
 from forewarn.errors import ConfigError, ModelUnavailable
+from forewarn.model.registry import ModelRegistry
 from forewarn.model.train import TrainedModel
 from forewarn.policy.loader import load_policy
 from forewarn.policy.schema import Policy
@@ -68,12 +69,13 @@ def run_demo(*, out: Path, instances: int, days: float, seed: int, console: Cons
     from flows.score_and_allocate import score_and_allocate
     from flows.train import train
 
+    at = replay_start.isoformat()  # the flows run as of the start of the replayed day, on the simulated clock
     with console.status("flow materialize: window features into Feast (first Prefect run takes ~10 s)"):
-        console.print(materialize(dataset=str(settings.dataset)))
+        console.print(materialize(dataset=str(settings.dataset), at=at))
     with console.status("flow train: point-in-time frame, Great Expectations gate, XGBoost, calibration"):
-        console.print(train(dataset=str(settings.dataset), until=replay_start.isoformat()))
+        console.print(train(dataset=str(settings.dataset), at=at))
     with console.status("flow score-and-allocate: online features, policy, plan (dry-run)"):
-        console.print(score_and_allocate(dataset=str(settings.dataset), dry_run=True))
+        console.print(score_and_allocate(dataset=str(settings.dataset), dry_run=True, at=at))
 
     results = run_replay(
         dataset=settings.dataset,
@@ -137,7 +139,6 @@ def run_replay(
     config: ReplayConfig | None = None,
 ) -> dict[str, Any]:
     """Replay ``dataset`` from ``start`` (default: its last day) with the policy, then with each comparison."""
-    from forewarn.model.registry import ModelRegistry
     from forewarn.pipeline import build_features
 
     settings = Settings()
@@ -147,12 +148,12 @@ def run_replay(
     chosen = load_policy(policy or PROJECT_ROOT / "policies" / "default.yaml")
     entrants = contenders(chosen, compare)
     registry = ModelRegistry(model_dir or settings.models_dir)
-    model = registry.current()
-    if model is None:
-        raise ModelUnavailable(f"no current model in {registry.root}: run `forewarn run train` first")
     with console.status("computing window features for the replay"):
         features = build_features(data, velocity=chosen.velocity_limits())
-    workdir = (out or settings.home) / "replay"
+    model = registry.current()
+    if model is None:
+        model = _train_before(data, features, begin, registry, settings, chosen, console)
+    workdir = settings.home / "replay"
     with _progress(console) as bar:
         jobs: dict[str, Any] = {}
 
@@ -162,7 +163,7 @@ def run_replay(
             bar.update(jobs[name], completed=done)
 
         replay = Replay(data, features, start=begin, workdir=workdir, config=config, progress=tick)
-        runs = [_run_one(replay, c, model) for c in entrants]
+        runs = [_run_one(replay, c, model, settings.home if n == 0 else None) for n, c in enumerate(entrants)]
     console.print(_table(runs, begin, data.end))
     results = {
         "window": {"start": begin.isoformat(), "end": data.end.isoformat()},
@@ -178,17 +179,48 @@ def run_replay(
         target, runs, results, features=features, model=model, failures=replay.failures, alert=chosen.bands.high.enter
     )
     console.print(f"report: [bold]{report}[/]")
+    console.print(
+        f"plans of the {runs[0].name} run are journalled in {runs[0].home}: `forewarn plan list` shows them"
+        + (f" (with FOREWARN_HOME={runs[0].home})" if Path(runs[0].home).resolve() != Settings().home.resolve() else "")
+    )
     return results
 
 
-def _run_one(replay: Replay, contender: Contender, model: TrainedModel) -> RunResult:
+def _train_before(
+    data: Dataset,
+    features: pd.DataFrame,
+    begin: pd.Timestamp,
+    registry: ModelRegistry,
+    settings: Settings,
+    policy: Policy,
+    console: Console,
+) -> TrainedModel:
+    """No model yet: train one on the data before the replayed window, as the demo does, and say so."""
+    from forewarn.features.store import FeatureStoreGlue
+    from forewarn.pipeline import materialize, train
+
+    console.print(f"no model in {registry.root}: training one on the data before {begin:%Y-%m-%d %H:%M} UTC first")
+    glue = FeatureStoreGlue(settings.features_dir, settings=settings)
+    with console.status("materializing the features before the replayed window into Feast"):
+        materialize(glue, features[features["event_timestamp"] < begin], end=begin.to_pydatetime())
+    with console.status("training: point-in-time frame, Great Expectations gate, XGBoost, calibration"):
+        outcome = train(data, glue, registry, horizon_minutes=policy.horizon_minutes, until=begin)
+    model = registry.current()
+    if model is None:
+        failures = "; ".join(outcome.validation.failures) or "no model came out of training"
+        raise ModelUnavailable(f"could not train a model on the data before {begin}: {failures}")
+    console.print(f"trained model {model.version} on {outcome.rows:,} rows")
+    return model
+
+
+def _run_one(replay: Replay, contender: Contender, model: TrainedModel, home: Path | None) -> RunResult:
     if contender.kind == "reactive" or contender.policy is None:
-        return replay.run(contender.name)
+        return replay.run(contender.name, home=home)
     if contender.kind == "static":
         fallback = contender.policy.fallback.static_thresholds
         scorer = static_scorer(dict(fallback), contender.policy.horizon_minutes)
-        return replay.run(contender.name, policy=contender.policy, scorer=scorer)
-    return replay.run(contender.name, model=model, policy=contender.policy)
+        return replay.run(contender.name, policy=contender.policy, scorer=scorer, home=home)
+    return replay.run(contender.name, model=model, policy=contender.policy, home=home)
 
 
 def _table(runs: list[RunResult], start: pd.Timestamp, end: pd.Timestamp) -> Table:

@@ -8,45 +8,31 @@ plan: scores -> policy decisions -> allocation -> guardrails -> a journalled pla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
 
 from forewarn.dataset import Dataset
+from forewarn.execution.applier import Applier
+from forewarn.execution.journal import Journal
 from forewarn.features.events import EVENT_FEATURES
 from forewarn.features.store import FeatureStoreGlue
-from forewarn.features.windows import compute_window_features
 from forewarn.model.champion import challenge, newest_holdout
-from forewarn.model.feedback import feedback_labels
-from forewarn.model.labels import make_labels
+from forewarn.model.frame import TRAIN_EVERY_MINUTES as TRAIN_EVERY_MINUTES
+from forewarn.model.frame import dataset_features, training_labels
+from forewarn.model.frame import training_entities as training_entities
 from forewarn.model.registry import ModelCard, ModelRegistry
 from forewarn.model.train import TrainConfig, TrainedModel, train_model
 from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState, enforce
 from forewarn.policy.schema import Policy
-from forewarn.schemas import Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task, VelocityLimits
+from forewarn.schemas import Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
 from forewarn.validation import ValidationReport, validate_training_frame
 
-TRAIN_EVERY_MINUTES = 15
-"""Training rows are taken every this many minutes per instance: neighbours 5 minutes apart add little."""
-
-
-def build_features(
-    dataset: Dataset, *, every_minutes: int | None = None, velocity: VelocityLimits | None = None
-) -> pd.DataFrame:
-    """Window features of every instance at every telemetry step (or every ``every_minutes``)."""
-    return compute_window_features(
-        dataset.telemetry,
-        errors=dataset.errors,
-        failures=dataset.failures,
-        instances=dataset.instances,
-        workloads=dataset.workloads,
-        velocity=velocity,
-        metrics=dataset.metrics,
-        every_minutes=every_minutes,
-    )
+build_features = dataset_features
+"""Window features of every instance at every telemetry step (see :func:`forewarn.model.frame.dataset_features`)."""
 
 
 def materialize(glue: FeatureStoreGlue, features: pd.DataFrame, *, end: datetime | None = None) -> int:
@@ -68,18 +54,6 @@ class TrainOutcome:
     rows: int
 
 
-def training_entities(telemetry: pd.DataFrame, *, until: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The (instance, time) rows to learn from: each instance's last sample in every bucket of
-    :data:`TRAIN_EVERY_MINUTES` (so samples at any offset or step are kept), and only before ``until``."""
-    entities = telemetry[["instance_id", "timestamp"]].rename(columns={"timestamp": "event_timestamp"})
-    bucket = entities["event_timestamp"].dt.floor(f"{TRAIN_EVERY_MINUTES}min")
-    last = ~pd.DataFrame({"i": entities["instance_id"], "b": bucket}).duplicated(keep="last")
-    entities = entities[last.to_numpy()]
-    if until is not None:
-        entities = entities[entities["event_timestamp"] < until]
-    return entities.reset_index(drop=True)
-
-
 def train(
     dataset: Dataset,
     glue: FeatureStoreGlue,
@@ -94,15 +68,10 @@ def train(
 
     With ``actions`` (journalled outcomes, :func:`forewarn.model.feedback.journal_actions`), an instance that
     was drained or migrated is labelled by what then happened to it, never assumed healthy. The new model
-    becomes champion only if it beats the current one on the same newest holdout rows.
+    becomes champion only if it beats the current one on the same newest holdout rows. The rows and labels
+    come from :mod:`forewarn.model.frame`, as in the backtest.
     """
-    entities = training_entities(dataset.telemetry, until=until)
-    data_end = until if until is not None else dataset.end
-    if actions is not None and len(actions):
-        labelled = feedback_labels(entities, dataset.failures, actions, [horizon_minutes], data_end=data_end)
-        labelled = labelled.drop(columns="drain_outcome")
-    else:
-        labelled = make_labels(entities, dataset.failures, [horizon_minutes], data_end=data_end)
+    labelled = training_labels(dataset, horizon_minutes, until=until, actions=actions)
     frame = glue.training_frame(labelled)
     label = f"label_{horizon_minutes}m"
     report = validate_training_frame(
@@ -167,11 +136,19 @@ def plan_cycle(
     model_version: str | None,
     model_fresh: bool = True,
     features: dict[str, dict[str, float]] | None = None,
+    stale: Sequence[str] = (),
+    held: Collection[str] | None = None,
 ) -> CyclePlan:
-    """Decide, allocate and enforce the guardrails: the plan of one cycle, not yet persisted or run."""
+    """Decide, allocate and enforce the guardrails: the plan of one cycle, not yet persisted or run.
+
+    ``stale``: instances whose features are too old to score (the fallback decides them); ``held``: the
+    instances Forewarn holds back (from the journal), the only ones a release may touch.
+    """
     from forewarn.allocation.planner import plan_actions
 
-    decisions = engine.decide(scores, instances, tasks, now=now, model_fresh=model_fresh, features=features)
+    decisions = engine.decide(
+        scores, instances, tasks, now=now, model_fresh=model_fresh, features=features, stale=stale, held=held
+    )
     risk = {s.instance_id: s.probability for s in scores}
     allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits())
     mode = PolicyMode(policy.mode)
@@ -192,6 +169,19 @@ def plan_cycle(
     elif plan.mode == PolicyMode.AUTO:
         plan.state = PlanState.APPROVED
     return CyclePlan(plan=plan, guard_state=guard_state, high_risk=high)
+
+
+def apply_plan(journal: Journal, applier: Applier, plan: Plan) -> Plan:
+    """Journal the plan before anything runs; run it when the policy's mode approved it. A plan with nothing
+    to do ends SUCCEEDED at once rather than waiting APPROVED."""
+    journal.save_plan(plan)
+    if plan.state == PlanState.APPROVED and plan.actions:
+        return applier.run(plan)
+    if plan.state == PlanState.APPROVED:
+        journal.transition(plan.plan_id, PlanState.RUNNING)
+        journal.transition(plan.plan_id, PlanState.SUCCEEDED, note="no action needed")
+        return journal.get(plan.plan_id)
+    return plan
 
 
 FINISHED = frozenset({PlanState.SUCCEEDED, PlanState.FAILED, PlanState.ROLLED_BACK, PlanState.CANCELLED})

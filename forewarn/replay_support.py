@@ -1,17 +1,16 @@
 """The records and pure helpers of the closed-loop replay (:mod:`forewarn.replay`): its configuration, the
-result of one run, the cost of an interruption, the feature snapshot of a cycle, task arrivals and the
-capacity a policy holds back."""
+result of one run, the cost of an interruption, task arrivals and the capacity a policy holds back."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 
-from adapters.fleet import FleetState
 from forewarn.dataset import Dataset
-from forewarn.schemas import Task
+from forewarn.schemas import Instance, InstanceState, Task
 from forewarn.service import workload_tasks
 
 
@@ -25,16 +24,12 @@ class ReplayConfig:
         restart_minutes: time to restart an interrupted task, counted as lost.
         migration_minutes: a migration takes this long; a task still moving when its source fails is
             interrupted all the same.
-        cordon_expiry_minutes: backstop only: an instance held back this long is released even when the
-            policy has not put it back in the low band (for example because it stopped being scored).
-            ``None`` turns the backstop off.
     """
 
     cycle_minutes: int = 10
     checkpoint_minutes: int = 60
     restart_minutes: int = 10
     migration_minutes: float = 5.0
-    cordon_expiry_minutes: int | None = 240
 
 
 @dataclass
@@ -53,7 +48,10 @@ class RunResult:
     unneeded_migrations: int = 0
     scale_actions: int = 0
     plans: int = 0
+    releases: int = 0
+    restores: int = 0
     capacity_overhead: float = 0.0
+    home: str = ""
     timeline: list[tuple[datetime, float]] = field(default_factory=list)
     overhead_timeline: list[float] = field(default_factory=list)
 
@@ -71,6 +69,8 @@ class RunResult:
             "unneeded_migrations": self.unneeded_migrations,
             "scale_actions": self.scale_actions,
             "plans": self.plans,
+            "releases": self.releases,
+            "restores": self.restores,
             "capacity_overhead": round(self.capacity_overhead, 4),
         }
 
@@ -80,15 +80,6 @@ def lost_hours(task: Task, at: datetime, config: ReplayConfig) -> float:
     started = task.start or at
     since_start = max((at - started).total_seconds() / 60.0, 0.0)
     return (since_start % config.checkpoint_minutes + config.restart_minutes) / 60.0
-
-
-def features_at(
-    features: pd.DataFrame, instance_ids: list[str], at: pd.Timestamp, tolerance: pd.Timedelta
-) -> pd.DataFrame:
-    """The latest feature row of each instance at or before ``at`` (within ``tolerance``)."""
-    window = features[(features["event_timestamp"] <= at) & (features["event_timestamp"] > at - tolerance)]
-    window = window[window["instance_id"].isin(instance_ids)]
-    return window.sort_values("event_timestamp").groupby("instance_id", sort=False).tail(1).reset_index(drop=True)
 
 
 def arrivals(dataset: Dataset, start: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, pd.Timestamp]]:
@@ -105,22 +96,21 @@ def arrivals(dataset: Dataset, start: pd.Timestamp) -> tuple[pd.DataFrame, dict[
     return pd.DataFrame({"start": later["start"].reset_index(drop=True), "task": tasks}), ends
 
 
-def overhead(state: FleetState, base_cpu: float) -> float:
+def overhead(instances: Sequence[Instance], base_cpu: float) -> float:
     """CPU held back by the policy as a share of the fleet's starting capacity.
 
     Counts cordoned instances that are up, reserved buffers, capacity removed by scale-backs and instances
     added by autoscaling. Failed instances are not overhead: they are down in every run alike.
     """
     held = 0.0
-    for inst_id, inst in state.instances.items():
-        if inst_id in state.failed:
+    for inst in instances:
+        if inst.state == InstanceState.FAILED:
             continue
-        if inst_id in state.cordoned:
+        if inst.state == InstanceState.CORDONED:
             held += inst.cpu_capacity
             continue
-        held += inst.cpu_capacity * state.reserved.get(inst_id, 0.0)
-        if inst_id in state.nominal:
-            held += max(state.nominal[inst_id][0] - inst.cpu_capacity, 0.0)
-        if inst_id.startswith("i-auto-"):
+        held += inst.cpu_capacity * inst.reserved
+        held += inst.cpu_capacity / inst.capacity_factor - inst.cpu_capacity
+        if inst.instance_id.startswith("i-auto-"):
             held += inst.cpu_capacity
     return held / base_cpu

@@ -186,6 +186,7 @@ class ActionType(StrEnum):
     CORDON = "cordon"
     ROLLBACK = "rollback"
     NOTIFY = "notify"
+    RELEASE = "release"
     NONE = "none"
 
 

@@ -1,6 +1,5 @@
-"""The composition root: builds the store, journal, registry, feature store, policy and cloud from settings.
-
-Only this module (and the CLI above it) decides which real adapter serves each port.
+"""What every flow works with, built once per run from settings: the store, journal, registry, feature store,
+policy and the cycle state they share. The cloud is picked by :mod:`forewarn.compose`.
 """
 
 from __future__ import annotations
@@ -17,10 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from adapters.base import CloudAdapter
-from adapters.simulated import SimulatedAdapter
+from forewarn.cloud import CloudAdapter
 from forewarn.dataset import Dataset, read_dataset
-from forewarn.errors import ConfigError
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.execution.runner import ActionRunner
@@ -28,11 +25,12 @@ from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.registry import ModelRegistry
 from forewarn.model.train import TrainedModel
 from forewarn.pipeline import CyclePlan, TrainOutcome
+from forewarn.pipeline import apply_plan as pipeline_apply
 from forewarn.policy.engine import BandTracker, PolicyEngine
 from forewarn.policy.guardrails import GuardrailState
 from forewarn.policy.loader import load_policy
 from forewarn.policy.schema import Policy
-from forewarn.schemas import Instance, Plan, PlanState, RiskScore, Task
+from forewarn.schemas import Instance, Plan, RiskScore, Task
 from forewarn.settings import Settings, get_settings
 from forewarn.store import Repository
 from forewarn.store.state import MERGES, StateStore, Versioned
@@ -49,6 +47,11 @@ class Context:
     settings: Settings
     dry_run: bool = True
     policy_path: Path | None = None
+    given_policy: Policy | None = None
+    """The policy itself, when the caller has it in hand (replay); else it is read from ``policy_path``."""
+    ephemeral_state: bool = False
+    """Keep the cycle state (bands, guardrail budgets) in this object only: a replay's runs, which must not
+    share it with each other or with production."""
     _state: dict[str, Any] = field(default_factory=dict)
     _read: dict[str, Versioned] = field(default_factory=dict)
 
@@ -73,6 +76,8 @@ class Context:
 
     @cached_property
     def policy(self) -> Policy:
+        if self.given_policy is not None:
+            return self.given_policy
         return load_policy(self.policy_path or self.settings.policy)
 
     @property
@@ -88,6 +93,8 @@ class Context:
 
     def _load_state(self) -> dict[str, Any]:
         """The cycle state (``bands``, ``guardrails``) from the repository, read once per context."""
+        if self.ephemeral_state:
+            return self._state
         if not self._read:
             stored = self._states().read(MERGES)
             self._read = {key: stored.get(key) or Versioned(key=key) for key in MERGES}
@@ -113,6 +120,9 @@ class Context:
             "bands": engine.tracker.model_dump(mode="json"),
             "guardrails": guard_state.model_dump(mode="json"),
         }
+        if self.ephemeral_state:
+            self._state.update(mine)
+            return
         store, owner = self._states(), f"{socket.gethostname()}:{os.getpid()}"
         for key, value in mine.items():
             saved = store.save(key, self._read[key], value, merge=MERGES[key], owner=owner)
@@ -165,36 +175,15 @@ def tasks_at(dataset: Dataset, at: pd.Timestamp) -> list[Task]:
     return workload_tasks(w[(w["start"] <= at) & (w["end"].isna() | (w["end"] > at))])
 
 
-def fleet_adapter(ctx: Context, dataset: Dataset | None = None, *, at: pd.Timestamp | None = None) -> CloudAdapter:
-    """The cloud adapter of the settings; the simulated one is built from the dataset's fleet."""
-    s = ctx.settings
-    if s.cloud == "aws":
-        from adapters.aws import AwsAdapter
-
-        groups = [g.strip() for g in s.aws_groups.split(",") if g.strip()]
-        if not groups:
-            raise ConfigError("name the Auto Scaling groups to manage", field="FOREWARN_AWS_GROUPS")
-        return AwsAdapter(
-            groups, endpoint_url=s.aws_endpoint_url or None, dry_run=ctx.dry_run, state_dir=s.home / "aws"
-        )
-    if s.cloud == "openstack":
-        from adapters.openstack import OpenStackAdapter
-
-        return OpenStackAdapter(cloud=s.openstack_cloud or None, dry_run=ctx.dry_run, state_dir=s.home / "openstack")
-    if dataset is None:
-        raise ConfigError("the simulated cloud is built from a dataset", field="FOREWARN_DATASET")
-    when = at if at is not None else dataset.end
-    return SimulatedAdapter(instances_from(dataset), tasks_at(dataset, when), dry_run=ctx.dry_run)
-
-
 def usable_model(ctx: Context, now: datetime) -> tuple[TrainedModel | None, bool]:
-    """The current model and whether the policy may use it (trained, and fresh enough)."""
+    """The current model and whether the policy may use it at the cycle's time ``now``: trained, and its
+    training data not older than ``fallback.max-model-age-hours`` (whenever it was built)."""
     model = ctx.registry.current()
     if model is None:
         return None, False
     version = ctx.registry.current_version()
-    trained_at = ctx.registry.card(version).created_at if version else None
-    return model, ctx.policy.model_is_fresh(trained_at, now)
+    data_end = ctx.registry.card(version).data_window[1] if version else None
+    return model, ctx.policy.model_is_fresh(data_end, now)
 
 
 def apply_plan(ctx: Context, adapter: CloudAdapter, cycle: CyclePlan, *, runner: ActionRunner | None = None) -> Plan:
@@ -202,27 +191,12 @@ def apply_plan(ctx: Context, adapter: CloudAdapter, cycle: CyclePlan, *, runner:
 
     ``runner`` carries out each change (flows pass one that makes each a Prefect task run with retries).
     """
-    plan = cycle.plan
-    ctx.journal.save_plan(plan)
-    if plan.state == PlanState.APPROVED and plan.actions:
-        plan = Applier(adapter, ctx.journal, dry_run=ctx.dry_run, runner=runner).run(plan)
-    elif plan.state == PlanState.APPROVED:  # nothing to do: the plan is done, not waiting
-        ctx.journal.transition(plan.plan_id, PlanState.RUNNING)
-        ctx.journal.transition(plan.plan_id, PlanState.SUCCEEDED, note="no action needed")
-        plan = ctx.journal.get(plan.plan_id)
-    return plan
+    applier = Applier(adapter, ctx.journal, dry_run=ctx.dry_run, runner=runner)
+    return pipeline_apply(ctx.journal, applier, cycle.plan)
 
 
 def journal() -> Journal:
     return context().journal
-
-
-def approve_and_run(plan_id: str, *, dry_run: bool) -> Plan:
-    ctx = context(dry_run=dry_run)
-    ctx.journal.approve(plan_id)
-    plan = ctx.journal.get(plan_id)
-    adapter = fleet_adapter(ctx, read_dataset(ctx.settings.dataset))
-    return Applier(adapter, ctx.journal, dry_run=dry_run).run(plan)
 
 
 def describe_training(outcome: TrainOutcome) -> str:

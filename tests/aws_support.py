@@ -23,8 +23,11 @@ REGION = "us-east-1"
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = require_binary("moto_server", VENV_BIN)
     port = free_port()
-    process = start([binary, "-H", "127.0.0.1", "-p", str(port)], log=tmp_path_factory.mktemp("moto") / "moto.log",
-                    env={"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"})  # loading them takes ~3 s after every reset
+    process = start(
+        [binary, "-H", "127.0.0.1", "-p", str(port)],
+        log=tmp_path_factory.mktemp("moto") / "moto.log",
+        env={"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},
+    )  # loading them takes ~3 s after every reset
     try:
         wait_for_port(port, process=process)
         yield f"http://127.0.0.1:{port}"
@@ -53,7 +56,10 @@ def make_group(endpoint: str, name: str = "web", size: int = 3, max_size: int = 
     )["LaunchTemplate"]
     autoscaling = session().client("autoscaling", endpoint_url=endpoint)
     autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name, MinSize=0, MaxSize=max_size, DesiredCapacity=size,
+        AutoScalingGroupName=name,
+        MinSize=0,
+        MaxSize=max_size,
+        DesiredCapacity=size,
         LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
         AvailabilityZones=[f"{REGION}a"],
     )
@@ -70,8 +76,7 @@ def place(endpoint: str, tasks: Sequence[Task]) -> None:
 
 
 def adapter(endpoint: str, *, dry_run: bool = False, state_dir: Path | None = None, **kwargs: object) -> AwsAdapter:
-    return AwsAdapter(["web"], session=session(), endpoint_url=endpoint, dry_run=dry_run, state_dir=state_dir,
-                      **kwargs)  # type: ignore[arg-type]
+    return AwsAdapter(["web"], session=session(), endpoint_url=endpoint, dry_run=dry_run, state_dir=state_dir, **kwargs)  # type: ignore[arg-type]
 
 
 def lifecycle(endpoint: str, name: str = "web") -> dict[str, str]:
@@ -82,5 +87,8 @@ def lifecycle(endpoint: str, name: str = "web") -> dict[str, str]:
 
 def desired(endpoint: str, name: str = "web") -> int:
     autoscaling = session().client("autoscaling", endpoint_url=endpoint)
-    return int(autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0][
-        "DesiredCapacity"])
+    return int(
+        autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0][
+            "DesiredCapacity"
+        ]
+    )

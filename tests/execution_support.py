@@ -18,8 +18,8 @@ from typing import TypeVar
 
 import pytest
 
-from adapters.fleet import root_id
 from adapters.simulated import SimulatedAdapter
+from forewarn.cloud import root_id
 from forewarn.execution.applier import Applier, Hook
 from forewarn.execution.journal import Journal
 from forewarn.execution.resilience import CircuitBreaker, default_retry
@@ -61,12 +61,18 @@ def full_plan(state: PlanState = PlanState.APPROVED) -> Plan:
         state=state,
         actions=[
             Action(action_id="a-cordon", type=ActionType.CORDON, instance_id="i1"),
-            Action(action_id="a-move", type=ActionType.MIGRATE, instance_id="i1", target_instance_id="i3",
-                   task_ids=["t1"]),
-            Action(action_id="a-split", type=ActionType.MIGRATE, instance_id="i1", target_instance_id="i4",
-                   task_ids=["t2"], params={"fractions": [0.5]}),
-            Action(action_id="a-reserve", type=ActionType.RESERVE_BUFFER, instance_id="i2",
-                   params={"fraction": 0.2}),
+            Action(
+                action_id="a-move", type=ActionType.MIGRATE, instance_id="i1", target_instance_id="i3", task_ids=["t1"]
+            ),
+            Action(
+                action_id="a-split",
+                type=ActionType.MIGRATE,
+                instance_id="i1",
+                target_instance_id="i4",
+                task_ids=["t2"],
+                params={"fractions": [0.5]},
+            ),
+            Action(action_id="a-reserve", type=ActionType.RESERVE_BUFFER, instance_id="i2", params={"fraction": 0.2}),
             Action(action_id="a-scale", type=ActionType.AUTOSCALE, instance_id="i2", params={"delta": 1}),
         ],
     )
@@ -97,8 +103,7 @@ def journal(tmp_path: Path) -> Journal:
 
 def applier(adapter: SimulatedAdapter, journal: Journal, *, hook: Hook | None = None, **kwargs: object) -> Applier:
     kwargs.setdefault("retry", default_retry(attempts=3, sleep=lambda _: None))
-    return Applier(adapter, journal, dry_run=False, breaker=CircuitBreaker(threshold=50), hook=hook,
-                   **kwargs)  # type: ignore[arg-type]
+    return Applier(adapter, journal, dry_run=False, breaker=CircuitBreaker(threshold=50), hook=hook, **kwargs)  # type: ignore[arg-type]
 
 
 def demand_by_root(adapter: SimulatedAdapter) -> dict[str, tuple[float, float]]:
@@ -187,7 +192,6 @@ def effects_once(adapter: SimulatedAdapter) -> list[str]:
     keys = [key for _, key in adapter.effects]
     assert len(keys) == len(set(keys)), f"a change was made twice: {keys}"
     return keys
-
 
 
 @pytest.fixture

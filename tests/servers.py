@@ -33,9 +33,7 @@ def unavailable(reason: str) -> None:
 
 def require_binary(name: str, *extra_dirs: str) -> str:
     """The path of an executable, searching PATH and ``extra_dirs``; skips (fails in CI) when absent."""
-    found = shutil.which(name) or next(
-        (str(Path(d) / name) for d in extra_dirs if (Path(d) / name).exists()), None
-    )
+    found = shutil.which(name) or next((str(Path(d) / name) for d in extra_dirs if (Path(d) / name).exists()), None)
     if found is None:
         unavailable(f"'{name}' is not installed")
     assert found is not None
@@ -64,9 +62,7 @@ def wait_for_port(port: int, *, timeout: float = 30.0, process: subprocess.Popen
 def start(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a server process with its output in ``log``."""
     handle = log.open("wb")
-    return subprocess.Popen(
-        list(argv), stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-    )
+    return subprocess.Popen(list(argv), stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
 def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
@@ -81,8 +77,12 @@ def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout
 
 
 def _psql(sql: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qc", sql],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 @contextlib.contextmanager

@@ -22,13 +22,27 @@ from keystoneauth1 import session as ksa
 from openstack import connection
 
 from adapters.aws_tags import encode_task
-from adapters.base import CloudAdapter
 from adapters.openstack import OpenStackAdapter
 from adapters.simulated import SimulatedAdapter
+from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError, NotFoundError
-from forewarn.schemas import Instance, InstanceState, Task
+from forewarn.execution.actions import UNDO
+from forewarn.execution.applier import Applier
+from forewarn.execution.resilience import default_retry
+from forewarn.schemas import (
+    Action,
+    ActionState,
+    ActionType,
+    Instance,
+    InstanceState,
+    Plan,
+    PlanState,
+    PolicyMode,
+    Task,
+)
 from tests import aws_support
 from tests.aws_support import endpoint, moto_endpoint
+from tests.execution_support import journal
 
 __all__ = ["endpoint", "moto_endpoint"]  # fixtures
 UNKNOWN = "i-00000000000000000"
@@ -45,15 +59,18 @@ class Cloud:
 
 
 def fleet_tasks(ids: list[str]) -> list[Task]:
-    return [Task(task_id="t1", instance_id=ids[0], cpu=1.0, memory=1.0),
-            Task(task_id="t2", instance_id=ids[0], cpu=0.5, memory=0.5),
-            Task(task_id="t3", instance_id=ids[1], cpu=1.5, memory=2.0)]
+    return [
+        Task(task_id="t1", instance_id=ids[0], cpu=1.0, memory=1.0),
+        Task(task_id="t2", instance_id=ids[0], cpu=0.5, memory=0.5),
+        Task(task_id="t3", instance_id=ids[1], cpu=1.5, memory=2.0),
+    ]
 
 
 def simulated_cloud() -> Cloud:
     ids = ["a", "b", "c"]
-    sim = SimulatedAdapter([Instance(instance_id=i, cpu_capacity=2.0, memory_capacity=4.0) for i in ids],
-                           fleet_tasks(ids))
+    sim = SimulatedAdapter(
+        [Instance(instance_id=i, cpu_capacity=2.0, memory_capacity=4.0) for i in ids], fleet_tasks(ids)
+    )
 
     def make(dry_run: bool = False, state_dir: Path | None = None) -> CloudAdapter:
         sim.dry_run = dry_run  # one in-memory cloud: a "new" adapter is the same object
@@ -80,8 +97,13 @@ class FakeNova:
 
     def __init__(self, mock: requests_mock.Mocker, ids: list[str]) -> None:
         self.servers: dict[str, dict[str, Any]] = {sid: self.server(sid) for sid in ids}
-        version = {"id": "v2.1", "status": "CURRENT", "version": "2.96", "min_version": "2.1",
-                   "links": [{"rel": "self", "href": URL + "/"}]}
+        version = {
+            "id": "v2.1",
+            "status": "CURRENT",
+            "version": "2.96",
+            "min_version": "2.1",
+            "links": [{"rel": "self", "href": URL + "/"}],
+        }
         for url in (URL, URL + "/"):
             mock.get(url, json={"version": version})
         mock.get(re.compile(re.escape(URL) + r"/servers/[^/]+$"), json=self.get_server)
@@ -93,9 +115,16 @@ class FakeNova:
 
     @staticmethod
     def server(sid: str) -> dict[str, Any]:
-        return {"id": sid, "name": sid, "status": "ACTIVE", "metadata": {}, "OS-EXT-SRV-ATTR:host": "host-" + sid,
-                "OS-EXT-AZ:availability_zone": "nova", "flavor": {"vcpus": 2, "ram": 4096, "original_name": "m1"},
-                "links": []}
+        return {
+            "id": sid,
+            "name": sid,
+            "status": "ACTIVE",
+            "metadata": {},
+            "OS-EXT-SRV-ATTR:host": "host-" + sid,
+            "OS-EXT-AZ:availability_zone": "nova",
+            "flavor": {"vcpus": 2, "ram": 4096, "original_name": "m1"},
+            "links": [],
+        }
 
     def _found(self, request: Any, context: Any) -> dict[str, Any] | None:
         sid = urllib.parse.unquote(request.path.split("/servers/", 1)[1].split("/", 1)[0])
@@ -127,8 +156,11 @@ class FakeNova:
 
     def services(self, request: Any, context: Any) -> dict[str, Any]:
         host = (request.qs.get("host") or [""])[0]
-        return {"services": [{"id": f"svc-{host}", "binary": "nova-compute", "host": host, "state": "up",
-                              "status": "enabled"}]}
+        return {
+            "services": [
+                {"id": f"svc-{host}", "binary": "nova-compute", "host": host, "state": "up", "status": "enabled"}
+            ]
+        }
 
 
 def openstack_cloud(mock: requests_mock.Mocker) -> Cloud:
@@ -184,11 +216,15 @@ def test_lists_instances_and_tasks(cloud: Cloud) -> None:
     instances = {i.instance_id: i for i in adapter.list_instances()}
     assert sorted(instances) == sorted(cloud.ids)
     assert {(i.cpu_capacity, i.memory_capacity, i.state) for i in instances.values()} == {
-        (2.0, 4.0, InstanceState.RUNNING)}
+        (2.0, 4.0, InstanceState.RUNNING)
+    }
     a, b, _ = cloud.ids
     tasks = {t.task_id: t for t in adapter.list_tasks()}
     assert {tid: (t.instance_id, t.cpu, t.memory) for tid, t in tasks.items()} == {
-        "t1": (a, 1.0, 1.0), "t2": (a, 0.5, 0.5), "t3": (b, 1.5, 2.0)}
+        "t1": (a, 1.0, 1.0),
+        "t2": (a, 0.5, 0.5),
+        "t3": (b, 1.5, 2.0),
+    }
 
 
 def test_cordon_and_uncordon_act_once_per_key(cloud: Cloud) -> None:
@@ -311,3 +347,66 @@ def test_health(cloud: Cloud) -> None:
         adapter.migrate(["t3"], b, a, key="onto-failed")
     assert placement(adapter)["t3"] == b
     assert c in {i.instance_id for i in adapter.list_instances()}
+
+
+def held(adapter: CloudAdapter, instance_id: str) -> tuple[InstanceState, float, float]:
+    """What Forewarn holds on an instance, as the adapter reports it: state, capacity factor, buffer."""
+    inst = next(i for i in adapter.list_instances() if i.instance_id == instance_id)
+    return inst.state, round(inst.capacity_factor, 6), round(inst.reserved, 6)
+
+
+def run_plan(adapter: CloudAdapter, tmp_path: Path, *actions: Action) -> Plan:
+    """Run an approved plan of ``actions`` live through the real applier, on a fresh journal."""
+    plan = Plan(policy="contract", mode=PolicyMode.AUTO, state=PlanState.APPROVED, actions=list(actions))
+    applier = Applier(adapter, journal(tmp_path), dry_run=False, retry=default_retry(attempts=3, sleep=lambda _: None))
+    return applier.run(plan)
+
+
+def hold(adapter: CloudAdapter, instance_id: str, tmp_path: Path) -> None:
+    """Cordon, scale back to half and reserve a quarter of ``instance_id``, as a plan of the policy would."""
+    plan = run_plan(
+        adapter,
+        tmp_path / "hold",
+        Action(type=ActionType.CORDON, instance_id=instance_id),
+        Action(type=ActionType.SCALE_BACK, instance_id=instance_id, params={"factor": 0.5}),
+        Action(type=ActionType.RESERVE_BUFFER, instance_id=instance_id, params={"fraction": 0.25}),
+    )
+    assert plan.state is PlanState.SUCCEEDED, plan.notes
+    assert held(adapter, instance_id) == (InstanceState.CORDONED, 0.5, 0.25)
+
+
+def test_a_release_plan_undoes_every_hold(cloud: Cloud, tmp_path: Path) -> None:
+    adapter, (a, _, c) = cloud.make(), cloud.ids
+    (tmp_path / "hold").mkdir()
+    hold(adapter, c, tmp_path)
+    assert cpu(adapter)[c] == 1.0
+    release = Action(type=ActionType.RELEASE, instance_id=c)
+    plan = run_plan(adapter, tmp_path, release, Action(type=ActionType.RELEASE, instance_id=a))  # a holds nothing
+    assert plan.state is PlanState.SUCCEEDED, plan.notes
+    assert [x.state for x in plan.actions] == [ActionState.SUCCEEDED, ActionState.SKIPPED]
+    assert held(adapter, c) == (InstanceState.RUNNING, 1.0, 0.0)
+    assert cpu(adapter)[c] == 2.0
+    adapter.migrate(["t3"], cloud.ids[1], c, key="onto-released")  # c takes new work at full capacity again
+    assert placement(adapter)["t3"] == c
+
+
+def test_a_release_is_reverted_when_a_later_action_of_its_plan_fails(cloud: Cloud, tmp_path: Path) -> None:
+    adapter, (_, b, c) = cloud.make(), cloud.ids
+    (tmp_path / "hold").mkdir()
+    hold(adapter, c, tmp_path)
+    release = Action(type=ActionType.RELEASE, instance_id=c)
+    too_small = Action(type=ActionType.SCALE_BACK, instance_id=b, params={"factor": 0.5})  # t3 needs 1.5 of 2 vCPU
+    plan = run_plan(adapter, tmp_path, release, too_small)
+    assert plan.state is PlanState.ROLLED_BACK, plan.notes
+    assert [x.state for x in plan.actions] == [ActionState.REVERTED, ActionState.FAILED]
+    assert plan.actions[0].params[UNDO] == {"cordoned": True, "factor": 0.5, "reserved": 0.25}
+    assert held(adapter, c) == (InstanceState.CORDONED, 0.5, 0.25)
+    assert held(adapter, b) == (InstanceState.RUNNING, 1.0, 0.0)
+
+
+def test_lifting_a_hold_that_is_not_there_is_a_no_op(cloud: Cloud) -> None:
+    adapter, (_, _, c) = cloud.make(), cloud.ids
+    adapter.uncordon(c, key="u")
+    assert adapter.scale(c, factor=1.0, key="s") == 1.0
+    adapter.reserve(c, 0.0, key="r")
+    assert held(adapter, c) == (InstanceState.RUNNING, 1.0, 0.0)

@@ -8,10 +8,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from adapters.aws_calls import translate
-from adapters.base import CloudAdapter
+from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError, NotFoundError, TransientAdapterError
-from forewarn.schemas import InstanceState, Task
+from forewarn.execution.applier import Applier
+from forewarn.execution.resilience import default_retry
+from forewarn.schemas import Action, ActionType, InstanceState, Plan, PlanState, PolicyMode, Task
 from tests.aws_support import adapter, desired, endpoint, lifecycle, make_group, moto_endpoint, place, session
+from tests.execution_support import journal
 from tests.servers import free_port
 
 __all__ = ["endpoint", "moto_endpoint"]  # fixtures
@@ -44,7 +47,8 @@ def test_lists_the_group_with_capacity_from_the_instance_type(endpoint: str) -> 
     assert first.zone == "us-east-1a" and first.state == InstanceState.RUNNING
     assert all(not k.startswith("forewarn:") for k in first.tags)
     assert {t.task_id: (t.instance_id, t.cpu, t.splittable) for t in cloud.list_tasks()} == {
-        t.task_id: (t.instance_id, t.cpu, t.splittable) for t in tasks}
+        t.task_id: (t.instance_id, t.cpu, t.splittable) for t in tasks
+    }
 
 
 def test_dry_run_is_the_default_and_changes_nothing(endpoint: str) -> None:
@@ -65,8 +69,11 @@ def test_cordon_is_standby_with_scale_in_protection_once_per_key(endpoint: str) 
     cloud.cordon(ids[0], key="c1")
     cloud.cordon(ids[0], key="c1")
     assert lifecycle(endpoint)[ids[0]] == "Standby" and desired(endpoint) == 2  # decremented once, no replacement
-    group = session().client("autoscaling", endpoint_url=endpoint).describe_auto_scaling_groups(
-        AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
+    group = (
+        session()
+        .client("autoscaling", endpoint_url=endpoint)
+        .describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
+    )
     assert {i["InstanceId"]: i["ProtectedFromScaleIn"] for i in group["Instances"]}[ids[0]] is True
     assert {i.instance_id: i.state for i in cloud.list_instances()}[ids[0]] == InstanceState.CORDONED
     with pytest.raises(AdapterError, match="already used for cordon"):
@@ -141,8 +148,11 @@ def test_snapshot_and_restore_undo_moves_cordons_buffers_and_scale_out(endpoint:
     assert sorted(i.instance_id for i in cloud.list_instances()) == ids
     assert {i.state for i in cloud.list_instances()} == {InstanceState.RUNNING} and desired(endpoint) == 3
     assert all(i.cpu_capacity == 2.0 for i in cloud.list_instances())
-    template = session().client("autoscaling", endpoint_url=endpoint).describe_auto_scaling_groups(
-        AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]["LaunchTemplate"]
+    template = (
+        session()
+        .client("autoscaling", endpoint_url=endpoint)
+        .describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]["LaunchTemplate"]
+    )
     assert template["Version"] == "2"  # pinned to the version the snapshot made
     with pytest.raises(NotFoundError):
         cloud.restore("fw-snap-missing", key="r2")
@@ -181,8 +191,9 @@ def test_keys_survive_a_restart_with_a_state_dir(endpoint: str, tmp_path: Path) 
 
 def test_errors_are_typed() -> None:
     def client_error(code: str, status: int) -> ClientError:
-        return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                           "Op")
+        return ClientError(
+            {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op"
+        )
 
     assert isinstance(translate(client_error("Throttling", 400), "op"), TransientAdapterError)
     assert isinstance(translate(client_error("RequestLimitExceeded", 503), "op"), TransientAdapterError)
@@ -196,3 +207,72 @@ def test_an_unreachable_endpoint_is_transient() -> None:
     cloud = adapter(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TransientAdapterError, match="cannot reach"):
         cloud.list_instances()
+
+
+def in_service(url: str) -> int:
+    return sum(state == "InService" for state in lifecycle(url).values())
+
+
+def run_plan(url: str, tmp_path: Path, *actions: Action) -> Plan:
+    plan = Plan(policy="aws", mode=PolicyMode.AUTO, state=PlanState.APPROVED, actions=list(actions))
+    tmp_path.mkdir(exist_ok=True)
+    applier = Applier(
+        adapter(url), journal(tmp_path), dry_run=False, retry=default_retry(attempts=3, sleep=lambda _: None)
+    )
+    return applier.run(plan)
+
+
+def test_cordon_then_release_gives_the_group_back_its_size(endpoint: str, tmp_path: Path) -> None:
+    ids, _ = seeded(endpoint)
+    assert (desired(endpoint), in_service(endpoint)) == (3, 3)
+    hold = run_plan(
+        endpoint,
+        tmp_path / "hold",
+        Action(type=ActionType.CORDON, instance_id=ids[2]),
+        Action(type=ActionType.SCALE_BACK, instance_id=ids[2], params={"factor": 0.5}),
+        Action(type=ActionType.RESERVE_BUFFER, instance_id=ids[2], params={"fraction": 0.25}),
+    )
+    assert hold.state is PlanState.SUCCEEDED, hold.notes
+    assert (desired(endpoint), in_service(endpoint), len(lifecycle(endpoint))) == (2, 2, 3)  # no replacement
+    release = run_plan(endpoint, tmp_path / "release", Action(type=ActionType.RELEASE, instance_id=ids[2]))
+    assert release.state is PlanState.SUCCEEDED, release.notes
+    assert (desired(endpoint), in_service(endpoint), len(lifecycle(endpoint))) == (3, 3, 3)
+    group = (
+        session()
+        .client("autoscaling", endpoint_url=endpoint)
+        .describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]
+    )
+    assert not any(i["ProtectedFromScaleIn"] for i in group["Instances"])
+    inst = {i.instance_id: i for i in adapter(endpoint).list_instances()}[ids[2]]
+    assert (inst.state, inst.capacity_factor, inst.reserved, inst.cpu_capacity) == (
+        InstanceState.RUNNING,
+        1.0,
+        0.0,
+        2.0,
+    )
+
+
+def test_a_group_at_its_min_size_is_cordoned_without_shrinking(endpoint: str) -> None:
+    ids, _ = seeded(endpoint)
+    session().client("autoscaling", endpoint_url=endpoint).update_auto_scaling_group(
+        AutoScalingGroupName="web", MinSize=3
+    )
+    cloud = adapter(endpoint)
+    cloud.cordon(ids[2], key="c")  # AWS refuses a Standby that would take desired capacity below MinSize
+    assert (desired(endpoint), in_service(endpoint)) == (3, 3)
+    assert {i.instance_id: i.state for i in cloud.list_instances()}[ids[2]] == InstanceState.CORDONED
+    with pytest.raises(AdapterError, match="cordoned"):
+        cloud.migrate(["t1"], ids[0], ids[2], key="m")
+    cloud.uncordon(ids[2], key="u")
+    assert (desired(endpoint), in_service(endpoint)) == (3, 3)
+    assert {i.instance_id: i.state for i in cloud.list_instances()}[ids[2]] == InstanceState.RUNNING
+
+
+def test_scale_in_of_a_cordoned_idle_instance_removes_one_instance_only(endpoint: str) -> None:
+    ids, _ = seeded(endpoint)  # t1, t2 on ids[0]; t3 on ids[1]; ids[2] idle
+    cloud = adapter(endpoint)
+    cloud.cordon(ids[2], key="c")
+    assert (desired(endpoint), in_service(endpoint)) == (2, 2)
+    cloud.scale("web", delta=-1, key="in")  # the idle one is in Standby: already out of desired capacity
+    assert lifecycle(endpoint) == {ids[0]: "InService", ids[1]: "InService"}
+    assert desired(endpoint) == 2 and set(placement(endpoint).values()) == {ids[0], ids[1]}

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from adapters.cloudwatch import CloudWatchSource, MetricSpec
 from forewarn.errors import InputError, TransientAdapterError
 from forewarn.telemetry.base import TelemetrySource
-from forewarn.telemetry.cloudwatch import CloudWatchSource, MetricSpec
 from tests.aws_support import endpoint, moto_endpoint, session
 from tests.servers import free_port
 
@@ -20,11 +20,18 @@ START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta
 
 def put(url: str, instance_id: str, metric: str, values: list[float], *, namespace: str = "AWS/EC2") -> None:
     """One point a minute from START."""
-    session().client("cloudwatch", endpoint_url=url).put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": metric, "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-         "Timestamp": START + timedelta(minutes=n), "Value": value}
-        for n, value in enumerate(values)
-    ])
+    session().client("cloudwatch", endpoint_url=url).put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+                "Timestamp": START + timedelta(minutes=n),
+                "Value": value,
+            }
+            for n, value in enumerate(values)
+        ],
+    )
 
 
 def source(url: str) -> CloudWatchSource:

@@ -14,8 +14,9 @@ from forewarn.allocation.planner import plan_actions
 from forewarn.schemas import ActionType, Band, Decision, Instance, Plan, PlanState, PolicyMode, Task, VelocityLimits
 from tests.execution_support import applier, journal
 
-LIMITS = VelocityLimits(max_actions_per_cycle=50, max_concurrent_migrations=20, max_migrations_per_target=4,
-                        max_fleet_fraction=1.0)
+LIMITS = VelocityLimits(
+    max_actions_per_cycle=50, max_concurrent_migrations=20, max_migrations_per_target=4, max_fleet_fraction=1.0
+)
 
 
 def _run(instances: list[Instance], tasks: list[Task], decisions: list[Decision], risk: dict[str, float]) -> Plan:
@@ -28,8 +29,7 @@ def _run(instances: list[Instance], tasks: list[Task], decisions: list[Decision]
 
 def _fleet(n: int, load: float) -> tuple[list[Instance], list[Task]]:
     instances = [Instance(instance_id=f"i{k}", group="g") for k in range(n)]
-    tasks = [Task(task_id=f"t{k}", instance_id=f"i{k}", cpu=load, memory=load, splittable=k % 2 == 0)
-             for k in range(n)]
+    tasks = [Task(task_id=f"t{k}", instance_id=f"i{k}", cpu=load, memory=load, splittable=k % 2 == 0) for k in range(n)]
     return instances, tasks
 
 
@@ -44,8 +44,12 @@ def test_capacity_shortage_asks_for_a_scale_up_the_applier_accepts() -> None:
 def test_underused_group_scales_down_and_the_applier_accepts() -> None:
     instances = [Instance(instance_id=f"i{k}", group="g") for k in range(4)]
     tasks = [Task(task_id="t0", instance_id="i0", cpu=0.1, memory=0.1)]
-    decisions = [Decision(instance_id=f"i{k}", band=Band.LOW, action=ActionType.AUTOSCALE, rule="r",
-                          params={"min": 1, "max": 10}) for k in range(4)]
+    decisions = [
+        Decision(
+            instance_id=f"i{k}", band=Band.LOW, action=ActionType.AUTOSCALE, rule="r", params={"min": 1, "max": 10}
+        )
+        for k in range(4)
+    ]
     plan = _run(instances, tasks, decisions, {f"i{k}": 0.01 for k in range(4)})
     scale = [a for a in plan.actions if a.type is ActionType.AUTOSCALE]
     assert scale and scale[0].params["delta"] < 0
@@ -57,16 +61,32 @@ def test_underused_group_scales_down_and_the_applier_accepts() -> None:
     n=st.integers(3, 8),
     load=st.floats(0.05, 0.9),
     risks=st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8),
-    kinds=st.lists(st.sampled_from([ActionType.MIGRATE, ActionType.SCALE_BACK, ActionType.CORDON,
-                                    ActionType.AUTOSCALE, ActionType.NONE]), min_size=8, max_size=8),
+    kinds=st.lists(
+        st.sampled_from(
+            [ActionType.MIGRATE, ActionType.SCALE_BACK, ActionType.CORDON, ActionType.AUTOSCALE, ActionType.NONE]
+        ),
+        min_size=8,
+        max_size=8,
+    ),
 )
-def test_any_allocator_plan_runs_to_success(n: int, load: float, risks: list[float],
-                                            kinds: list[ActionType]) -> None:
+def test_any_allocator_plan_runs_to_success(n: int, load: float, risks: list[float], kinds: list[ActionType]) -> None:
     instances, tasks = _fleet(n, load)
     risk = {f"i{k}": risks[k] for k in range(n)}
-    params = {ActionType.SCALE_BACK: {"factor": 0.7, "reserve_buffer": 0.1}, ActionType.AUTOSCALE: {"min": 1},
-              ActionType.CORDON: {"drain": False}}
-    decisions = [Decision(instance_id=f"i{k}", band=Band.HIGH if risks[k] > 0.5 else Band.LOW, action=kinds[k],
-                          rule="r", probability=risks[k], params=params.get(kinds[k], {})) for k in range(n)]
+    params = {
+        ActionType.SCALE_BACK: {"factor": 0.7, "reserve_buffer": 0.1},
+        ActionType.AUTOSCALE: {"min": 1},
+        ActionType.CORDON: {"drain": False},
+    }
+    decisions = [
+        Decision(
+            instance_id=f"i{k}",
+            band=Band.HIGH if risks[k] > 0.5 else Band.LOW,
+            action=kinds[k],
+            rule="r",
+            probability=risks[k],
+            params=params.get(kinds[k], {}),
+        )
+        for k in range(n)
+    ]
     plan = _run(instances, tasks, decisions, risk)
     assert plan.state in (PlanState.SUCCEEDED, PlanState.APPROVED), plan.notes  # APPROVED: nothing to do

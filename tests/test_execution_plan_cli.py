@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from adapters.faults import ALWAYS
 from adapters.simulated import SimulatedAdapter
-from forewarn import service
+from forewarn import compose, service
 from forewarn.cli import app
 from forewarn.errors import AdapterError
 from forewarn.execution.journal import Journal
@@ -28,7 +28,10 @@ def explained(state: PlanState = PlanState.RECOMMENDED, suffix: str = "") -> Pla
     for action in plan.actions:
         action.action_id += suffix
     plan.actions[1].reason = ActionReason(
-        probability=0.83, band=Band.HIGH, rule="migrate-high", budget_used={"actions": 2, "migrations": 1},
+        probability=0.83,
+        band=Band.HIGH,
+        rule="migrate-high",
+        budget_used={"actions": 2, "migrations": 1},
         top_features=[FeatureContribution(feature="cpu_p95_1h", value=0.97, contribution=1.2)],
     )
     return plan
@@ -39,8 +42,7 @@ def cloud(forewarn_home: Path, monkeypatch: pytest.MonkeyPatch) -> SimulatedAdap
     adapter = fleet()
     monkeypatch.delenv("FOREWARN_DATABASE_URL", raising=False)
     monkeypatch.delenv("FOREWARN_DRY_RUN", raising=False)
-    monkeypatch.setattr(service, "read_dataset", lambda path: None)
-    monkeypatch.setattr(service, "fleet_adapter", lambda ctx, dataset: adapter)
+    monkeypatch.setattr(compose, "cloud", lambda ctx, dataset=None, *, at=None: adapter)
     return adapter
 
 
@@ -71,8 +73,10 @@ def test_show_prints_each_action_with_its_reason_and_outcome(cloud: SimulatedAda
     assert code == 0, out
     assert f"plan {plan.plan_id}: ROLLED_BACK" in out and "model m-7" in out
     assert "2. a-move  migrate i1 -> i3 tasks t1" in out
-    assert ("reason: score 0.830 (high); rule migrate-high; top features cpu_p95_1h +1.20; "
-            "budget used actions 2, migrations 1") in out
+    assert (
+        "reason: score 0.830 (high); rule migrate-high; top features cpu_p95_1h +1.20; "
+        "budget used actions 2, migrations 1"
+    ) in out
     assert "outcome: reverted" in out
     assert "4. a-reserve  reserve-buffer i2 {'fraction': 0.2}" in out
     assert "outcome: failed: injected fault" in out and "outcome: skipped: not run: plan rolled back" in out

@@ -93,8 +93,11 @@ def test_case_action_fails_mid_plan(tmp_path: Path) -> None:
     assert saved.state == PlanState.ROLLED_BACK
     assert [a.state for a in saved.actions] == [ActionState.REVERTED] * 3 + [ActionState.FAILED, ActionState.SKIPPED]
     assert "a-reserve (reserve-buffer) failed" in saved.notes[-1] and saved.notes[-1].startswith("rolled back")
-    assert [k for _, k in adapter.effects if k.endswith(":revert")] == ["a-split:revert", "a-move:revert",
-                                                                        "a-cordon:revert"]
+    assert [k for _, k in adapter.effects if k.endswith(":revert")] == [
+        "a-split:revert",
+        "a-move:revert",
+        "a-cordon:revert",
+    ]
     assert layout(adapter) == before
 
 

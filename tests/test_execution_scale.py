@@ -74,8 +74,9 @@ def test_scale_back_below_the_tasks_is_refused_and_rolled_back(tmp_path: Path) -
 
 def test_scale_back_runs_after_the_plan_moves_the_work_off(tmp_path: Path) -> None:
     adapter, jr = fleet(), journal(tmp_path)
-    move = Action(action_id="a-move", type=ActionType.MIGRATE, instance_id="i1", target_instance_id="i3",
-                  task_ids=["t1"])
+    move = Action(
+        action_id="a-move", type=ActionType.MIGRATE, instance_id="i1", target_instance_id="i3", task_ids=["t1"]
+    )
     plan = applier(adapter, jr).run(plan_of(back("i1", 0.5), move))  # listed first, as the allocator does
     assert plan.state == PlanState.SUCCEEDED, plan.notes
     assert [a.action_id for a in plan.actions] == ["a-move", "a-back"]  # journalled in the order they ran

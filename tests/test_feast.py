@@ -208,3 +208,23 @@ def test_redis_online_store_round_trip(tmp_path: Path, redis_url: str, features:
     glue.materialize(end=(end + pd.Timedelta(minutes=1)).to_pydatetime())
     assert_online_equals(glue.online_features(IDS), latest(features, end))
     assert not (tmp_path / "fs" / "online.db").exists()
+
+
+def test_replay_features_equal_what_the_online_store_serves_at_each_cycle(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    """Replay takes each cycle's features from the computed rows (FrameScoring) instead of Feast: the same
+    values and timestamps the online store serves once materialized up to the cycle's time."""
+    from forewarn.cycle import FrameScoring
+
+    glue = FeatureStoreGlue(tmp_path / "fs")
+    glue.write_offline(features)
+    glue.apply()
+    frame = FrameScoring(features, lambda rows, now: [])
+    for hours in (1.0, 2.5, 5.9):
+        at = T0 + pd.Timedelta(hours=hours)
+        glue.materialize(end=at.to_pydatetime())
+        online = glue.online_features(IDS)
+        replayed = frame.latest(IDS, at.to_pydatetime()).set_index("instance_id").loc[IDS].reset_index()
+        assert_online_equals(online, replayed)
+        assert list(online["event_timestamp"]) == list(replayed["event_timestamp"])

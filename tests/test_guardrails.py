@@ -15,9 +15,14 @@ T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _policy(**guardrails: object) -> Policy:
-    base = {"max-actions-per-cycle": 100, "max-concurrent-migrations": 100, "max-migrations-per-target": 100,
-            "max-fleet-percent-per-cycle": 100, "max-fleet-percent-per-window": {"percent": 100},
-            "cooldown-minutes": 0}
+    base = {
+        "max-actions-per-cycle": 100,
+        "max-concurrent-migrations": 100,
+        "max-migrations-per-target": 100,
+        "max-fleet-percent-per-cycle": 100,
+        "max-fleet-percent-per-window": {"percent": 100},
+        "cooldown-minutes": 0,
+    }
     base.update({k.replace("_", "-"): v for k, v in guardrails.items()})
     return Policy.model_validate({"name": "g", "mode": "auto", "guardrails": base})
 
@@ -30,8 +35,15 @@ def _act(instance: str, kind: ActionType = ActionType.CORDON, target: str | None
     return Action(type=kind, instance_id=instance, target_instance_id=target)
 
 
-def _run(plan: Plan, policy: Policy, state: GuardrailState | None = None, *, fleet: int = 100,
-         high: int = 0, now: datetime = T0) -> tuple[Plan, GuardrailState]:
+def _run(
+    plan: Plan,
+    policy: Policy,
+    state: GuardrailState | None = None,
+    *,
+    fleet: int = 100,
+    high: int = 0,
+    now: datetime = T0,
+) -> tuple[Plan, GuardrailState]:
     return enforce(plan, policy, fleet_size=fleet, high_risk_count=high, state=state or GuardrailState(), now=now)
 
 
@@ -56,8 +68,7 @@ def test_concurrent_migrations_count_those_still_in_flight() -> None:
     first, state = _run(_plan(_act("a", ActionType.MIGRATE)), policy)
     assert state.in_flight_migrations == [first.actions[0].action_id]
     later = T0 + timedelta(minutes=5)
-    second, state = _run(_plan(_act("b", ActionType.MIGRATE), _act("c", ActionType.MIGRATE)), policy, state,
-                         now=later)
+    second, state = _run(_plan(_act("b", ActionType.MIGRATE), _act("c", ActionType.MIGRATE)), policy, state, now=later)
     assert [a.instance_id for a in second.actions] == ["b"]
     assert "max-concurrent-migrations (2)" in second.notes[0] and "on c" in second.notes[0]
     state.mark_finished([first.actions[0].action_id, second.actions[0].action_id])
@@ -66,8 +77,11 @@ def test_concurrent_migrations_count_those_still_in_flight() -> None:
 
 
 def test_max_migrations_per_target() -> None:
-    actions = [_act("a", ActionType.MIGRATE, "t"), _act("b", ActionType.MIGRATE, "t"),
-               _act("c", ActionType.MIGRATE, "u")]
+    actions = [
+        _act("a", ActionType.MIGRATE, "t"),
+        _act("b", ActionType.MIGRATE, "t"),
+        _act("c", ActionType.MIGRATE, "u"),
+    ]
     plan, _ = _run(_plan(*actions), _policy(max_migrations_per_target=1))
     assert [a.instance_id for a in plan.actions] == ["a", "c"]
     assert "max-migrations-per-target (1) for target t" in plan.notes[0]
@@ -77,7 +91,11 @@ def test_fleet_percent_per_cycle_counts_distinct_instances() -> None:
     actions = [_act("a"), _act("a", ActionType.MIGRATE), _act("b"), _act("c"), _act("d", ActionType.NOTIFY)]
     plan, _ = _run(_plan(*actions), _policy(max_fleet_percent_per_cycle=10), fleet=20)  # 2 instances
     assert [(a.instance_id, a.type) for a in plan.actions] == [
-        ("a", ActionType.CORDON), ("a", ActionType.MIGRATE), ("b", ActionType.CORDON), ("d", ActionType.NOTIFY)]
+        ("a", ActionType.CORDON),
+        ("a", ActionType.MIGRATE),
+        ("b", ActionType.CORDON),
+        ("d", ActionType.NOTIFY),
+    ]
     assert "max-fleet-percent-per-cycle (10% of 20)" in plan.notes[0] and "on c" in plan.notes[0]
     assert plan.actions[-1].reason.budget_used["fleet_percent"] == 10.0
 
@@ -95,8 +113,9 @@ def test_fleet_percent_per_sliding_window() -> None:
 def test_cooldown_per_instance() -> None:
     policy = _policy(cooldown_minutes=30)
     _, state = _run(_plan(_act("a")), policy)
-    plan, _ = _run(_plan(_act("a"), _act("b"), _act("a", ActionType.NOTIFY)), policy, state,
-                   now=T0 + timedelta(minutes=10))
+    plan, _ = _run(
+        _plan(_act("a"), _act("b"), _act("a", ActionType.NOTIFY)), policy, state, now=T0 + timedelta(minutes=10)
+    )
     assert [(a.instance_id, a.type) for a in plan.actions] == [("b", ActionType.CORDON), ("a", ActionType.NOTIFY)]
     assert "cooldown-minutes (30)" in plan.notes[0] and "on a" in plan.notes[0]
     plan, _ = _run(_plan(_act("a")), policy, state, now=T0 + timedelta(minutes=31))
@@ -107,8 +126,9 @@ def test_cooldown_lets_an_escalation_through_but_not_a_repeat() -> None:
     policy = _policy(cooldown_minutes=30)
     _, state = _run(_plan(_act("a", ActionType.SCALE_BACK)), policy)
     later = T0 + timedelta(minutes=10)
-    plan, _ = _run(_plan(_act("a", ActionType.SCALE_BACK), _act("a", ActionType.MIGRATE, "t")), policy, state,
-                   now=later)
+    plan, _ = _run(
+        _plan(_act("a", ActionType.SCALE_BACK), _act("a", ActionType.MIGRATE, "t")), policy, state, now=later
+    )
     assert [a.type for a in plan.actions] == [ActionType.MIGRATE]
     assert "cooldown-minutes (30)" in plan.notes[0]
 
@@ -139,8 +159,12 @@ def test_state_round_trips_through_model_dump() -> None:
 
 
 kinds = st.sampled_from(list(ActionType))
-actions = st.builds(_act, st.sampled_from([f"i{n}" for n in range(12)]), kinds,
-                    st.one_of(st.none(), st.sampled_from(["t1", "t2", "t3"])))
+actions = st.builds(
+    _act,
+    st.sampled_from([f"i{n}" for n in range(12)]),
+    kinds,
+    st.one_of(st.none(), st.sampled_from(["t1", "t2", "t3"])),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -154,12 +178,21 @@ actions = st.builds(_act, st.sampled_from([f"i{n}" for n in range(12)]), kinds,
     fleet=st.integers(0, 50),
 )
 def test_enforce_never_exceeds_any_cap(
-    plan_actions: list[Action], cycle: int, per_type: int, concurrent: int, per_target: int, percent: float,
+    plan_actions: list[Action],
+    cycle: int,
+    per_type: int,
+    concurrent: int,
+    per_target: int,
+    percent: float,
     fleet: int,
 ) -> None:
-    policy = _policy(max_actions_per_cycle=cycle, max_actions_per_type={"migrate": per_type, "cordon": per_type},
-                     max_concurrent_migrations=concurrent, max_migrations_per_target=per_target,
-                     max_fleet_percent_per_cycle=percent)
+    policy = _policy(
+        max_actions_per_cycle=cycle,
+        max_actions_per_type={"migrate": per_type, "cordon": per_type},
+        max_concurrent_migrations=concurrent,
+        max_migrations_per_target=per_target,
+        max_fleet_percent_per_cycle=percent,
+    )
     plan, _ = _run(_plan(*plan_actions), policy, fleet=fleet)
     kept = plan.actions
     assert len(kept) <= cycle

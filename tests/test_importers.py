@@ -34,8 +34,10 @@ def test_backblaze_ten_day_file_fails_each_drive_once_on_its_last_day(tmp_path: 
     assert len(dataset.failures) == dataset.failures["instance_id"].nunique() == 79
     last_day = raw.groupby("serial_number")["date"].max()
     relabelled = dataset.failures[dataset.failures["instance_id"] != "57QEWPXKT"]
-    assert (relabelled["timestamp"].dt.strftime("%Y-%m-%d").to_numpy()
-            == last_day.reindex(relabelled["instance_id"]).to_numpy()).all()
+    assert (
+        relabelled["timestamp"].dt.strftime("%Y-%m-%d").to_numpy()
+        == last_day.reindex(relabelled["instance_id"]).to_numpy()
+    ).all()
     assert dataset.instances is not None and set(dataset.instances.columns) >= {"model", "capacity_bytes"}
 
 
@@ -51,8 +53,14 @@ def test_lanl_records_to_failures_with_causes(tmp_path: Path) -> None:
     summary = run_import("lanl", _needs("lanl_hpc_failures_1996_2005"), tmp_path / "lanl")
     dataset = read_dataset(summary.out)
     assert len(dataset.failures) == 23_739 and summary.instances == 3_577
-    assert set(dataset.failures["root_cause"]) == {"hardware", "software", "network", "facilities", "human",
-                                                   "undetermined"}
+    assert set(dataset.failures["root_cause"]) == {
+        "hardware",
+        "software",
+        "network",
+        "facilities",
+        "human",
+        "undetermined",
+    }
     assert (dataset.failures["recovery_minutes"].dropna() >= 0).all()
     assert dataset.telemetry.groupby("instance_id").size().max() == 1  # one placeholder row per node
     assert any("synthesised" in note for note in summary.notes)

@@ -51,7 +51,13 @@ def test_demo_leaves_a_model_a_journal_and_feast_state(demo_run: tuple[Path, dic
     card = registry.card(str(results["model_version"]))
     assert card.validation["success"] is True and card.metrics["n_train"] > 0
     plans = Journal(Repository(f"sqlite:///{state / 'forewarn.db'}")).list()
-    assert len(plans) == 1  # the score-and-allocate flow's plan, journalled
+    forewarn = results["policies"]["forewarn"]  # type: ignore[index]
+    # the score-and-allocate flow's plan, then every plan of the replay's one cycle (policy and restores)
+    policy_plans = [p for p in plans if p.policy == results["policy"]]
+    assert len(policy_plans) == forewarn["plans"] + 1
+    assert plans[0].created_at.isoformat() == results["window"]["start"]  # type: ignore[index]
+    restores = [p for p in plans if p.policy == "restore-failed-instance" and p.actions]
+    assert len(restores) == forewarn["restores"]
     assert (state / "features").is_dir()
 
 
@@ -61,7 +67,13 @@ def test_another_seed_gives_other_numbers(demo_run: tuple[Path, dict[str, object
 
     out, results = demo_run
     other = write(SimConfig(instances=60, days=2, seed=12), tmp_path / "other")
-    again = run_replay(dataset=other, model_dir=out / "state" / "models", policy=None, start=None,
-                       console=Console(file=io.StringIO()), out=tmp_path / "replay")
+    again = run_replay(
+        dataset=other,
+        model_dir=out / "state" / "models",
+        policy=None,
+        start=None,
+        console=Console(file=io.StringIO()),
+        out=tmp_path / "replay",
+    )
     assert again["policies"] != results["policies"]
     assert again["model_version"] == results["model_version"]

@@ -34,6 +34,7 @@ def fails(*events: tuple[str, int]) -> pd.DataFrame:
 
 # --- labels ---------------------------------------------------------------------------------------------
 
+
 def test_label_window_is_open_at_t_and_closed_at_t_plus_h() -> None:
     rows = entities("a", [0, 40, 100, 160, 200])
     out = make_labels(rows, fails(("a", 160), ("b", 50)), [60], data_end=at(1000))
@@ -74,6 +75,7 @@ def test_labels_name_a_missing_column() -> None:
 
 # --- split ----------------------------------------------------------------------------------------------
 
+
 def test_time_split_never_mixes_time_and_purges_gap() -> None:
     frame = pd.concat([entities(f"i{k}", list(range(0, 1000, 10))) for k in range(3)], ignore_index=True)
     frame = frame.sample(frac=1.0, random_state=1)  # the input order must not matter
@@ -93,6 +95,7 @@ def test_time_split_refuses_bad_fractions_and_too_few_times() -> None:
 
 
 # --- calibration and metrics ----------------------------------------------------------------------------
+
 
 def test_isotonic_calibration_is_monotone_and_round_trips() -> None:
     rng = np.random.default_rng(0)
@@ -118,6 +121,7 @@ def test_pr_auc_and_threshold_on_known_cases() -> None:
 
 
 # --- training -------------------------------------------------------------------------------------------
+
 
 def planted_frame(seed: int = 0, n_instances: int = 30, steps: int = 300) -> pd.DataFrame:
     """Random failures; the feature 'stress' rises in the hour before each one; two noise features."""
@@ -184,6 +188,7 @@ def test_training_without_failures_says_so() -> None:
 
 # --- event-level evaluation -----------------------------------------------------------------------------
 
+
 def test_event_metrics_on_a_hand_made_case() -> None:
     # H = 60. Instance a fails at 300: alerts at 250-270 (one run) catch it (lead 50). Instance b never fails:
     # alerts at 100, 110 (one run) and 200 (another run) are two false alarms. Instance c fails at 500
@@ -231,8 +236,14 @@ def test_registry_round_trip_and_no_promotion_of_a_worse_model(tmp_path: Path, t
     assert np.allclose(loaded.predict_proba(frame), trained.predict_proba(frame))
     assert loaded.explain(frame.head(1))[0][0].feature == trained.explain(frame.head(1))[0][0].feature
 
-    worse = TrainedModel(trained.booster, trained.calibrator, feature_names=FEATURES, horizon_minutes=60,
-                         version="worse-1", metrics={**trained.metrics, "pr_auc": trained.metrics["pr_auc"] - 0.2})
+    worse = TrainedModel(
+        trained.booster,
+        trained.calibrator,
+        feature_names=FEATURES,
+        horizon_minutes=60,
+        version="worse-1",
+        metrics={**trained.metrics, "pr_auc": trained.metrics["pr_auc"] - 0.2},
+    )
     registry.register(worse, data_window=WINDOW, validation={"success": True})
     assert not registry.promote_if_better("worse-1")
     assert registry.current_version() == trained.version
@@ -261,11 +272,13 @@ def test_static_smart_baseline_on_backblaze_drives() -> None:
     """The last 10 days of every TOSHIBA MQ01ABF050 drive; a drive failed on its last day when flagged."""
     raw = pd.read_csv(BACKBLAZE / "TOSHIBA MQ01ABF050_last_10_day_all_q_raw.csv")
     frame = raw.rename(columns={"serial_number": "instance_id"}).assign(
-        event_timestamp=pd.to_datetime(raw["date"], utc=True))
+        event_timestamp=pd.to_datetime(raw["date"], utc=True)
+    )
     last = frame.groupby("instance_id")["event_timestamp"].max()
     failed = frame.groupby("instance_id")["failure"].max() == 1
-    failures = pd.DataFrame({"instance_id": last[failed].index,
-                             "timestamp": last[failed].to_numpy() + pd.Timedelta(hours=23)})
+    failures = pd.DataFrame(
+        {"instance_id": last[failed].index, "timestamp": last[failed].to_numpy() + pd.Timedelta(hours=23)}
+    )
     baseline = static_baseline(frame, {"smart_197_raw": 0.0})  # any pending sector
     result = event_metrics(baseline, failures, threshold=0.5, horizon_minutes=3 * 1440)
     assert result["n_failures"] == 79  # 78 drives with 10 rows + 1 with 5, per SOURCE.txt
@@ -275,24 +288,44 @@ def test_static_smart_baseline_on_backblaze_drives() -> None:
 
 # --- feedback -------------------------------------------------------------------------------------------
 
+
 def test_drained_instances_are_labelled_by_what_happened_next() -> None:
     from forewarn.model.feedback import feedback_labels, journal_actions
     from forewarn.schemas import Action, ActionState, ActionType, Plan, PolicyMode
 
     def plan(*actions: tuple[str, ActionType, ActionState]) -> Plan:
-        return Plan(policy="p", mode=PolicyMode.AUTO, created_at=at(100).to_pydatetime(),
-                    actions=[Action(type=t, instance_id=i, state=s) for i, t, s in actions])
+        return Plan(
+            policy="p",
+            mode=PolicyMode.AUTO,
+            created_at=at(100).to_pydatetime(),
+            actions=[Action(type=t, instance_id=i, state=s) for i, t, s in actions],
+        )
 
     ok, failed = ActionState.SUCCEEDED, ActionState.FAILED
-    actions = journal_actions([plan(("a", ActionType.MIGRATE, ok), ("b", ActionType.CORDON, ok),
-                                    ("c", ActionType.MIGRATE, ok), ("d", ActionType.MIGRATE, failed))])
+    actions = journal_actions(
+        [
+            plan(
+                ("a", ActionType.MIGRATE, ok),
+                ("b", ActionType.CORDON, ok),
+                ("c", ActionType.MIGRATE, ok),
+                ("d", ActionType.MIGRATE, failed),
+            )
+        ]
+    )
     assert list(actions["timestamp"].unique()) == [at(100)]
-    rows = pd.concat([entities("a", list(range(0, 150, 10))), entities("b", list(range(0, 1001, 10))),
-                      entities("c", list(range(0, 121, 10))), entities("d", list(range(0, 121, 10)))],
-                     ignore_index=True)
+    rows = pd.concat(
+        [
+            entities("a", list(range(0, 150, 10))),
+            entities("b", list(range(0, 1001, 10))),
+            entities("c", list(range(0, 121, 10))),
+            entities("d", list(range(0, 121, 10))),
+        ],
+        ignore_index=True,
+    )
     out = make_labels(rows, fails(("a", 150)), [60], data_end=at(1000))  # what labels say without feedback
     got = feedback_labels(rows, fails(("a", 150)), actions, [60], data_end=at(1000)).set_index(
-        ["instance_id", "event_timestamp"])
+        ["instance_id", "event_timestamp"]
+    )
 
     def row(instance: str, minute: int) -> pd.Series:
         return got.loc[(instance, at(minute))]

@@ -17,27 +17,42 @@ from keystoneauth1 import session as ksa
 from openstack import connection
 
 from adapters.aws_tags import encode_task
-from adapters.base import CloudAdapter
 from adapters.openstack import OpenStackAdapter
+from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError, NotFoundError, TransientAdapterError
 from forewarn.schemas import InstanceState, Task
 
 URL = "http://nova.test/v2.1"
-VERSION = {"id": "v2.1", "status": "CURRENT", "version": "2.96", "min_version": "2.1",
-           "links": [{"rel": "self", "href": URL + "/"}]}
+VERSION = {
+    "id": "v2.1",
+    "status": "CURRENT",
+    "version": "2.96",
+    "min_version": "2.1",
+    "links": [{"rel": "self", "href": URL + "/"}],
+}
 
 
 def server(sid: str, host: str, metadata: dict[str, str], status: str = "ACTIVE") -> dict[str, Any]:
-    return {"id": sid, "name": sid, "status": status, "metadata": metadata, "OS-EXT-SRV-ATTR:host": host,
-            "OS-EXT-AZ:availability_zone": "nova", "flavor": {"vcpus": 2, "ram": 4096, "original_name": "m1"},
-            "links": []}
+    return {
+        "id": sid,
+        "name": sid,
+        "status": status,
+        "metadata": metadata,
+        "OS-EXT-SRV-ATTR:host": host,
+        "OS-EXT-AZ:availability_zone": "nova",
+        "flavor": {"vcpus": 2, "ram": 4096, "original_name": "m1"},
+        "links": [],
+    }
 
 
 @pytest.fixture
 def nova() -> Iterator[requests_mock.Mocker]:
     t1 = encode_task(Task(task_id="t1", instance_id="s1", cpu=1.0, memory=1.0), came_from=None)
-    servers = [server("s1", "h1", dict([t1])), server("s2", "h2", {"forewarn:cordoned": "true", "role": "db"}),
-               server("s3", "h2", {})]
+    servers = [
+        server("s1", "h1", dict([t1])),
+        server("s2", "h2", {"forewarn:cordoned": "true", "role": "db"}),
+        server("s3", "h2", {}),
+    ]
     with requests_mock.Mocker() as mock:
         for url in (URL, URL + "/"):
             mock.get(url, json={"version": VERSION})
@@ -47,10 +62,18 @@ def nova() -> Iterator[requests_mock.Mocker]:
             mock.post(f"{URL}/servers/{s['id']}/metadata", json={"metadata": {}})
             mock.delete(requests_mock.ANY, status_code=204)
             mock.post(f"{URL}/servers/{s['id']}/action", status_code=202)
-        mock.get(URL + "/os-server-groups", json={"server_groups": [
-            {"id": "g1", "name": "web", "policy": "anti-affinity", "members": ["s1", "s3"]}]})
-        mock.get(URL + "/os-services", json={"services": [
-            {"id": "svc-h1", "binary": "nova-compute", "host": "h1", "state": "up", "status": "enabled"}]})
+        mock.get(
+            URL + "/os-server-groups",
+            json={"server_groups": [{"id": "g1", "name": "web", "policy": "anti-affinity", "members": ["s1", "s3"]}]},
+        )
+        mock.get(
+            URL + "/os-services",
+            json={
+                "services": [
+                    {"id": "svc-h1", "binary": "nova-compute", "host": "h1", "state": "up", "status": "enabled"}
+                ]
+            },
+        )
         mock.put(URL + "/os-services/svc-h1", json={"service": {"id": "svc-h1", "status": "disabled"}})
         yield mock
 
@@ -93,8 +116,11 @@ def test_nova_operations_send_the_documented_actions(nova: requests_mock.Mocker)
     adapter.evacuate("s1", "h2", key="ev")
     adapter.disable_host("h1", "predicted to fail", key="dis")
     actions = [body for path, body in sent(nova, "POST") if path.endswith("/action")]
-    assert actions == [{"os-migrateLive": {"host": "h2", "block_migration": "auto"}},
-                       {"migrate": {"host": "h1"}}, {"evacuate": {"host": "h2"}}]
+    assert actions == [
+        {"os-migrateLive": {"host": "h2", "block_migration": "auto"}},
+        {"migrate": {"host": "h1"}},
+        {"evacuate": {"host": "h2"}},
+    ]
     live = next(r for r in nova.request_history if r.method == "POST")
     assert live.headers["OpenStack-API-Version"].startswith("compute 2.")
     puts = sent(nova, "PUT")
@@ -112,11 +138,16 @@ def test_dry_run_sends_nothing_and_keys_act_once(nova: requests_mock.Mocker) -> 
     assert sent(nova, "POST") == [("/v2.1/servers/s1/metadata", {"metadata": {"forewarn:cordoned": "true"}})]
 
 
-@pytest.mark.parametrize(("status", "error"), [
-    (409, TransientAdapterError), (503, TransientAdapterError), (404, NotFoundError), (400, AdapterError)])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(409, TransientAdapterError), (503, TransientAdapterError), (404, NotFoundError), (400, AdapterError)],
+)
 def test_nova_errors_are_typed(nova: requests_mock.Mocker, status: int, error: type[AdapterError]) -> None:
-    nova.post(f"{URL}/servers/s1/action", status_code=status,
-              json={"badRequest": {"message": "Compute host h9 could not be found.", "code": status}})
+    nova.post(
+        f"{URL}/servers/s1/action",
+        status_code=status,
+        json={"badRequest": {"message": "Compute host h9 could not be found.", "code": status}},
+    )
     with pytest.raises(error) as raised:
         cloud().live_migrate("s1", "h9", key=f"k{status}")
     assert type(raised.value) is error

@@ -190,12 +190,25 @@ def _one_cycle(rule: dict[str, object], instances: list[Instance], tasks: list[T
     """One auto cycle under ``rule`` with wide guardrails, ``risky`` at 0.9 and every other instance at 0."""
     policy = Policy.model_validate({"name": "pin", "mode": "auto", "rules": [rule], "guardrails": WIDE})
     scores = [
-        RiskScore(instance_id=i.instance_id, timestamp=T0, probability=0.9 if i.instance_id == risky else 0.0,
-                  horizon_minutes=60, model_version="m")
+        RiskScore(
+            instance_id=i.instance_id,
+            timestamp=T0,
+            probability=0.9 if i.instance_id == risky else 0.0,
+            horizon_minutes=60,
+            model_version="m",
+        )
         for i in instances
     ]
-    return plan_cycle(scores, instances, tasks, engine=PolicyEngine(policy), policy=policy,
-                      guard_state=GuardrailState(), now=T0, model_version="m").plan
+    return plan_cycle(
+        scores,
+        instances,
+        tasks,
+        engine=PolicyEngine(policy),
+        policy=policy,
+        guard_state=GuardrailState(),
+        now=T0,
+        model_version="m",
+    ).plan
 
 
 def test_a_task_that_opted_out_is_never_migrated() -> None:

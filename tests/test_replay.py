@@ -118,10 +118,9 @@ def test_false_alarms_count_as_unneeded_and_release_once_the_band_is_low(tmp_pat
             s.model_copy(update={"probability": 0.0}) for s in scores
         ]  # fmt: skip
 
-    result = replay(tmp_path, data, features, cordon_expiry_minutes=None).run(  # type: ignore[arg-type]
-        "noisy", policy=POLICY, scorer=first_hour_only
-    )
+    result = replay(tmp_path, data, features).run("noisy", policy=POLICY, scorer=first_hour_only)
     assert result.migrations >= 1 and result.unneeded_migrations == result.migrations
+    assert result.releases >= 1  # the policy's release, not a timer, gave the capacity back
     assert max(result.overhead_timeline) > 0.0 and result.overhead_timeline[-1] == 0.0
 
 
@@ -219,3 +218,36 @@ def test_cli_replays_each_policy_and_writes_json_and_report(tmp_path: Path) -> N
     assert all(wanted <= set(row) for row in policies.values())
     assert policies["reactive"]["failures_hitting_work"] == 2
     assert "| interrupted task hours |" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_replay_on_its_own_trains_first_and_journals_its_plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`forewarn replay DATASET --compare reactive,static --json OUT` with an empty FOREWARN_HOME: it trains a
+    model on the data before the replayed window, replays through the one cycle, and `forewarn plan list`
+    shows the policy run's plans afterwards."""
+    import json
+
+    from forewarn.cli import app
+    from forewarn.execution.journal import Journal
+    from forewarn.sim import SimConfig, write
+    from forewarn.store import Repository
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FOREWARN_HOME", str(home))
+    monkeypatch.delenv("FOREWARN_DATABASE_URL", raising=False)
+    dataset = write(SimConfig(instances=40, days=3, seed=5), tmp_path / "ds")
+    out = tmp_path / "out.json"
+    argv = ["replay", str(dataset), "--compare", "reactive,static", "--json", str(out), "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert "training one on the data before" in result.output
+    report = json.loads(out.read_text())
+    assert list(report["policies"]) == ["forewarn", "reactive", "static"]
+    for row in report["policies"].values():
+        assert {"releases", "restores", "interrupted_task_hours", "plans"} <= set(row)
+    forewarn = report["policies"]["forewarn"]
+    assert report["policies"]["reactive"]["restores"] == report["policies"]["reactive"]["failures_hitting_work"]
+    plans = Journal(Repository(f"sqlite:///{home / 'forewarn.db'}")).list()
+    assert len([p for p in plans if p.policy == report["policy"]]) == forewarn["plans"] > 0
+    listed = CliRunner().invoke(app, ["plan", "list"])
+    assert listed.exit_code == 0 and plans[-1].plan_id in listed.output

@@ -100,7 +100,11 @@ def test_xgboost_dask_trains_a_model_as_good_as_one_process(fleet: Dataset, clie
 
 @pytest.mark.slow
 def test_scaled_flows_score_the_fleet_as_one_process(
-    fleet_dir: Path, fleet: Dataset, client: Any, forewarn_home: Path, prefect_harness: None,
+    fleet_dir: Path,
+    fleet: Dataset,
+    client: Any,
+    forewarn_home: Path,
+    prefect_harness: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows.scale import ScaledCycle, materialize_scaled, on_cluster, score_and_allocate_scaled

@@ -112,7 +112,9 @@ def test_an_old_state_json_is_taken_over_once(tmp_path: Path) -> None:
 def test_a_registry_url_that_is_no_database_is_one_line() -> None:
     with pytest.raises(ConfigError, match="feast_registry_url"):
         sql_registry("redis://127.0.0.1:6379")
-    assert sql_registry("postgresql://u:p@h/db?sslmode=disable")["path"] == "postgresql+psycopg://u:p@h/db?sslmode=disable"
+    assert (
+        sql_registry("postgresql://u:p@h/db?sslmode=disable")["path"] == "postgresql+psycopg://u:p@h/db?sslmode=disable"
+    )
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.base import CloudAdapter
 from adapters.faults import ALWAYS
 from adapters.simulated import SimulatedAdapter
+from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError, NotFoundError, TransientAdapterError
 from forewarn.schemas import InstanceState
 from tests.execution_support import demand_by_root, fleet, layout
@@ -72,8 +72,16 @@ def test_split_creates_chunks_and_they_rejoin_on_return() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["t1", "t2", "t3"]), st.sampled_from(["i1", "i2", "i3", "i4"]),
-                          st.sampled_from([None, [0.5], [0.25, 0.75], [0.3]])), max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["t1", "t2", "t3"]),
+            st.sampled_from(["i1", "i2", "i3", "i4"]),
+            st.sampled_from([None, [0.5], [0.25, 0.75], [0.3]]),
+        ),
+        max_size=12,
+    )
+)
 def test_capacity_and_demand_invariants_hold_under_any_moves(moves: list[tuple[str, str, list[float] | None]]) -> None:
     adapter = fleet()
     demand = demand_by_root(adapter)

@@ -45,19 +45,45 @@ def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]
 
 def small_dataset() -> Dataset:
     times = pd.date_range(T0, periods=3, freq="5min")
-    telemetry = pd.DataFrame({
-        "instance_id": ["a"] * 3 + ["b"] * 3, "timestamp": list(times) * 2,
-        "cpu": [0.1, 0.2, np.nan, 0.4, 0.5, 0.6], "disk_errors": [0.0, 0.0, 1.0, 0.0, 2.0, 3.0],
-    })
-    failures = pd.DataFrame({"instance_id": ["a"], "timestamp": [times[2]], "type": ["disk"],
-                             "root_cause": ["hardware"], "recovery_minutes": [42.0]})
-    errors = pd.DataFrame({"instance_id": ["a"], "timestamp": [times[1]], "severity": ["error"],
-                           "category": ["disk"], "message": ["I/O error, dev sda"]})
-    workloads = pd.DataFrame({
-        "task_id": ["t1", "t2"], "instance_id": ["a", "b"], "start": [times[0], times[0]], "end": [times[2], pd.NaT],
-        "cpu": [0.5, 0.25], "memory": [0.5, 0.125], "kind": ["batch", "service"], "data_size": [1.0, np.nan],
-        "expected_duration": [60.0, np.nan],
-    })
+    telemetry = pd.DataFrame(
+        {
+            "instance_id": ["a"] * 3 + ["b"] * 3,
+            "timestamp": list(times) * 2,
+            "cpu": [0.1, 0.2, np.nan, 0.4, 0.5, 0.6],
+            "disk_errors": [0.0, 0.0, 1.0, 0.0, 2.0, 3.0],
+        }
+    )
+    failures = pd.DataFrame(
+        {
+            "instance_id": ["a"],
+            "timestamp": [times[2]],
+            "type": ["disk"],
+            "root_cause": ["hardware"],
+            "recovery_minutes": [42.0],
+        }
+    )
+    errors = pd.DataFrame(
+        {
+            "instance_id": ["a"],
+            "timestamp": [times[1]],
+            "severity": ["error"],
+            "category": ["disk"],
+            "message": ["I/O error, dev sda"],
+        }
+    )
+    workloads = pd.DataFrame(
+        {
+            "task_id": ["t1", "t2"],
+            "instance_id": ["a", "b"],
+            "start": [times[0], times[0]],
+            "end": [times[2], pd.NaT],
+            "cpu": [0.5, 0.25],
+            "memory": [0.5, 0.125],
+            "kind": ["batch", "service"],
+            "data_size": [1.0, np.nan],
+            "expected_duration": [60.0, np.nan],
+        }
+    )
     return Dataset(telemetry=telemetry, failures=failures, errors=errors, workloads=workloads)
 
 
@@ -85,8 +111,9 @@ def test_records_round_trip(repo: Repository) -> None:
     limits = VelocityLimits(max_actions_per_cycle=3)
     repo.save_velocity("default", limits)
     assert repo.load_velocity("default") == limits and repo.load_velocity("other") is None
-    record = QuarantineRecord(source_file="telemetry.csv", line=7, reason="cpu: 'x' is not a number",
-                              row={"cpu": "x"}, batch_id="b1")
+    record = QuarantineRecord(
+        source_file="telemetry.csv", line=7, reason="cpu: 'x' is not a number", row={"cpu": "x"}, batch_id="b1"
+    )
     repo.save_quarantine([record])
     assert repo.load_quarantine("b1") == [record] and repo.load_quarantine("b2") == []
     repo.save_snapshot("snap-1", adapter="simulated", plan_id="p1")
@@ -119,13 +146,19 @@ def test_real_failure_log_round_trips(tmp_path: Path) -> None:
         pytest.skip(f"public data not found: {path}")
     raw = pd.read_csv(path, nrows=500, dtype=str, keep_default_na=False)
     causes = ["Facilities", "Hardware", "Human Error", "Network", "Undetermined", "Software"]
-    failures = pd.DataFrame({
-        "instance_id": "lanl-" + raw["System"] + "-" + raw["nodenum"],
-        "timestamp": pd.to_datetime(raw["Prob Started"], format="%m/%d/%Y %H:%M", utc=True),
-        "type": raw["fru type"],
-        "root_cause": [next((c for c in causes if row[c]), "undetermined") for _, row in raw.iterrows()],
-        "recovery_minutes": pd.to_numeric(raw["Down Time"], errors="coerce").astype(float),
-    }).sort_values(["timestamp", "instance_id"], kind="stable").reset_index(drop=True)
+    failures = (
+        pd.DataFrame(
+            {
+                "instance_id": "lanl-" + raw["System"] + "-" + raw["nodenum"],
+                "timestamp": pd.to_datetime(raw["Prob Started"], format="%m/%d/%Y %H:%M", utc=True),
+                "type": raw["fru type"],
+                "root_cause": [next((c for c in causes if row[c]), "undetermined") for _, row in raw.iterrows()],
+                "recovery_minutes": pd.to_numeric(raw["Down Time"], errors="coerce").astype(float),
+            }
+        )
+        .sort_values(["timestamp", "instance_id"], kind="stable")
+        .reset_index(drop=True)
+    )
     repo = Repository(f"sqlite:///{tmp_path / 'real.db'}")
     repo.create_all()
     repo.save_failures(failures)

@@ -24,12 +24,18 @@ def _write(tmp_path: Path, text: str, name: str = "log.txt") -> Path:
 
 
 def test_syslog_rfc3164_and_5424_with_priority_severity(tmp_path: Path) -> None:
-    path = _write(tmp_path, "\n".join([
-        "<11>Mar  1 12:00:00 web-1 kernel: EXT4-fs error (device sda1): bad block",
-        "Mar  1 12:00:05 web-1 sshd[812]: Connection closed by 10.0.0.9",
-        "<164>1 2024-03-01T12:00:09.5Z db-2 postgres 991 ID47 [meta a=\"1\"] out of memory",
-        "this is not syslog",
-    ]) + "\n")
+    path = _write(
+        tmp_path,
+        "\n".join(
+            [
+                "<11>Mar  1 12:00:00 web-1 kernel: EXT4-fs error (device sda1): bad block",
+                "Mar  1 12:00:05 web-1 sshd[812]: Connection closed by 10.0.0.9",
+                '<164>1 2024-03-01T12:00:09.5Z db-2 postgres 991 ID47 [meta a="1"] out of memory',
+                "this is not syslog",
+            ]
+        )
+        + "\n",
+    )
     result = parse_log(path, format="syslog", year=2024)
     events = result.events
     assert result.parsed == 3
@@ -42,12 +48,18 @@ def test_syslog_rfc3164_and_5424_with_priority_severity(tmp_path: Path) -> None:
 
 
 def test_journald_short_iso_and_markers_are_rejected_with_reason(tmp_path: Path) -> None:
-    path = _write(tmp_path, "\n".join([
-        "-- Boot 5e2d --",
-        "2024-03-01T12:00:00+0100 node-7 kernel: watchdog: BUG: soft lockup - CPU#1 stuck",
-        "2024-03-01T12:00:01+0000 node-7 systemd[1]: Started nginx.service.",
-        "",
-    ]) + "\n")
+    path = _write(
+        tmp_path,
+        "\n".join(
+            [
+                "-- Boot 5e2d --",
+                "2024-03-01T12:00:00+0100 node-7 kernel: watchdog: BUG: soft lockup - CPU#1 stuck",
+                "2024-03-01T12:00:01+0000 node-7 systemd[1]: Started nginx.service.",
+                "",
+            ]
+        )
+        + "\n",
+    )
     result = parse_log(path)  # auto
     assert result.format == "journald"
     assert result.events["timestamp"].iloc[0] == pd.Timestamp("2024-03-01T11:00:00Z")
@@ -99,8 +111,16 @@ def test_loghub_samples(name: str, fmt: str, parsed: int, unparsed: int, categor
 def test_bgl_severity_matches_the_level_column_of_the_structured_csv() -> None:
     events = parse_log(LOGHUB / "BGL" / "BGL_2k.log", format="bgl").events
     levels = pd.read_csv(LOGHUB / "BGL" / "BGL_2k.log_structured.csv")["Level"]
-    expected = levels.map({"INFO": "info", "WARNING": "warning", "SEVERE": "error", "ERROR": "error",
-                           "FATAL": "critical", "FAILURE": "critical"})
+    expected = levels.map(
+        {
+            "INFO": "info",
+            "WARNING": "warning",
+            "SEVERE": "error",
+            "ERROR": "error",
+            "FATAL": "critical",
+            "FAILURE": "critical",
+        }
+    )
     assert events["severity"].tolist() == expected.tolist()
     epoch = pd.read_csv(LOGHUB / "BGL" / "BGL_2k.log_structured.csv")["Timestamp"]
     assert (events["timestamp"].astype("int64") // 10**9).tolist() == epoch.tolist()
@@ -114,9 +134,15 @@ def test_openstack_events_belong_to_nova_instances() -> None:
 
 def test_error_counts_window_and_step() -> None:
     stamps = pd.to_datetime(["2024-03-01T00:01:00Z", "2024-03-01T00:04:00Z", "2024-03-01T00:12:00Z"])
-    events = pd.DataFrame({"instance_id": ["a", "a", "a"], "timestamp": stamps,
-                           "severity": ["error", "warning", "info"], "category": ["disk", "network", "disk"],
-                           "message": ["", "", ""]})
+    events = pd.DataFrame(
+        {
+            "instance_id": ["a", "a", "a"],
+            "timestamp": stamps,
+            "severity": ["error", "warning", "info"],
+            "category": ["disk", "network", "disk"],
+            "message": ["", "", ""],
+        }
+    )
     counts = error_counts(events, window_minutes=10, step_minutes=5)
     # windows (t-10, t]: 00:05 and 00:10 hold the two warning-or-worse events; 00:15 holds neither
     assert counts["timestamp"].dt.strftime("%H:%M").tolist() == ["00:05", "00:10"]

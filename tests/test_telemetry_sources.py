@@ -17,11 +17,13 @@ T0 = datetime(2024, 3, 1, tzinfo=UTC)
 
 def _dataset() -> Dataset:
     stamps = pd.date_range(T0, periods=12, freq="1min", tz="UTC")  # 00:00 .. 00:11
-    telemetry = pd.DataFrame({
-        "instance_id": ["a"] * 12 + ["b"] * 12,
-        "timestamp": list(stamps) * 2,
-        "cpu": [float(i) for i in range(12)] + [100.0] * 12,
-    })
+    telemetry = pd.DataFrame(
+        {
+            "instance_id": ["a"] * 12 + ["b"] * 12,
+            "timestamp": list(stamps) * 2,
+            "cpu": [float(i) for i in range(12)] + [100.0] * 12,
+        }
+    )
     failures = pd.DataFrame({"instance_id": ["a"], "timestamp": [pd.Timestamp(T0)]})
     return Dataset(telemetry=telemetry, failures=failures)
 

@@ -18,23 +18,27 @@ METRICS = ["cpu", "memory", "error_rate"]
 
 def telemetry(rows: int = 20) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "instance_id": [f"vm{i % 4}" for i in range(rows)],
-        "timestamp": pd.Timestamp("2024-01-01T00:00Z") + pd.to_timedelta(np.arange(rows) // 4 * 5, unit="min"),
-        "cpu": rng.random(rows),
-        "memory": rng.random(rows),
-        "error_rate": rng.random(rows) * 5,
-    })
+    return pd.DataFrame(
+        {
+            "instance_id": [f"vm{i % 4}" for i in range(rows)],
+            "timestamp": pd.Timestamp("2024-01-01T00:00Z") + pd.to_timedelta(np.arange(rows) // 4 * 5, unit="min"),
+            "cpu": rng.random(rows),
+            "memory": rng.random(rows),
+            "error_rate": rng.random(rows) * 5,
+        }
+    )
 
 
 def training(rows: int = 200, prevalence: float = 0.1) -> pd.DataFrame:
     rng = np.random.default_rng(1)
-    return pd.DataFrame({
-        "instance_id": [f"vm{i % 10}" for i in range(rows)],
-        "event_timestamp": pd.Timestamp("2024-01-01T00:00Z") + pd.to_timedelta(np.arange(rows), unit="min"),
-        "f1": rng.normal(size=rows),
-        "label_60m": (np.arange(rows) < rows * prevalence).astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "instance_id": [f"vm{i % 10}" for i in range(rows)],
+            "event_timestamp": pd.Timestamp("2024-01-01T00:00Z") + pd.to_timedelta(np.arange(rows), unit="min"),
+            "f1": rng.normal(size=rows),
+            "label_60m": (np.arange(rows) < rows * prevalence).astype(int),
+        }
+    )
 
 
 def test_telemetry_gate_passes_good_data_and_names_the_column_of_bad_data(capfd: pytest.CaptureFixture[str]) -> None:
@@ -51,17 +55,23 @@ def test_telemetry_gate_passes_good_data_and_names_the_column_of_bad_data(capfd:
     report = validate_telemetry(bad, metrics=[*METRICS, "disk"], now=NOW)
     assert not report.success
     text = "\n".join(report.failures)
-    for expected in ("not_be_null on column 'memory'", "between on column 'cpu'", "between on column 'error_rate'",
-                     "between on column 'timestamp'", "compound_columns_to_be_unique",
-                     "column_to_exist on column 'disk': column is missing"):
+    for expected in (
+        "not_be_null on column 'memory'",
+        "between on column 'cpu'",
+        "between on column 'error_rate'",
+        "between on column 'timestamp'",
+        "compound_columns_to_be_unique",
+        "column_to_exist on column 'disk': column is missing",
+    ):
         assert expected in text, text
     with pytest.raises(ValidationFailed, match="memory"):
         require(report)
 
 
 def test_training_gate_row_count_prevalence_nulls_and_freshness() -> None:
-    ok = validate_training_frame(training(), feature_columns=["f1"], label_column="label_60m",
-                                 max_age=timedelta(days=2), now=NOW)
+    ok = validate_training_frame(
+        training(), feature_columns=["f1"], label_column="label_60m", max_age=timedelta(days=2), now=NOW
+    )
     assert ok.success, ok.failures
     require(ok)
 
@@ -72,8 +82,9 @@ def test_training_gate_row_count_prevalence_nulls_and_freshness() -> None:
     assert any("mean_to_be_between on column 'label_60m'" in f for f in none.failures), none.failures
 
     holes = training().assign(f1=np.nan)
-    stale = validate_training_frame(holes, feature_columns=["f1"], label_column="label_60m",
-                                    max_age=timedelta(hours=1), now=NOW)
+    stale = validate_training_frame(
+        holes, feature_columns=["f1"], label_column="label_60m", max_age=timedelta(hours=1), now=NOW
+    )
     text = "\n".join(stale.failures)
     assert "not_be_null on column 'f1'" in text and "max_to_be_between on column 'event_timestamp'" in text
 
@@ -106,8 +117,17 @@ def test_report_is_a_strict_model() -> None:
 
 
 ALIBABA = Path(__file__).resolve().parents[2] / "shared/data/alibaba_2018_machine/machine_usage.csv"
-USAGE = ["machine_id", "time_stamp", "cpu_util_percent", "mem_util_percent", "mem_gps", "mkpi", "net_in",
-         "net_out", "disk_io_percent"]
+USAGE = [
+    "machine_id",
+    "time_stamp",
+    "cpu_util_percent",
+    "mem_util_percent",
+    "mem_gps",
+    "mkpi",
+    "net_in",
+    "net_out",
+    "disk_io_percent",
+]
 
 
 @pytest.mark.skipif(not ALIBABA.exists(), reason=f"real data file {ALIBABA} is absent")
@@ -115,7 +135,8 @@ def test_gates_on_alibaba_machine_usage() -> None:
     """Utilisation in percent passes when not declared a fraction; the empty mem_gps cells are caught."""
     raw = pd.read_csv(ALIBABA, header=None, names=USAGE, nrows=5000)
     frame = raw.rename(columns={"machine_id": "instance_id"}).assign(
-        timestamp=pd.Timestamp("2018-01-01T00:00Z") + pd.to_timedelta(raw["time_stamp"], unit="s"))
+        timestamp=pd.Timestamp("2018-01-01T00:00Z") + pd.to_timedelta(raw["time_stamp"], unit="s")
+    )
     percent = ["cpu_util_percent", "mem_util_percent", "disk_io_percent"]
     assert validate_telemetry(frame, metrics=percent, fraction_metrics=[], now=NOW).success
     report = validate_telemetry(frame, metrics=[*percent, "mem_gps"], fraction_metrics=[], now=NOW)

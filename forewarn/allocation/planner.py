@@ -2,7 +2,8 @@
 
 Decisions are handled in priority order: rollbacks, migrations (each source cordoned, then its tasks moved,
 riskiest and most valuable first), plain cordons, scale-backs with their buffers, buffer reservations, a
-scale-up for work that found no room, autoscale of low-risk groups, then notifications. Every action
+scale-up for work that found no room, autoscale of low-risk groups, notifications, then releases (an
+instance back in the low band gets what Forewarn held there undone: uncordon, nominal size, no buffer). Every action
 counts against ``max_actions_per_cycle``; every instance an action names (except NOTIFY) counts against
 ``max_fleet_fraction``; each migrated task or chunk counts against ``max_concurrent_migrations`` and its
 target's ``max_migrations_per_target``.
@@ -21,7 +22,13 @@ from forewarn.allocation.model import Fleet
 from forewarn.allocation.moves import migrate, scale_back
 from forewarn.schemas import OPT_OUT_RULE, Action, ActionType, Decision, Instance, Task, VelocityLimits
 
-PASS_THROUGH = (ActionType.ROLLBACK, ActionType.CORDON, ActionType.RESERVE_BUFFER, ActionType.NOTIFY)
+PASS_THROUGH = (
+    ActionType.ROLLBACK,
+    ActionType.CORDON,
+    ActionType.RESERVE_BUFFER,
+    ActionType.NOTIFY,
+    ActionType.RELEASE,
+)
 NO_TARGET = {ActionType.MIGRATE, ActionType.SCALE_BACK, ActionType.CORDON, ActionType.ROLLBACK}
 """Decisions whose instance receives no moved work this cycle."""
 
@@ -118,6 +125,7 @@ def plan_fleet(
     requested, group = scale_up_for_shortage(cycle)
     requested += autoscale(cycle, by_type.get(ActionType.AUTOSCALE, []), {group} if requested else set())
     _pass_through(cycle, by_type.get(ActionType.NOTIFY, []), set())
+    _pass_through(cycle, by_type.get(ActionType.RELEASE, []), set())
     placed = fleet.task_instance >= 0
     placements = dict(
         zip(fleet.task_ids[placed].tolist(), fleet.instance_ids[fleet.task_instance[placed]].tolist(), strict=True)

@@ -18,7 +18,9 @@ from forewarn.commands.common import console, friendly
 def command(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory (docs/data-format.md).")],
     horizon: Annotated[str, typer.Option(help="Look-ahead of a prediction: 30m, 2h, 3d.")] = "30m",
-    train_fraction: Annotated[float, typer.Option(help="Share of the rows, earliest first, to train on.")] = 0.6,
+    train_fraction: Annotated[
+        float, typer.Option(help="Share of the rows, earliest first, before the cut the model trains up to.")
+    ] = 0.6,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
     report: Annotated[
         Path | None, typer.Option(help="Directory for report.md and its plots (default FOREWARN_HOME/reports/...).")
@@ -26,8 +28,10 @@ def command(
 ) -> None:
     """Train on the earlier part of DATASET in time and evaluate the later part, event by event.
 
-    The XGBoost model is reported beside a static-threshold baseline and a logistic regression fit on the
-    same training rows; a report with a PR curve, a calibration curve and a lead-time histogram is written.
+    The XGBoost model is the one the train flow would ship if trained up to the cut (same rows, labels,
+    features and training); it is reported beside a static-threshold baseline and a logistic regression fit
+    on the same training rows. A report with a PR curve, a calibration curve and a lead-time histogram is
+    written.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -51,8 +55,12 @@ def command(
         out = report or get_settings().reports_dir / f"backtest-{dataset.resolve().name}"
         bar.update(task, description="writing the report")
         path = write_report(summary, results, out, dataset=str(dataset))
-    table = Table("scorer", *KEYS, title=f"{summary['events_eval']} failures evaluated, "
-                  f"{summary['events_train']} in training; horizon {summary['horizon_minutes']} min")
+    table = Table(
+        "scorer",
+        *KEYS,
+        title=f"{summary['events_eval']} failures evaluated, "
+        f"{summary['events_train']} in training; horizon {summary['horizon_minutes']} min",
+    )
     for name in METHODS:
         table.add_row(name, *("n/a" if summary[name][k] is None else f"{summary[name][k]:.3f}" for k in KEYS))
     console.print(table)

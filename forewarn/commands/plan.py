@@ -111,7 +111,11 @@ def plan_list(state: Annotated[str | None, typer.Option(help="Only plans in this
     table.columns[0].no_wrap = True
     for plan in plans:
         table.add_row(
-            plan.plan_id, f"{plan.created_at:%Y-%m-%d %H:%M}", plan.policy, plan.mode.value, plan.state.value,
+            plan.plan_id,
+            f"{plan.created_at:%Y-%m-%d %H:%M}",
+            plan.policy,
+            plan.mode.value,
+            plan.state.value,
             outcomes(plan),
         )
     console.print(table)
@@ -137,7 +141,7 @@ def plan_approve(
     ] = None,
 ) -> None:
     """Approve a RECOMMENDED plan and run it through the cloud adapter; exit 1 if it rolls back or fails."""
-    from forewarn.service import approve_and_run
+    from forewarn.compose import approve_and_run
     from forewarn.settings import get_settings
 
     plan = approve_and_run(plan_id, dry_run=get_settings().dry_run if dry_run is None else dry_run)

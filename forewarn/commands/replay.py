@@ -31,9 +31,15 @@ def command(
 ) -> None:
     """Replay a dataset in simulated time with Forewarn acting, against the runs named by --compare.
 
+    Each run is the production cycle (recover, restore, score, policy, allocation, guardrails, journal,
+    applier, release) under a simulated clock over a simulated fleet whose state persists between cycles.
     Failures strike when the data says; tasks still on a failing instance (or still migrating off it) are
     interrupted. Prints interrupted task-hours, failures hitting work, migrations (and those not needed),
-    scale actions and capacity overhead per policy, and writes a report with plots.
+    scale actions, releases, restores and capacity overhead per policy, and writes a report with plots.
+
+    With no model in FOREWARN_HOME it first trains one on the data before the replayed window. The plans of
+    the policy's run are journalled in FOREWARN_HOME (`forewarn plan list` shows them); those of the
+    comparison runs in FOREWARN_HOME/replay/NAME.
     """
     from forewarn.demo import run_replay
     from forewarn.replay import ReplayConfig

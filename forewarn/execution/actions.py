@@ -14,12 +14,12 @@ None of them checks dry-run: the applier never calls execute or revert in dry-ru
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError, field_validator
 
-from adapters.base import CloudAdapter
-from adapters.fleet import root_id
+from forewarn.cloud import CloudAdapter, root_id
 from forewarn.errors import AdapterError, NotFoundError, PlanError
 from forewarn.schemas import Action, ActionType, Instance, InstanceState, Model
 
@@ -266,6 +266,100 @@ class ReserveBuffer(ActionHandler):
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
         adapter.reserve(action.instance_id, 0.0, key=f"{action.action_id}:revert")
+        return True
+
+
+class ReleaseParams(Model):
+    """Which of Forewarn's holds a release lifts (each only where it is in force)."""
+
+    uncordon: bool = True
+    restore_scale: bool = True
+    free_buffer: bool = True
+
+
+NOMINAL = 1.0 - 1e-9
+"""A capacity factor at or above this is the nominal capacity (1.0, give or take rounding)."""
+
+
+@register
+class Release(ActionHandler):
+    """Undo what Forewarn holds on an instance whose risk fell: its cordon, its scale-back and its buffer.
+
+    ``execute`` returns what was in force (``cordoned``, ``factor``, ``reserved``) as undo data, then restores
+    full capacity, frees the buffer and lifts the cordon last (so new work lands on a whole instance), each
+    adapter call with its own key (``<action id>:scale``, ``:free-buffer``, ``:uncordon``). ``revert`` puts back
+    exactly the holds it lifted, in the reverse order. An instance that is gone, unhealthy or holds nothing
+    this release would lift is skipped, so re-runs are idempotent.
+    """
+
+    action_type = ActionType.RELEASE
+    Params = ReleaseParams
+    MEMORY = 1024
+
+    def __init__(self) -> None:
+        # What was in force when each release first ran in this process: the applier retries a whole execute
+        # after a transient error, and the retry must record the holds the first attempt lifted, not its leftovers.
+        self._first: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def _lifts(self, action: Action, inst: Instance) -> tuple[bool, bool, bool]:
+        """Which holds in force on ``inst`` this release lifts: (cordon, scale-back, buffer)."""
+        params = self.params(action)
+        return (
+            params.uncordon and inst.state == InstanceState.CORDONED,
+            params.restore_scale and inst.capacity_factor < NOMINAL,
+            params.free_buffer and inst.reserved > 0.0,
+        )
+
+    def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        inst = find_instance(adapter, action.instance_id)
+        if inst is None or not healthy(adapter, action.instance_id):
+            return False
+        return any(self._lifts(action, inst))
+
+    def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
+        inst = find_instance(adapter, action.instance_id)
+        if inst is None:
+            raise NotFoundError(f"release: no instance {action.instance_id!r}")
+        cordoned, scaled, buffered = self._lifts(action, inst)
+        now = {
+            "cordoned": inst.state == InstanceState.CORDONED,
+            "factor": inst.capacity_factor,
+            "reserved": inst.reserved,
+        }
+        undo = self._first.setdefault(action.action_id, now)
+        while len(self._first) > self.MEMORY:
+            self._first.popitem(last=False)
+        key = action.idempotency_key
+        if scaled:
+            before = adapter.scale(action.instance_id, factor=1.0, key=f"{key}:scale")
+            if before is not None and undo is now:  # a used key answers what was in force before its first call
+                undo["factor"] = before
+        if buffered:
+            adapter.reserve(action.instance_id, 0.0, key=f"{key}:free-buffer")
+        if cordoned:
+            adapter.uncordon(action.instance_id, key=f"{key}:uncordon")
+        return undo
+
+    def post_condition(self, adapter: CloudAdapter, action: Action) -> bool:
+        inst = find_instance(adapter, action.instance_id)
+        if inst is None or not healthy(adapter, action.instance_id):
+            return False
+        return not any(self._lifts(action, inst))
+
+    def revert(self, adapter: CloudAdapter, action: Action) -> bool:
+        undo, params = self.undo(action), self.params(action)
+        if not undo:
+            log.warning("%s: nothing recorded of the holds it lifted; leaving the instance as it is", action.action_id)
+            return True
+        key = f"{action.action_id}:revert"
+        if params.uncordon and undo.get("cordoned"):
+            adapter.cordon(action.instance_id, key=f"{key}:cordon")
+        reserved = float(undo.get("reserved") or 0.0)
+        if params.free_buffer and reserved > 0.0:
+            adapter.reserve(action.instance_id, reserved, key=f"{key}:reserve")
+        factor = float(undo.get("factor") or 1.0)
+        if params.restore_scale and factor < NOMINAL:
+            adapter.scale(action.instance_id, factor=factor, key=f"{key}:scale")
         return True
 
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from adapters.base import CloudAdapter
+from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError, PlanError
 from forewarn.execution.actions import ActionHandler, handler_for
 from forewarn.execution.journal import Journal

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from forewarn.errors import PlanError
 from forewarn.execution.actions import UNDO
 from forewarn.execution.order import run_order
-from forewarn.schemas import Action, ActionReason, ActionState, Plan, PlanState, utcnow
+from forewarn.schemas import Action, ActionReason, ActionState, ActionType, Plan, PlanState, utcnow
 from forewarn.store.models import ActionRow, PlanRow
 from forewarn.store.repository import Repository
 
@@ -42,6 +42,8 @@ ACTION_TRANSITIONS: dict[ActionState, set[ActionState]] = {
     A.FAILED: {A.REVERTED},
 }
 INITIAL_PLAN_STATES = {P.RECOMMENDED, P.APPROVED, P.SHADOW}
+HOLDS = (ActionType.CORDON, ActionType.SCALE_BACK, ActionType.RESERVE_BUFFER)
+"""The actions that hold an instance back until a release undoes them."""
 
 
 def _action(row: ActionRow) -> Action:
@@ -244,6 +246,21 @@ class Journal:
         for plan in self.list(P.RUNNING):
             out.extend((plan, a) for a in plan.actions if a.state == A.RUNNING)
         return out
+
+    def holds(self) -> set[str]:
+        """Instances on which Forewarn's last applied hold (cordon, scale-back, reserve-buffer) has not been
+        released since: what a release may undo. Holds a rollback reverted do not count; one query."""
+        kinds = [t.value for t in (*HOLDS, ActionType.RELEASE)]
+        query = (
+            select(ActionRow.instance_id, ActionRow.type)
+            .where(ActionRow.state == A.SUCCEEDED.value, ActionRow.type.in_(kinds))
+            .order_by(ActionRow.outcome_at, ActionRow.seq)
+        )
+        last: dict[str, str] = {}
+        with self.repo.session() as session:
+            for instance_id, kind in session.execute(query):
+                last[instance_id] = kind
+        return {i for i, kind in last.items() if kind != ActionType.RELEASE.value}
 
     def record_snapshot(self, plan_id: str, snapshot_id: str, *, adapter: str) -> None:
         self.repo.save_snapshot(snapshot_id, adapter=adapter, plan_id=plan_id)

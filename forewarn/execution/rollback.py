@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from adapters.base import CloudAdapter
+from forewarn.cloud import CloudAdapter
 from forewarn.errors import PlanError
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal

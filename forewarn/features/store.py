@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from forewarn.errors import InputError
@@ -28,6 +29,7 @@ from forewarn.settings import Settings, get_settings
 
 from feast import FeatureService, FeatureStore  # isort: skip  (after forewarn.features.repo, which configures Feast)
 from feast.data_source import PushMode  # isort: skip
+from feast.online_response import TIMESTAMP_POSTFIX  # isort: skip
 from feast.errors import FeatureServiceNotFoundException  # isort: skip
 
 SERVICE = "failure_model_v1"
@@ -227,7 +229,9 @@ class FeatureStoreGlue:
         return joined[columns]
 
     def online_features(self, instance_ids: Sequence[str], service: str | None = None) -> pd.DataFrame:
-        """The latest online features of each instance, in the order given (NaN for unknown instances).
+        """The latest online features of each instance, in the order given (NaN for unknown instances), with
+        ``event_timestamp``: when the newest of them was computed (NaT where none is known), so a cycle can
+        tell features too old to trust.
 
         ``service`` (e.g. the champion's, :func:`service_name`) chooses the features; default: this glue's.
         """
@@ -235,11 +239,18 @@ class FeatureStoreGlue:
         found, names = self._service(service, cache=True)
         columns = ["instance_id", *names]
         if not ids:
-            return pd.DataFrame({c: pd.Series(dtype=object if c == "instance_id" else float) for c in columns})
+            empty = pd.DataFrame({c: pd.Series(dtype=object if c == "instance_id" else float) for c in columns})
+            empty["event_timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
+            return empty
         response = self.store.get_online_features(features=found, entity_rows={"instance_id": ids})
-        frame = response.to_df()
+        frame = response.to_df(include_event_timestamps=True)
         frame[names] = frame[names].astype(float)
-        return frame[columns].reset_index(drop=True)
+        stamps = frame[[f"{n}{TIMESTAMP_POSTFIX}" for n in names]].to_numpy(dtype=float)
+        newest = np.where(np.isnan(stamps) | (stamps <= 0), -np.inf, stamps).max(axis=1) if names else np.array([])
+        out = frame[columns].reset_index(drop=True)
+        seconds = pd.Series(np.where(np.isfinite(newest), newest, np.nan))
+        out["event_timestamp"] = pd.to_datetime(seconds, unit="s", utc=True)
+        return out
 
     def push(self, features: pd.DataFrame) -> None:
         """Push fresh feature rows to the online store of every view and append them to the offline parquet."""

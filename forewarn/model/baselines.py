@@ -81,8 +81,9 @@ def best_rule(values: np.ndarray, y: np.ndarray, column: str) -> Rule | None:
         if f1[pick] <= 0 or (best is not None and f1[pick] <= best.train_f1):
             continue
         limit = float((v[last[pick]] + v[last[pick] + 1]) / 2)  # between the last alerting and next value
-        best = Rule(column=column, direction=direction, limit=limit if direction == ">" else -limit,
-                    train_f1=float(f1[pick]))
+        best = Rule(
+            column=column, direction=direction, limit=limit if direction == ">" else -limit, train_f1=float(f1[pick])
+        )
     return best
 
 

@@ -92,8 +92,11 @@ def challenge(
     else:
         champion = registry.load(champion_version)
         if champion.horizon_minutes != challenger.horizon_minutes:
-            promoted, reason = False, f"the champion predicts {champion.horizon_minutes} min ahead, not " \
-                f"{challenger.horizon_minutes}; promote by hand to change the horizon"
+            promoted, reason = (
+                False,
+                f"the champion predicts {champion.horizon_minutes} min ahead, not "
+                f"{challenger.horizon_minutes}; promote by hand to change the horizon",
+            )
         elif missing := [f for f in champion.feature_names if f not in rows.columns]:
             promoted, reason = True, f"the champion cannot score these rows (no feature {missing[0]})"
         else:

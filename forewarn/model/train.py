@@ -1,9 +1,10 @@
 """Training: XGBoost (``xgb.train``, no scikit-learn) with early stopping, class weighting and calibration.
 
 The frame is cut by time into train / validation / test (:func:`forewarn.model.split.time_split`, purged by
-the horizon). Trees learn on train with ``scale_pos_weight`` set by ``TrainConfig.class_weight``; the validation period
-stops boosting early, fits the calibrator and chooses the operating threshold; the test period, never seen
-before, gives the metrics.
+the horizon; by failures instead of rows when rows crowd into one period, :func:`training_split`). Trees
+learn on train with ``scale_pos_weight`` set by ``TrainConfig.class_weight``; the validation period stops
+boosting early, fits the calibrator and chooses the operating threshold; the test period, never seen before,
+gives the metrics.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from forewarn.errors import InputError
 from forewarn.model.calibrate import Calibrator
 from forewarn.model.evaluate import brier, choose_threshold, pr_auc
-from forewarn.model.split import time_split
+from forewarn.model.split import failure_split, time_split
 from forewarn.schemas import FeatureContribution, RiskScore, utcnow
 
 
@@ -247,9 +248,25 @@ def train_model(
     censored = label_column.replace("label_", "censored_", 1)
     if censored != label_column and censored in frame.columns:
         frame = frame.loc[~frame[censored].astype(bool)]  # unknown outcomes are not negatives
-    gap = pd.Timedelta(minutes=config.horizon_minutes)
-    train, valid, test = time_split(frame, time_col=config.time_col, fractions=config.fractions, gap=gap)
+    train, valid, test = training_split(frame, label_column, config)
     return fit_parts(train, valid, test, features, label_column, config)
+
+
+def training_split(frame: pd.DataFrame, label_column: str, config: TrainConfig) -> tuple[pd.DataFrame, ...]:
+    """Train, validation and test periods: :func:`time_split` by rows, or, when that leaves the train or
+    validation period empty or without a failure (rows crowded into one period), :func:`failure_split`."""
+    gap = pd.Timedelta(minutes=config.horizon_minutes)
+    split = {"time_col": config.time_col, "fractions": config.fractions, "gap": gap}
+    try:
+        parts = time_split(frame, **split)
+    except InputError:
+        return failure_split(frame, label_column, **split)
+    if all((pd.to_numeric(part[label_column], errors="coerce") == 1).any() for part in parts[:2]):
+        return parts
+    try:
+        return failure_split(frame, label_column, **split)
+    except InputError:
+        return parts  # fit_parts then names the period without a failure
 
 
 def fit_parts(
@@ -262,8 +279,8 @@ def fit_parts(
 ) -> TrainedModel:
     """Fit on ``train``, stop early, calibrate and choose the threshold on ``valid``, measure on ``test``.
 
-    :func:`train_model` cuts the parts by row quantiles of time; callers with their own cut (the backtest
-    cuts by failures, for data whose rows are dense in one period) call this directly.
+    :func:`train_model` cuts the parts with :func:`training_split`; callers with their own cut call this
+    directly.
     """
     y_train, y_valid = _labels(train, label_column, "training"), _labels(valid, label_column, "validation")
     y_test = pd.to_numeric(test[label_column]).to_numpy(dtype=float)

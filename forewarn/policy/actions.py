@@ -88,6 +88,15 @@ class NotifyParams(PolicyModel):
     message: str = ""
 
 
+class ReleaseParams(PolicyModel):
+    """Undo what Forewarn holds on the instance: lift its cordon, restore its full capacity, free its buffer."""
+
+    type: Literal["release"] = "release"
+    uncordon: bool = True
+    restore_scale: bool = True
+    free_buffer: bool = True
+
+
 class NoneParams(PolicyModel):
     """Do nothing on purpose (useful to stop later rules from matching)."""
 
@@ -102,6 +111,7 @@ ActionSpec = Annotated[
     | CordonParams
     | RollbackParams
     | NotifyParams
+    | ReleaseParams
     | NoneParams,
     Field(discriminator="type"),
 ]
@@ -197,6 +207,11 @@ class Rollback(PolicyAction):
 @register(ActionType.NOTIFY)
 class Notify(PolicyAction):
     params_model = NotifyParams
+
+
+@register(ActionType.RELEASE)
+class Release(PolicyAction):
+    params_model = ReleaseParams
 
 
 @register(ActionType.NONE)

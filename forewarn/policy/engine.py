@@ -13,7 +13,7 @@ listed in ``Decision.params["opt_out_task_ids"]`` so allocation leaves them wher
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -113,6 +113,13 @@ class BandTracker(PolicyModel):
             self.states.pop(instance_id, None)
 
 
+def _holds(instance: Instance, held: Collection[str] | None) -> bool:
+    """Whether the instance holds capacity back (cordon, scale-back, buffer) that Forewarn put there."""
+    if held is not None and instance.instance_id not in held:
+        return False
+    return instance.state == InstanceState.CORDONED or instance.capacity_factor < 1.0 - 1e-9 or instance.reserved > 0.0
+
+
 def _tags_match(wanted: Mapping[str, str], tags: Mapping[str, str]) -> bool:
     return all(key in tags and (value == "*" or tags[key] == value) for key, value in wanted.items())
 
@@ -168,10 +175,15 @@ class PolicyEngine:
         now: datetime,
         model_fresh: bool = True,
         features: Mapping[str, Mapping[str, float]] | None = None,
+        stale: Collection[str] = (),
+        held: Collection[str] | None = None,
     ) -> list[Decision]:
         """One decision per instance a rule (or the fallback) matched, in the order of ``instances``.
 
-        Instances that are failed or terminated, or have no score (model in use) are skipped.
+        Instances that are failed or terminated, or have no score while the model is in use, are skipped,
+        except those in ``stale`` (their features are too old to score): the fallback decides them as if no
+        model were in use. A ``release`` rule yields a decision only for an instance that holds something
+        back (cordoned, scaled back or buffered) and, when ``held`` is given, was held by Forewarn.
         """
         fresh = model_fresh and bool(scores)
         latest: dict[str, RiskScore] = {}
@@ -179,27 +191,40 @@ class PolicyEngine:
             if score.instance_id not in latest or score.timestamp >= latest[score.instance_id].timestamp:
                 latest[score.instance_id] = score
         live = [i for i in instances if i.state not in (InstanceState.FAILED, InstanceState.TERMINATED)]
-        triggered: list[list[str]] = []
         if fresh:
-            live = [i for i in live if i.instance_id in latest]
-            current: list[RiskScore | None] = [latest[i.instance_id] for i in live]
-            ids = [i.instance_id for i in live]
-            bands = self.tracker.update_many(ids, [s.probability for s in current if s is not None], now)
+            late = set(stale)
+            modelled = [i for i in live if i.instance_id in latest and i.instance_id not in late]
+            by_fallback = [i for i in live if i.instance_id in late]
         else:
-            current = [None] * len(live)
-            static = [self._static_band(i.instance_id, features or {}) for i in live]
-            bands, triggered = [b for b, _ in static], [t for _, t in static]
-        table = self._rule_table(fresh)
+            modelled, by_fallback = [], live
+        current: dict[str, RiskScore] = {i.instance_id: latest[i.instance_id] for i in modelled}
+        ids = list(current)
+        bands = dict(
+            zip(ids, self.tracker.update_many(ids, [s.probability for s in current.values()], now), strict=True)
+        )
+        triggered: dict[str, list[str]] = {}
+        for instance in by_fallback:
+            bands[instance.instance_id], triggered[instance.instance_id] = self._static_band(
+                instance.instance_id, features or {}
+            )
+        tables = {True: self._rule_table(True), False: self._rule_table(False)}
         by_instance = _tasks_by_instance(tasks) if any(r.match.workload_kinds for r in self.policy.rules) else {}
         pinned = self._pinned(tasks)
         decisions: list[Decision] = []
         self.last_bands = {}
-        for row, instance in enumerate(live):
-            band = bands[row]
+        for instance in live:
+            band = bands.get(instance.instance_id)
+            if band is None:
+                continue
+            by_model = instance.instance_id in current
             own = by_instance.get(instance.instance_id, [])
-            decision = self._first_rule(table[band], band, instance, own, fresh, current[row])
-            if not fresh and decision is None and band is Band.HIGH:
-                decision = self._fallback(instance, triggered[row])
+            decision = self._first_rule(
+                tables[by_model][band], band, instance, own, by_model, current.get(instance.instance_id)
+            )
+            if not by_model and decision is None and band is Band.HIGH:
+                decision = self._fallback(instance, triggered[instance.instance_id])
+            if decision is not None and decision.action is ActionType.RELEASE and not _holds(instance, held):
+                decision = None
             self.last_bands[instance.instance_id] = band
             own_pinned = pinned.get(instance.instance_id, [])
             if decision is None:

@@ -33,6 +33,7 @@ PASSIVE = frozenset({ActionType.NOTIFY, ActionType.NONE})
 
 SEVERITY: dict[ActionType, int] = {
     ActionType.NONE: 0,
+    ActionType.RELEASE: 0,
     ActionType.NOTIFY: 0,
     ActionType.RESERVE_BUFFER: 1,
     ActionType.AUTOSCALE: 1,
@@ -41,7 +42,8 @@ SEVERITY: dict[ActionType, int] = {
     ActionType.CORDON: 3,
     ActionType.MIGRATE: 4,
 }
-"""How drastic an action is to its instance; a cooldown lets through only more drastic ones."""
+"""How drastic an action is to its instance; a cooldown lets through only more drastic ones (so a release
+waits until the cooldown of the hold it undoes is over)."""
 
 
 class ActionRecord(PolicyModel):

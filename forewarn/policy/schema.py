@@ -93,6 +93,9 @@ class Fallback(PolicyModel):
     """Static policy for when the model cannot be trusted: any threshold reached -> ``action``."""
 
     max_model_age_hours: Annotated[float, Field(gt=0.0)] = 48.0
+    """A model is stale when the data it learned from ended longer ago than this, by the cycle's clock."""
+    max_feature_age_minutes: Annotated[float, Field(gt=0.0)] = 30.0
+    """Features older than this at the cycle's time count as missing: the fallback decides that instance."""
     static_thresholds: dict[str, float] = Field(default_factory=dict)
     action: ActionType = ActionType.CORDON
 
@@ -120,11 +123,12 @@ class Policy(PolicyModel):
             max_fleet_fraction=g.max_fleet_percent_per_cycle / 100.0,
         )
 
-    def model_is_fresh(self, trained_at: datetime | None, now: datetime) -> bool:
-        """Whether a model trained at ``trained_at`` is young enough (``fallback.max-model-age-hours``)."""
-        if trained_at is None:
+    def model_is_fresh(self, data_end: datetime | None, now: datetime) -> bool:
+        """Whether a model whose training data ended at ``data_end`` is young enough at the cycle's time
+        ``now`` (``fallback.max-model-age-hours``); when it was built does not matter."""
+        if data_end is None:
             return False
-        return now - trained_at <= timedelta(hours=self.fallback.max_model_age_hours)
+        return now - data_end <= timedelta(hours=self.fallback.max_model_age_hours)
 
 
 def _band_problems(bands: Bands) -> list[Problem]:

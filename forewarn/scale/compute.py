@@ -135,9 +135,7 @@ def score_on_client(
 ) -> list[ShardResult]:
     """Score every shard on a ``distributed.Client`` directly (no Prefect), the model sent once per worker."""
     remote = client.scatter(model, broadcast=True, hash=False) if model is not None else None
-    futures = client.map(
-        _score_remote, [list(g) for g in groups], source=source, model=remote, now=now, pure=False
-    )
+    futures = client.map(_score_remote, [list(g) for g in groups], source=source, model=remote, now=now, pure=False)
     results: list[ShardResult] = client.gather(futures)
     return results
 

@@ -115,8 +115,15 @@ def train_model_dask(
     raw_valid = np.asarray(dxgb.inplace_predict(client, booster, x[1]).compute(), dtype=float)
     raw_test = np.asarray(dxgb.inplace_predict(client, booster, x[2]).compute(), dtype=float)
     counts = {"n_train": len(y_train), "n_validation": len(y_valid), "n_test": len(y_test)}
-    return _calibrated(booster, features, config, {**params, "nthread": config.nthread}, counts,
-                       (raw_valid, y_valid), (raw_test, y_test))
+    return _calibrated(
+        booster,
+        features,
+        config,
+        {**params, "nthread": config.nthread},
+        counts,
+        (raw_valid, y_valid),
+        (raw_test, y_test),
+    )
 
 
 def _calibrated(

@@ -28,7 +28,7 @@ def alembic_config(url: str | None = None) -> Config:
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """Migrate the database at ``url_or_engine`` to ``revision`` (default: the newest)."""
     if isinstance(url_or_engine, str):
-        from forewarn.store.repository import make_engine
+        from forewarn.store.engine import make_engine
 
         engine = make_engine(url_or_engine)
         try:

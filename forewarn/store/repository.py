@@ -7,20 +7,18 @@ the same code path creates a fresh database and upgrades an old one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 
 from forewarn.dataset import Dataset
-from forewarn.errors import ConfigError
 from forewarn.schemas import Instance, Model, UtcDatetime, VelocityLimits, utcnow
 from forewarn.settings import get_settings
+from forewarn.store.engine import make_engine as make_engine
 from forewarn.store.history import HistoryStore
+from forewarn.store.migrate import upgrade
 from forewarn.store.models import InstanceRow, ModelVersionRow, QuarantineRow, SnapshotRow, VelocityParametersRow
 
 
@@ -41,32 +39,6 @@ class ModelVersion(Model):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys on and its parent folder created."""
-    try:
-        parsed = make_url(url)
-    except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
-        raise ConfigError(f"not a database URL: {url!r} ({exc})", field="database_url") from None
-    if parsed.get_backend_name() != "sqlite":
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True)
-    database = parsed.database or ""
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
-    else:
-        engine = create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    return engine
-
-
 class Repository(HistoryStore):
     """The historical repository.
 
@@ -85,8 +57,6 @@ class Repository(HistoryStore):
 
     def create_all(self) -> None:
         """Create or upgrade the schema to the newest migration."""
-        from forewarn.store.migrate import upgrade
-
         upgrade(self.engine)
 
     def dispose(self) -> None:

@@ -20,7 +20,12 @@ from openstack import connection
 from adapters.aws_tags import encode_task
 from adapters.openstack import OpenStackAdapter
 from forewarn.errors import AdapterError, NotFoundError
-from forewarn.schemas import InstanceState, Task
+from forewarn.execution.actions import UNDO
+from forewarn.execution.applier import Applier
+from forewarn.execution.journal import Journal
+from forewarn.execution.resilience import default_retry
+from forewarn.schemas import Action, ActionState, ActionType, InstanceState, Plan, PlanState, PolicyMode, Task
+from forewarn.store.repository import Repository
 
 
 class ForewarnOnNova(integrated_helpers.ProviderUsageBaseTestCase):
@@ -38,8 +43,12 @@ class ForewarnOnNova(integrated_helpers.ProviderUsageBaseTestCase):
             del self.__dict__[key]
 
     def adapter(self, state_dir: Path | None = None) -> OpenStackAdapter:
-        headers = {"X-Auth-User": "admin", "X-User-Id": "admin", "X-Roles": "admin,member",
-                   "X-Auth-Project-Id": self.api_fixture.project_id}
+        headers = {
+            "X-Auth-User": "admin",
+            "X-User-Id": "admin",
+            "X-Roles": "admin,member",
+            "X-Auth-Project-Id": self.api_fixture.project_id,
+        }
         session = ksa.Session(auth=noauth.NoAuth(), additional_headers=headers)
         conn = connection.Connection(session=session, compute_endpoint_override=self.api_fixture.base_url)
         return OpenStackAdapter(conn, dry_run=False, state_dir=state_dir)
@@ -147,7 +156,8 @@ class ForewarnOnNova(integrated_helpers.ProviderUsageBaseTestCase):
         adapter.evacuate(server["id"], "host2", key="ev")  # the same key: nothing sent
         history = adapter.migration_status(server["id"])
         assert [(m["kind"], m["status"], m["source"], m["dest"]) for m in history] == [
-            ("evacuation", "done", "host1", "host2")]
+            ("evacuation", "done", "host1", "host2")
+        ]
         assert [(t.task_id, t.instance_id) for t in adapter.list_tasks()] == [("t1", server["id"])]  # metadata kept
         with self.assertRaises(AdapterError, msg="Nova refuses while the evacuation is not cleaned up"):
             adapter.force_down_host("host1", key="up-too-early", forced=False)
@@ -178,3 +188,57 @@ class ForewarnOnNova(integrated_helpers.ProviderUsageBaseTestCase):
         assert [t.instance_id for t in fresh.list_tasks()] == [b["id"]]
         with self.assertRaises(NotFoundError):
             fresh.restore("os-snap-missing", key="r2")
+
+    def run_plan(self, adapter: OpenStackAdapter, *actions: Action) -> Plan:
+        """An approved plan of ``actions``, run live by the real applier on a fresh SQLite journal."""
+        repo = Repository(f"sqlite:///{self.useFixture(fixtures.TempDir()).path}/journal.db")
+        repo.create_all()
+        self.addCleanup(repo.dispose)
+        plan = Plan(policy="nova", mode=PolicyMode.AUTO, state=PlanState.APPROVED, actions=list(actions))
+        applier = Applier(adapter, Journal(repo), dry_run=False, retry=default_retry(attempts=3, sleep=lambda _: None))
+        return applier.run(plan)
+
+    def held(self, adapter: OpenStackAdapter, server_id: str) -> tuple[InstanceState, float, float]:
+        inst = {i.instance_id: i for i in adapter.list_instances()}[server_id]
+        return inst.state, round(inst.capacity_factor, 6), round(inst.reserved, 6)
+
+    def hold(self, adapter: OpenStackAdapter, server_id: str) -> None:
+        plan = self.run_plan(
+            adapter,
+            Action(type=ActionType.CORDON, instance_id=server_id),
+            Action(type=ActionType.SCALE_BACK, instance_id=server_id, params={"factor": 0.5}),
+            Action(type=ActionType.RESERVE_BUFFER, instance_id=server_id, params={"fraction": 0.25}),
+        )
+        assert plan.state is PlanState.SUCCEEDED, plan.notes
+        assert self.held(adapter, server_id) == (InstanceState.CORDONED, 0.5, 0.25)
+
+    def test_a_release_plan_undoes_cordon_scale_back_and_buffer(self) -> None:
+        a = self.boot("host1", dict([encode_task(Task(task_id="t1", instance_id="x", cpu=0.5), came_from=None)]))
+        b = self.boot("host2")
+        adapter = self.adapter()
+        adapter.uncordon(b["id"], key="nothing-held")  # Nova answers 404 for a missing key: not sent
+        self.hold(adapter, b["id"])
+        plan = self.run_plan(
+            adapter,
+            Action(type=ActionType.RELEASE, instance_id=b["id"]),
+            Action(type=ActionType.RELEASE, instance_id=a["id"]),
+        )
+        assert plan.state is PlanState.SUCCEEDED, plan.notes
+        assert [x.state for x in plan.actions] == [ActionState.SUCCEEDED, ActionState.SKIPPED]  # a held nothing
+        assert self.held(adapter, b["id"]) == (InstanceState.RUNNING, 1.0, 0.0)
+        assert not any(k.startswith("forewarn:") for k in self.api.get_server(b["id"])["metadata"])
+        adapter.migrate(["t1"], a["id"], b["id"], key="onto-released")
+        assert [t.instance_id for t in adapter.list_tasks()] == [b["id"]]
+
+    def test_a_release_is_reverted_when_a_later_action_fails(self) -> None:
+        a = self.boot("host1", dict([encode_task(Task(task_id="t1", instance_id="x", cpu=0.5), came_from=None)]))
+        b = self.boot("host2")
+        adapter = self.adapter()
+        self.hold(adapter, b["id"])
+        vcpus = {i.instance_id: i.cpu_capacity for i in adapter.list_instances()}[a["id"]]
+        too_small = Action(type=ActionType.SCALE_BACK, instance_id=a["id"], params={"factor": 0.4 / vcpus})
+        plan = self.run_plan(adapter, Action(type=ActionType.RELEASE, instance_id=b["id"]), too_small)
+        assert plan.state is PlanState.ROLLED_BACK, plan.notes
+        assert [x.state for x in plan.actions] == [ActionState.REVERTED, ActionState.FAILED]
+        assert plan.actions[0].params[UNDO] == {"cordoned": True, "factor": 0.5, "reserved": 0.25}
+        assert self.held(adapter, b["id"]) == (InstanceState.CORDONED, 0.5, 0.25)

@@ -22,7 +22,7 @@ def run() -> None:
     if connection is not None:
         _run(connection)
         return
-    from forewarn.store.repository import make_engine
+    from forewarn.store.engine import make_engine
 
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as new_connection:

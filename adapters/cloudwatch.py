@@ -77,7 +77,7 @@ class CloudWatchSource:
         queries, names = self._queries(list(instance_ids or []), step_minutes * 60)
         rows: list[tuple[str, pd.Timestamp, str, float]] = []
         for first in range(0, len(queries), MAX_QUERIES):
-            for result in self._fetch(queries[first:first + MAX_QUERIES], lo, hi):
+            for result in self._fetch(queries[first : first + MAX_QUERIES], lo, hi):
                 instance_id, metric = names[result["Id"]]
                 for stamp, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
                     rows.append((instance_id, pd.Timestamp(stamp).tz_convert("UTC"), metric, float(value)))
@@ -90,22 +90,31 @@ class CloudWatchSource:
             for j, (metric, spec) in enumerate(self.metrics.items()):
                 query_id = f"q{i}_{j}"
                 names[query_id] = (instance_id, metric)
-                queries.append({
-                    "Id": query_id,
-                    "MetricStat": {
-                        "Metric": {"Namespace": spec.namespace, "MetricName": spec.metric,
-                                   "Dimensions": [{"Name": spec.dimension, "Value": instance_id}]},
-                        "Period": period,
-                        "Stat": spec.stat,
-                    },
-                    "ReturnData": True,
-                })
+                queries.append(
+                    {
+                        "Id": query_id,
+                        "MetricStat": {
+                            "Metric": {
+                                "Namespace": spec.namespace,
+                                "MetricName": spec.metric,
+                                "Dimensions": [{"Name": spec.dimension, "Value": instance_id}],
+                            },
+                            "Period": period,
+                            "Stat": spec.stat,
+                        },
+                        "ReturnData": True,
+                    }
+                )
         return queries, names
 
     def _fetch(self, queries: list[dict[str, Any]], lo: pd.Timestamp, hi: pd.Timestamp) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": lo.to_pydatetime(),
-                                  "EndTime": hi.to_pydatetime(), "ScanBy": "TimestampAscending"}
+        params: dict[str, Any] = {
+            "MetricDataQueries": queries,
+            "StartTime": lo.to_pydatetime(),
+            "EndTime": hi.to_pydatetime(),
+            "ScanBy": "TimestampAscending",
+        }
         while True:
             page = call(self.client, "get_metric_data", **params)
             for message in page.get("Messages", []):

@@ -1,5 +1,7 @@
 """The port every cloud implements: list, read telemetry, cordon, migrate, scale, reserve, snapshot, health.
 
+The adapters in ``adapters/`` implement it; in ``forewarn/`` only the composition root picks one.
+
 Contract of every implementation:
     idempotency: every mutating call takes a ``key``; a repeated key is a no-op that returns the result of
         the first successful call with that key (so a retry after a time-out never acts twice).
@@ -17,6 +19,12 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from forewarn.schemas import Instance, Task
+
+
+def root_id(task_id: str) -> str:
+    """The original task a chunk was cut from (``t1#2`` -> ``t1``): a split's chunks are ``<id>#k``."""
+    return task_id.split("#", 1)[0]
+
 
 MUTATING_CALLS = ("cordon", "uncordon", "migrate", "scale", "reserve", "snapshot", "restore")
 """The calls that change the fleet (``snapshot`` creates a record); the applier never sends them in dry-run."""
@@ -93,4 +101,29 @@ class CloudAdapter(Protocol):
 
     def health(self, instance_id: str) -> bool:
         """Whether the instance is up and able to run work."""
+        ...
+
+
+@runtime_checkable
+class SimulatedCloud(CloudAdapter, Protocol):
+    """A simulated cloud, with the controls a driver (replay, the fleet service, tests) moves it by."""
+
+    def fail_instance(self, instance_id: str, at: datetime | None = None) -> None:
+        """The instance fails now (or at ``at``): it stays down until repaired."""
+        ...
+
+    def repair_instance(self, instance_id: str) -> None:
+        """The instance comes back from repair as new: up, uncordoned, no buffer, its nominal size."""
+        ...
+
+    def add_task(self, task: Task) -> None:
+        """A task arrives on its instance."""
+        ...
+
+    def end_task(self, task_id: str) -> None:
+        """A task finished and leaves."""
+        ...
+
+    def free(self, instance_id: str) -> tuple[float, float]:
+        """CPU and memory still free on an instance, after its reserved buffer."""
         ...

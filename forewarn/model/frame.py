@@ -1,0 +1,103 @@
+"""The rows the failure model learns from, built one way for the train flow and for the backtest.
+
+features: :func:`dataset_features`, every feature of every instance at every telemetry step.
+entities: :func:`training_entities`, one row per instance per :data:`TRAIN_EVERY_MINUTES` bucket,
+    before the cutoff ``until``.
+labels: :func:`training_labels`, from the failures known at the cutoff (and the journal's actions).
+frame: the labelled entities with their features. The train flow joins through Feast
+    (``FeatureStoreGlue.training_frame``, point in time); the backtest joins in memory with
+    :func:`join_features`. Entities sit on telemetry steps, where a feature row exists, so the
+    point-in-time join picks that very row and both give the same values (tests/test_backtest_frame.py).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from forewarn.dataset import Dataset
+from forewarn.errors import InputError
+from forewarn.features.windows import KEYS, all_feature_names, compute_window_features
+from forewarn.model.feedback import OUTCOME, feedback_labels
+from forewarn.model.labels import make_labels
+from forewarn.schemas import VelocityLimits
+
+TRAIN_EVERY_MINUTES = 15
+"""Training rows are taken every this many minutes per instance: neighbours 5 minutes apart add little."""
+
+
+def dataset_features(
+    dataset: Dataset, *, every_minutes: int | None = None, velocity: VelocityLimits | None = None
+) -> pd.DataFrame:
+    """Window, error, event, workload and velocity features of every instance at every telemetry step
+    (or every ``every_minutes``): what the materialize flow writes to Feast."""
+    return compute_window_features(
+        dataset.telemetry,
+        errors=dataset.errors,
+        failures=dataset.failures,
+        instances=dataset.instances,
+        workloads=dataset.workloads,
+        velocity=velocity,
+        metrics=dataset.metrics,
+        every_minutes=every_minutes,
+    )
+
+
+def model_feature_names(metrics: list[str]) -> list[str]:
+    """The features a new model trains on: those of the ``failure_model_v1`` service, in its order."""
+    return all_feature_names(metrics)
+
+
+def training_entities(telemetry: pd.DataFrame, *, until: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The (instance, time) rows to learn from: each instance's last sample in every bucket of
+    :data:`TRAIN_EVERY_MINUTES` (so samples at any offset or step are kept), and only before ``until``."""
+    entities = telemetry[["instance_id", "timestamp"]].rename(columns={"timestamp": "event_timestamp"})
+    bucket = entities["event_timestamp"].dt.floor(f"{TRAIN_EVERY_MINUTES}min")
+    last = ~pd.DataFrame({"i": entities["instance_id"], "b": bucket}).duplicated(keep="last")
+    entities = entities[last.to_numpy()]
+    if until is not None:
+        entities = entities[entities["event_timestamp"] < until]
+    return entities.reset_index(drop=True)
+
+
+def training_labels(
+    dataset: Dataset,
+    horizon_minutes: int,
+    *,
+    until: pd.Timestamp | None = None,
+    actions: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """:func:`training_entities` labelled for the horizon, as seen at ``until`` (default: the data's end).
+
+    Only failures at or before ``until`` count, and windows running past it are censored, so no label
+    looks beyond the cutoff. With ``actions`` (journalled outcomes) drained instances are labelled by
+    what then happened to them (:func:`forewarn.model.feedback.feedback_labels`).
+    """
+    entities = training_entities(dataset.telemetry, until=until)
+    data_end = until if until is not None else dataset.end
+    failures = dataset.failures
+    if until is not None:
+        failures = failures[pd.to_datetime(failures["timestamp"], utc=True) <= until]
+    if actions is not None and len(actions):
+        labelled = feedback_labels(entities, failures, actions, [horizon_minutes], data_end=data_end)
+        return labelled.drop(columns=OUTCOME)
+    return make_labels(entities, failures, [horizon_minutes], data_end=data_end)
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
+
+
+def join_features(labelled: pd.DataFrame, features: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """In memory, what ``FeatureStoreGlue.training_frame(labelled)`` returns: ``labelled``'s columns, then
+    ``names`` from the feature row of the same instance at the same time (NaN where there is none)."""
+    missing = [c for c in (*KEYS, *names) if c not in features.columns]
+    if missing:
+        raise InputError("the feature frame lacks a column of the model", field=missing[0])
+    right = features[[*KEYS, *names]].drop_duplicates(subset=list(KEYS), keep="last")
+    right = right.assign(instance_id=right["instance_id"].astype(str), event_timestamp=_utc(right["event_timestamp"]))
+    left = labelled.assign(
+        instance_id=labelled["instance_id"].astype(str), event_timestamp=_utc(labelled["event_timestamp"])
+    )
+    joined = left.merge(right, on=list(KEYS), how="left", validate="many_to_one")
+    joined.index = labelled.index
+    return joined[[*labelled.columns, *(n for n in names if n not in labelled.columns)]]
