@@ -19,13 +19,15 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+import yaml
 
 from forewarn.settings import PROJECT_ROOT
 from tests.servers import free_port, start, stop
 
 BIN = PROJECT_ROOT / ".venv" / "bin"
 SERVE = PROJECT_ROOT / "ops" / "serve.sh"
-DEPLOYMENTS = {"materialize", "train", "score-and-allocate", "backtest"}
+DEPLOYMENTS = {d["name"] for d in yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]}
+assert {"materialize", "train", "score-and-allocate", "apply-plan", "backtest"} <= DEPLOYMENTS
 
 
 @dataclass
@@ -65,8 +67,14 @@ def serve_env(root: Path) -> dict[str, str]:
 
 
 def run_deployment_once(env: dict[str, str], root: Path) -> UUID:
-    """`prefect deployment run`, then a process worker with --run-once; SIGINT if it lingers."""
-    out = run([str(BIN / "prefect"), "--no-prompt", "deployment", "run", "score-and-allocate/score-and-allocate"], env)
+    """`prefect deployment run` as of the end of the simulated data (its model and features are fresh then;
+    at the wall clock they are days old and the fallback would decide), then a process worker with
+    --run-once; SIGINT if it lingers."""
+    from forewarn.dataset import read_dataset
+
+    at = read_dataset(env["FOREWARN_DATASET"]).end.isoformat()
+    argv = [str(BIN / "prefect"), "--no-prompt", "deployment", "run", "score-and-allocate/score-and-allocate"]
+    out = run([*argv, "--param", f"at={at}"], env)
     found = re.search(r"UUID: ([0-9a-f-]{36})", out)
     assert found, out
     worker_argv = [str(BIN / "prefect"), "worker", "start", "--pool", "forewarn-process", "--run-once"]

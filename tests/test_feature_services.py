@@ -85,22 +85,22 @@ def test_two_versions_each_read_their_own_features(glue: FeatureStoreGlue, featu
     fresh = FeatureStoreGlue(glue.workdir)  # another process: the services come from the registry
     for name, wanted in ((first, FEATURES_V1), (second, FEATURES_V2)):
         online = fresh.online_features(["vm-b", "vm-a"], service=name)
-        assert list(online.columns) == ["instance_id", *wanted]
+        assert list(online.columns) == ["instance_id", *wanted, "event_timestamp"]
         np.testing.assert_allclose(online[wanted].to_numpy(), expected.loc[["vm-b", "vm-a"], wanted].to_numpy())
     online = fresh.online_features(["vm-a"], service=second)
     assert online.loc[0, "tasks_running"] == 2.0 and online.loc[0, "velocity_max_concurrent_migrations"] == 4.0
-    assert list(fresh.online_features(["vm-a"]).columns) == ["instance_id", *all_feature_names()]
+    assert list(fresh.online_features(["vm-a"]).columns) == ["instance_id", *all_feature_names(), "event_timestamp"]
     entity = pd.DataFrame({"instance_id": ["vm-a"], "event_timestamp": [T0 + pd.Timedelta(minutes=45)]})
     frame = fresh.training_frame(entity, service=second)
     assert list(frame.columns) == ["instance_id", "event_timestamp", *FEATURES_V2]
     assert frame.loc[0, "tasks_running"] == 2.0
-    assert list(fresh.online_features([], service=first).columns) == ["instance_id", *FEATURES_V1]
+    assert list(fresh.online_features([], service=first).columns) == ["instance_id", *FEATURES_V1, "event_timestamp"]
 
 
 def test_registering_again_replaces_the_service(glue: FeatureStoreGlue) -> None:
     name = glue.register_service(V1, FEATURES_V1)
     assert glue.register_service(V1, ["tasks_running"]) == name
-    assert list(glue.online_features(["vm-a"], service=name).columns) == ["instance_id", "tasks_running"]
+    assert list(glue.online_features(["vm-a"], service=name).columns) == ["instance_id", "tasks_running", "event_timestamp"]
 
 
 def test_a_fresh_registry_accepts_a_service(tmp_path: Path, features: pd.DataFrame) -> None:
@@ -148,6 +148,6 @@ def test_mistakes_are_readable(glue: FeatureStoreGlue) -> None:
 
 def test_ensure_service_registers_only_when_missing(glue: FeatureStoreGlue) -> None:
     name = glue.ensure_service(V1, FEATURES_V1)  # a champion from before services: registered on first read
-    assert list(glue.online_features(["vm-a"], service=name).columns) == ["instance_id", *FEATURES_V1]
+    assert list(glue.online_features(["vm-a"], service=name).columns) == ["instance_id", *FEATURES_V1, "event_timestamp"]
     assert glue.ensure_service(V1, list(reversed(FEATURES_V1))) == name
     assert [s.name for s in glue.store.list_feature_services()].count(name) == 1

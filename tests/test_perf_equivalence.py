@@ -174,6 +174,9 @@ class ReferenceEngine(PolicyEngine):
                 )
             elif not fresh and band is Band.HIGH:
                 decision = self._fallback(instance, triggered)
+            holds = instance.state == InstanceState.CORDONED or instance.capacity_factor < 1 or instance.reserved > 0
+            if decision is not None and decision.action is ActionType.RELEASE and not holds:
+                decision = None  # a release only where something is held back
             self.last_bands[instance.instance_id] = band
             pinned = [t.task_id for t in own if tag in t.tags]
             if decision is None and (tag in instance.tags or pinned):

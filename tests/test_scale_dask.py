@@ -123,7 +123,8 @@ def test_scaled_flows_score_the_fleet_as_one_process(
     window = (fleet.start.to_pydatetime(), fleet.end.to_pydatetime())
     registry.promote(registry.register(model, data_window=window, validation={"success": True}).version)
 
-    cycle = cast(ScaledCycle, on_cluster(score_and_allocate_scaled, remote)(str(fleet_dir)))
+    at = fleet.end.isoformat()  # the cycle runs as of the end of the recorded data, not the wall clock
+    cycle = cast(ScaledCycle, on_cluster(score_and_allocate_scaled, remote)(str(fleet_dir), at=at))
 
     assert cycle.shards > 2
     assert cycle.plan.state == PlanState.SHADOW

@@ -116,7 +116,7 @@ def _journal_counts(db: Path, run: PolicyRun) -> None:
     run.actions_run = {kind: count for kind, count in done.items() if count}
 
 
-def _policy_run(name: str, policy: Policy | None, result: Any, workdir: Path) -> PolicyRun:
+def _policy_run(name: str, policy: Policy | None, result: Any) -> PolicyRun:
     run = PolicyRun(
         name=name,
         policy=policy.name if policy else None,
@@ -128,7 +128,7 @@ def _policy_run(name: str, policy: Policy | None, result: Any, workdir: Path) ->
         interrupted_task_hours=round(result.interrupted_task_hours, 3),
     )
     if policy is not None:
-        _journal_counts(workdir / f"journal-{name}.db", run)
+        _journal_counts(Path(result.home) / "forewarn.db", run)  # each replay run journals in its own home
     return run
 
 
@@ -150,15 +150,15 @@ def compare_on_replay(
         dataset: a :class:`forewarn.dataset.Dataset`; ``features``: its window features.
         model: the :class:`forewarn.model.train.TrainedModel` that scores both policy runs.
         start: first replayed instant (time-zone aware); the replay runs to the dataset's end.
-        workdir: where each run's journal is written (``journal-<run>.db``).
+        workdir: each run's FOREWARN_HOME is ``workdir/<run>`` (its journal in ``forewarn.db`` there).
     """
     from forewarn.replay import Replay
 
     replay = Replay(dataset, features, start=start, workdir=workdir, progress=progress)
-    baseline = _policy_run("reactive", None, replay.run("reactive"), workdir)
+    baseline = _policy_run("reactive", None, replay.run("reactive"))
     runs = [baseline]
     for name, policy in (("old", old), ("new", new)):
-        run = _policy_run(name, policy, replay.run(name, model=model, policy=policy), workdir)
+        run = _policy_run(name, policy, replay.run(name, model=model, policy=policy))
         run.interruptions_avoided = baseline.tasks_interrupted - run.tasks_interrupted
         run.task_hours_saved = round(baseline.interrupted_task_hours - run.interrupted_task_hours, 3)
         runs.append(run)
