@@ -107,6 +107,8 @@ class CycleResult:
     model_version: str | None
     model_fresh: bool
     seconds: float = 0.0
+    stranded: list[str] = field(default_factory=list)
+    """Failed instances still holding tasks that a dry run did not restore."""
 
     def actions(self, kind: ActionType, state: ActionState = ActionState.SUCCEEDED) -> list[str]:
         """Instances on which an action of ``kind`` ended in ``state`` this cycle."""
@@ -130,19 +132,26 @@ class CycleResult:
             parts.append(f"{len(self.recovered)} interrupted plan(s) finished")
         if self.restores:
             parts.append(f"{len(self.restores)} restore(s)")
+        if self.stranded:
+            parts.append(f"dry run: work of failed {', '.join(self.stranded)} not restored")
         return "; ".join(parts)
+
+
+def stranded_instances(cloud: CloudAdapter) -> list[str]:
+    """Failed instances that still hold tasks."""
+    failed = {i.instance_id for i in cloud.list_instances() if i.state == InstanceState.FAILED}
+    return sorted({str(t.instance_id) for t in cloud.list_tasks() if t.instance_id in failed})
 
 
 def restore_failed(ctx: Context, cloud: CloudAdapter, applier: Applier, now: datetime) -> list[Plan]:
     """Move the work stranded on failed instances to healthy ones (one journalled plan per instance).
 
-    In dry run nothing is planned: the failed instances are only reported by the caller.
+    In dry run nothing is planned (a dry-run plan would be made again every cycle): the cycle reports the
+    stranded instances instead.
     """
     if ctx.dry_run:
         return []
-    failed = {i.instance_id for i in cloud.list_instances() if i.state == InstanceState.FAILED}
-    stranded = sorted({str(t.instance_id) for t in cloud.list_tasks() if t.instance_id in failed})
-    return [restore_failed_instance(cloud, ctx.journal, inst, now=now, applier=applier) for inst in stranded]
+    return [restore_failed_instance(cloud, ctx.journal, i, now=now, applier=applier) for i in stranded_instances(cloud)]
 
 
 def run_cycle(
@@ -164,9 +173,12 @@ def run_cycle(
     applier = Applier(cloud, ctx.journal, dry_run=ctx.dry_run, runner=runner, bake_seconds=bake_seconds, hook=hook)
     recovered = applier.recover()
     restores = restore_failed(ctx, cloud, applier, now)
+    stranded = stranded_instances(cloud) if ctx.dry_run else []
     empty = pd.DataFrame({"instance_id": pd.Series(dtype=str)})
     if scoring is None:
-        return CycleResult(now, None, [], empty, {}, [], recovered, restores, None, False, time.monotonic() - started)
+        return CycleResult(
+            now, None, [], empty, {}, [], recovered, restores, None, False, time.monotonic() - started, stranded
+        )
     instances = cloud.list_instances()
     up = [i for i in instances if i.state not in (InstanceState.FAILED, InstanceState.TERMINATED)]
     up_ids = [i.instance_id for i in up]
@@ -209,4 +221,5 @@ def run_cycle(
         model_version=model_version,
         model_fresh=model_fresh,
         seconds=time.monotonic() - started,
+        stranded=stranded,
     )

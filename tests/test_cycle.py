@@ -200,3 +200,17 @@ def test_a_model_is_stale_by_the_end_of_its_data_against_the_cycle_clock(tmp_pat
     assert card.created_at > datetime.now(card.created_at.tzinfo) - timedelta(hours=1)  # built just now
     assert service.usable_model(ctx, T0)[1] is False  # a week after its data: stale, whatever the wall clock
     assert service.usable_model(ctx, end + timedelta(hours=1))[1] is True
+
+
+def test_a_dry_run_cycle_reports_stranded_work_and_changes_nothing(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    ctx.dry_run = True
+    fleet = cloud(ctx)
+    fleet.fail_instance("i2", at=T0)  # type: ignore[attr-defined]
+    oracle = Oracle()
+    oracle.risk["i1"] = 0.9
+    result = run_cycle(ctx, cloud(ctx), T0, scoring=oracle, model_version="oracle")
+    assert result.stranded == ["i2"] and result.restores == []
+    assert "not restored" in result.summary()
+    assert result.plan is not None and all(a.state == ActionState.SKIPPED for a in result.plan.actions)
+    assert state_of(ctx, "i1") == InstanceState.RUNNING  # planned, journalled, not done
