@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict
 
 from adapters.aws_calls import call
 from forewarn.errors import AdapterError, InputError
+from forewarn.sources.prometheus import window
 from forewarn.telemetry.base import check_step, utc
+from forewarn.telemetry.sources import Pulled
 
 MAX_QUERIES = 500
 """Queries per GetMetricData request (the API's limit)."""
@@ -142,3 +144,64 @@ class CloudWatchSource:
         wide.columns.name = None
         wide["timestamp"] = pd.to_datetime(wide["timestamp"], utc=True).astype("datetime64[ns, UTC]")
         return wide.sort_values(["instance_id", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+class CloudWatchPull:
+    """The ingest flow's ``cloudwatch`` source: :class:`CloudWatchSource` since the watermark.
+
+    Each pull reads whole periods in ``[since - overlap, until)`` (``until - lookback`` the first time), at most
+    ``max_window``, both ends floored to the step so a period still filling is read on a later pull. The
+    instances are the ones named, or every ``dimension`` value CloudWatch lists metrics for in ``namespace``.
+
+    Args:
+        client: a boto3 CloudWatch client.
+        name: the watermark's key (no credentials).
+    """
+
+    kind = "cloudwatch"
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        name: str,
+        metrics: Mapping[str, MetricSpec] | None = None,
+        instances: Sequence[str] = (),
+        namespace: str = "AWS/EC2",
+        step_minutes: int = 5,
+        lookback: timedelta = timedelta(hours=1),
+        overlap: timedelta = timedelta(minutes=10),
+        max_window: timedelta = timedelta(hours=6),
+    ) -> None:
+        self.reader = CloudWatchSource(client, metrics)
+        self.name = name
+        self.instances, self.namespace, self.step_minutes = list(instances), namespace, step_minutes
+        self.lookback, self.overlap, self.max_window = lookback, overlap, max_window
+
+    def instance_ids(self) -> list[str]:
+        """The instances named, or those CloudWatch has metrics for (``ListMetrics``)."""
+        if self.instances:
+            return self.instances
+        found: set[str] = set()
+        params: dict[str, Any] = {"Namespace": self.namespace, "Dimensions": [{"Name": "InstanceId"}]}
+        while True:
+            page = call(self.reader.client, "list_metrics", **params)
+            for metric in page.get("Metrics", []):
+                found.update(d["Value"] for d in metric.get("Dimensions", []) if d.get("Name") == "InstanceId")
+            if not page.get("NextToken"):
+                return sorted(found)
+            params["NextToken"] = page["NextToken"]
+
+    def pull(self, since: datetime | None, until: datetime) -> Pulled:
+        step = pd.Timedelta(minutes=self.step_minutes)
+        start, end = window(since, until, lookback=self.lookback, overlap=self.overlap, max_window=self.max_window)
+        lo, hi = pd.Timestamp(start).floor(step), pd.Timestamp(end).floor(step)
+        if hi <= lo:
+            return Pulled(until=since or hi.to_pydatetime())
+        ids = self.instance_ids()
+        if not ids:
+            return Pulled(until=hi.to_pydatetime(), notes=[f"no instance has metrics in {self.namespace}"])
+        frame = self.reader.read(
+            lo.to_pydatetime(), hi.to_pydatetime(), step_minutes=self.step_minutes, instance_ids=ids
+        )
+        return Pulled(until=hi.to_pydatetime(), telemetry=frame)

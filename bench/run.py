@@ -1,7 +1,8 @@
 """``make bench``: every benchmark, each figure printed beside its floor, JSON under ``--out``.
 
 Runs the score-and-allocate cycle (bench/cycle.py) at 1k, 10k and 100k instances, allocation alone
-(bench/allocate.py), training (bench/train.py), ingestion (bench/ingest.py, when present), the simulator and
+(bench/allocate.py), training (bench/train.py), ingestion (bench/ingest.py, when present), ingest + incremental
+materialize from history (bench/ingest_materialize.py), the simulator and
 the window features. Writes ``<out>/<name>.json`` per benchmark and ``<out>/summary.json``; a benchmark that
 cannot run is recorded with its reason rather than stopping the others.
 
@@ -54,6 +55,12 @@ def ingest(quick: bool) -> Result:
     return [{"source": k, **common, **v} for k, v in result.items() if isinstance(v, dict)]
 
 
+def ingest_materialize(quick: bool) -> Result:
+    from bench.ingest_materialize import run
+
+    return [run(300 if quick else 1_000)]
+
+
 def simulator(quick: bool) -> Result:
     from bench.bench_sim import CASES
     from forewarn.sim import simulate
@@ -88,6 +95,7 @@ BENCHMARKS: dict[str, Callable[[bool], Result]] = {
     "allocate": allocate,
     "train": train,
     "ingest": ingest,
+    "ingest_materialize": ingest_materialize,
     "simulator": simulator,
     "features": features,
 }

@@ -6,13 +6,14 @@ sets to its working directory (and makes absolute, since the DuckDB store reads 
 
 from feast import FileSource, PushSource
 
-FEATURES_PARQUET = "data/window_features.parquet"
+FEATURES_PARQUET = "data/window_features/*.parquet"
+"""A directory of parquet parts (forewarn/features/offline.py), read by DuckDB as one table."""
 
 window_features_source = FileSource(
     name="window_features_file",
     path=FEATURES_PARQUET,
     timestamp_field="event_timestamp",
-    description="Every feature row (window, workload, velocity) written by FeatureStoreGlue.write_offline.",
+    description="Every feature row (window, workload, velocity) written by FeatureStoreGlue (one part per run).",
 )
 
 window_features_push = PushSource(

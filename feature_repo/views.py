@@ -5,6 +5,7 @@ each names its own columns. Services for trained model versions (``failure_model
 by ``FeatureStoreGlue.register_service`` when a model is registered, listing exactly its features.
 """
 
+import json
 from datetime import timedelta
 
 from entities import instance
@@ -13,7 +14,7 @@ from feast.types import Float64
 from sources import window_features_push
 
 from forewarn.features.velocity import VELOCITY_FEATURES
-from forewarn.features.windows import feature_names
+from forewarn.features.windows import METRICS, feature_names
 from forewarn.features.workloads import WORKLOAD_FEATURES
 
 TTL = timedelta(hours=6)
@@ -27,6 +28,7 @@ window_features = FeatureView(
     source=window_features_push,
     online=True,
     description="Telemetry window statistics, error counts and time since failure and boot.",
+    tags={"metrics": json.dumps(list(METRICS))},  # the metrics its features come from (re-typed per data set)
 )
 
 workload_features = FeatureView(

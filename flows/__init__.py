@@ -15,6 +15,7 @@ from flows.score_and_allocate import score_and_allocate
 from flows.train import train
 
 FLOWS: dict[str, Callable[..., Any]] = {
+    "ingest": ingest,
     "materialize": materialize,
     "train": train,
     "score-and-allocate": score_and_allocate,

@@ -1,32 +1,43 @@
-"""The train flow: point-in-time frame from Feast -> Great Expectations gate -> XGBoost -> registry."""
+"""The train flow: history database + Feast offline store -> GX gate -> XGBoost -> registry."""
 
 from __future__ import annotations
 
-import pandas as pd
 from prefect import flow
 
 from flows import artifacts, tasks
 from forewarn import service
-from forewarn.clock import parse_time
+from forewarn.clock import clock_for, parse_time
 from forewarn.model.feedback import journal_actions
 
 
 @flow(name="train", log_prints=True)
 def train(dataset: str | None = None, dry_run: bool = True, until: str | None = None, at: str | None = None) -> str:
-    """Train a new model version; it becomes champion only if it passes the gate and beats the current one.
+    """Train a new model version on the last FOREWARN_TRAIN_DAYS of history before the cycle's time; it
+    becomes champion only if it passes the gate and beats the current one.
+
+    Rows come from the history database's telemetry, labels from its failures table, features from the
+    Feast offline store (point in time), feedback from the journal.
 
     Args:
-        dataset: dataset directory; default FOREWARN_DATASET.
+        dataset: a dataset directory to ingest into the history database first (``forewarn run
+            --dataset``); by default only the database is read.
         dry_run: unused here; kept so every flow takes the same options.
-        until: learn only from samples before this time (RFC 3339); default all of the dataset.
-        at: train as of this time (RFC 3339) on recorded data: the same as ``until`` when that is not given.
+        until: learn only from samples before this time (RFC 3339); default the cycle's time.
+        at: the cycle's time (RFC 3339) on recorded data; default the wall clock.
     """
     ctx = service.context()
-    data = tasks.load_dataset(dataset or ctx.settings.dataset)
-    cutoff = pd.Timestamp(parse_time(until or at, field="until")) if (until or at) else None
+    now = parse_time(until, field="until") if until else clock_for(at).now()
+    if dataset:
+        tasks.ingest_dataset(dataset, repository=ctx.repo)
     actions = journal_actions(ctx.journal.list())  # feedback: what happened after each action
-    outcome = tasks.train_model(
-        data, ctx.glue, ctx.registry, horizon_minutes=ctx.settings.horizon_minutes, until=cutoff, actions=actions
+    outcome = tasks.train_from_history(
+        ctx.repo,
+        ctx.glue,
+        ctx.registry,
+        now=now,
+        days=ctx.settings.train_days,
+        horizon_minutes=ctx.settings.horizon_minutes,
+        actions=actions,
     )
     summary = service.describe_training(outcome)
     model = ctx.registry.load(outcome.card.version) if outcome.card else None

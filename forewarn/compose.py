@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -19,6 +20,10 @@ from forewarn.errors import ConfigError
 from forewarn.execution.applier import Applier
 from forewarn.schemas import Instance, Plan, Task
 from forewarn.service import Context, context, instances_from, tasks_at
+from forewarn.telemetry.sources import Source
+
+if TYPE_CHECKING:
+    from forewarn.sources.specs import CloudWatchSpec
 
 SIMULATED_STATE = Path("cloud") / "simulated-fleet.json"
 
@@ -78,3 +83,49 @@ def approve_and_run(plan_id: str, *, dry_run: bool) -> Plan:
     ctx.journal.approve(plan_id)
     plan = ctx.journal.get(plan_id)
     return Applier(cloud(ctx), ctx.journal, dry_run=dry_run).run(plan)
+
+
+def sources(ctx: Context, *, at: datetime | None = None) -> list[tuple[Source, int, float]]:
+    """The ingest flow's sources of ``FOREWARN_SOURCES``, each with its retries and backoff (seconds).
+
+    ``cloud`` is the configured cloud's failure events (``adapters.failures``), built with the cloud adapter
+    at ``at``; ``cloudwatch`` gets a boto3 client for its region and endpoint.
+    """
+    from forewarn.sources.build import build
+    from forewarn.sources.specs import CloudSpec, CloudWatchSpec, load_specs
+
+    built: list[tuple[Source, int, float]] = []
+    for spec in load_specs(ctx.settings.sources):
+        if isinstance(spec, CloudSpec):
+            from adapters.failures import failure_source
+
+            source: Source = failure_source(cloud(ctx, at=at), ctx.repo)
+            if spec.name:
+                source.name = spec.name
+        elif isinstance(spec, CloudWatchSpec):
+            source = _cloudwatch(spec)
+        else:
+            source = build(spec)
+        built.append((source, spec.retries, spec.backoff))
+    return built
+
+
+def _cloudwatch(spec: CloudWatchSpec) -> Source:
+    import boto3
+
+    from adapters.cloudwatch import CloudWatchPull, MetricSpec
+    from forewarn.ingest import parse_duration, step_minutes_of
+
+    client = boto3.session.Session(region_name=spec.region).client("cloudwatch", endpoint_url=spec.endpoint or None)
+    metrics = {k: MetricSpec(**m.model_dump()) for k, m in spec.metrics.items()} if spec.metrics else None
+    return CloudWatchPull(
+        client,
+        name=spec.source_name,
+        metrics=metrics,
+        instances=spec.instances,
+        namespace=spec.namespace,
+        step_minutes=step_minutes_of(spec.step),
+        lookback=parse_duration(spec.lookback, field="lookback"),
+        overlap=parse_duration(spec.overlap, field="overlap"),
+        max_window=parse_duration(spec.max_window, field="max_window"),
+    )

@@ -68,12 +68,16 @@ def run_demo(*, out: Path, instances: int, days: float, seed: int, console: Cons
     from flows.materialize import materialize
     from flows.score_and_allocate import score_and_allocate
     from flows.train import train
+    from forewarn.ingest import ingest_files, open_repository
 
     at = replay_start.isoformat()  # the flows run as of the start of the replayed day, on the simulated clock
-    with console.status("flow materialize: window features into Feast (first Prefect run takes ~10 s)"):
-        console.print(materialize(dataset=str(settings.dataset), at=at))
-    with console.status("flow train: point-in-time frame, Great Expectations gate, XGBoost, calibration"):
-        console.print(train(dataset=str(settings.dataset), at=at))
+    with console.status("ingest: the simulated dataset into the history database (screened, validated)"):
+        ingested = ingest_files(settings.dataset, repository=open_repository(settings.resolved_database_url()))
+        console.print(f"ingested {ingested.stored:,} telemetry rows and {ingested.failures} failures into history")
+    with console.status("flow materialize: history -> window features -> Feast (first Prefect run takes ~10 s)"):
+        console.print(materialize(at=at))
+    with console.status("flow train: history + point-in-time frame, Great Expectations gate, XGBoost"):
+        console.print(train(at=at))
     with console.status("flow score-and-allocate: online features, policy, plan (dry-run)"):
         console.print(score_and_allocate(dataset=str(settings.dataset), dry_run=True, at=at))
 

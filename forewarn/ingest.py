@@ -1,7 +1,8 @@
 """Ingestion: one batch in, screened row by row, gated by Great Expectations, stored with its quarantine.
 
-A batch comes from a dataset directory (:func:`ingest_files`) or a Prometheus server
-(:func:`ingest_prometheus`). Each bad row is set aside in the repository's quarantine with its file, line
+A batch comes from a dataset directory (:func:`ingest_files`), a Prometheus server
+(:func:`ingest_prometheus`) or one pull of any live source (:func:`ingest_pulled`, the ingest flow's step);
+all of them end in the same :func:`commit`. Each bad row is set aside in the repository's quarantine with its file, line
 and reasons (:mod:`forewarn.telemetry.screen`), never dropped in silence; the good rows must then pass the
 telemetry suite (:func:`forewarn.validation.validate_telemetry`) before anything is stored. A file that
 cannot be read at all raises :class:`DatasetError`, one line naming file, line and column, and nothing of
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,14 +27,17 @@ from sqlalchemy import select
 
 from forewarn.dataset import TELEMETRY_KEYS, read_errors, read_workloads
 from forewarn.errors import ConfigError, DatasetError, ValidationFailed
-from forewarn.schemas import Model, new_id, utcnow
+from forewarn.schemas import Instance, Model, new_id, utcnow
+from forewarn.sources.dedupe import new_errors, new_workloads
+from forewarn.sources.prometheus import PrometheusPull
 from forewarn.store.models import FailureEventRow, TelemetrySampleRow
-from forewarn.store.repository import Repository
+from forewarn.store.repository import QuarantineRecord, Repository
 from forewarn.telemetry.instances import read_fleet
 from forewarn.telemetry.normalise import NormalisationReport, normalise
-from forewarn.telemetry.prometheus import PrometheusSource, load_queries
-from forewarn.telemetry.rows import parse_failures, parse_telemetry, read_raw
+from forewarn.telemetry.prometheus import load_queries
+from forewarn.telemetry.rows import Reasons, parse_failures, parse_telemetry, read_raw
 from forewarn.telemetry.screen import Screened, screen, screen_failures
+from forewarn.telemetry.sources import Pulled
 from forewarn.validation import FRACTION_METRICS, ValidationReport, validate_telemetry
 
 ROUND_OFF = 1e-9
@@ -57,7 +62,9 @@ class IngestSummary(Model):
     errors: int = 0
     workloads: int = 0
     instances: int = 0
+    recoveries: int = Field(0, description="stored failures whose recovery time was learned")
     missing_metrics: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="what the source said about this batch")
 
 
 def parse_duration(text: str, *, field: str) -> timedelta:
@@ -122,6 +129,50 @@ def _gate(good: pd.DataFrame, metrics: list[str], now: datetime, gaps_ok: bool) 
     return report
 
 
+@dataclass
+class Batch:
+    """One batch screened and ready to store: what :func:`commit` takes from every way in."""
+
+    source: str
+    metrics: list[str]
+    telemetry: Screened | None = None
+    failures: Screened | None = None
+    errors: pd.DataFrame | None = None
+    workloads: pd.DataFrame | None = None
+    recoveries: pd.DataFrame | None = None
+    instances: list[Instance] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+    gaps_ok: bool = False
+
+
+def commit(repository: Repository, batch: Batch, summary: IngestSummary, now: datetime) -> IngestSummary:
+    """Gate the good telemetry with the suite, then store everything not stored yet, with the quarantine.
+
+    Telemetry and failures were screened against the stored (instance, time) keys; errors and workloads are
+    checked here (:mod:`forewarn.sources.dedupe`), so the same batch committed twice stores nothing twice.
+    """
+    telemetry = batch.telemetry or Screened(good=pd.DataFrame(columns=list(TELEMETRY_KEYS)))
+    summary.validation = _gate(telemetry.good, batch.metrics, now, gaps_ok=batch.gaps_ok)
+    summary.instances = repository.save_instances(batch.instances) if batch.instances else 0
+    if not telemetry.good.empty or telemetry.records or batch.quarantined:
+        telemetry.records = [*batch.quarantined, *telemetry.records]
+        _store(repository, telemetry, summary, batch.metrics)
+    if batch.failures is not None:
+        summary.failures = repository.save_failures(batch.failures.good) if not batch.failures.good.empty else 0
+        repository.save_quarantine(batch.failures.records)
+    if batch.errors is not None and not batch.errors.empty:
+        summary.errors = repository.save_errors(new_errors(repository.engine, batch.errors))
+    if batch.workloads is not None and not batch.workloads.empty:
+        summary.workloads = repository.save_workloads(new_workloads(repository.engine, batch.workloads))
+    if batch.recoveries is not None and not batch.recoveries.empty:
+        summary.recoveries = repository.record_recoveries(batch.recoveries)
+    _count(summary, telemetry, *([batch.failures] if batch.failures is not None else []))
+    for record in batch.quarantined:
+        for reason in record.reason.split("; "):
+            summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
+    return summary
+
+
 def _store(repository: Repository, screened: Screened, summary: IngestSummary, metrics: list[str]) -> None:
     batch_id = new_id("batch")
     good = screened.good
@@ -131,7 +182,7 @@ def _store(repository: Repository, screened: Screened, summary: IngestSummary, m
     repository.save_quarantine(screened.records)
     summary.batch_id = batch_id
     summary.stored = len(good)
-    summary.samples = int(good[metrics].notna().to_numpy().sum())
+    summary.samples = int(good[metrics].notna().to_numpy().sum()) if metrics else 0
 
 
 def _count(summary: IngestSummary, *screened: Screened) -> None:
@@ -207,18 +258,77 @@ def ingest_files(
     workloads = read_workloads(optional["workloads"]) if optional["workloads"] else None
     summary = IngestSummary(source=str(telemetry_path))
     if step_minutes is not None and not screened.good.empty:
-        batch = normalise(screened.good, step_minutes=step_minutes)
-        screened.good = batch.frame.dropna(how="all", subset=metrics)
-        summary.normalisation = batch.report
-    summary.validation = _gate(screened.good, metrics, now, gaps_ok=False)
-    summary.instances = repository.save_instances(fleet)
-    _store(repository, screened, summary, metrics)
-    summary.failures = repository.save_failures(failures.good)
-    repository.save_quarantine(failures.records)
-    summary.errors = repository.save_errors(errors) if errors is not None else 0
-    summary.workloads = repository.save_workloads(workloads) if workloads is not None else 0
-    _count(summary, screened, failures)
-    return summary
+        normalised = normalise(screened.good, step_minutes=step_minutes)
+        screened.good = normalised.frame.dropna(how="all", subset=metrics)
+        summary.normalisation = normalised.report
+    batch = Batch(
+        source=summary.source,
+        metrics=metrics,
+        telemetry=screened,
+        failures=failures,
+        errors=errors,
+        workloads=workloads,
+        instances=fleet,
+    )
+    return commit(repository, batch, summary, now)
+
+
+def screen_pulled(pulled: Pulled, *, source: str, repository: Repository, now: datetime) -> Batch:
+    """Screen what a live source pulled (:class:`forewarn.telemetry.sources.Pulled`) into a :class:`Batch`.
+
+    NaN cells are absent samples, not bad values; rows of instances the repository does not know are
+    quarantined once it knows some (map ids in the source); rows already stored are skipped.
+    """
+    known = {i.instance_id for i in pulled.instances} | {i.instance_id for i in repository.load_instances()}
+    batch = Batch(
+        source=source,
+        metrics=[],
+        errors=pulled.errors,
+        workloads=pulled.workloads,
+        recoveries=pulled.recoveries,
+        instances=list(pulled.instances),
+        quarantined=list(pulled.quarantined),
+        gaps_ok=True,
+    )
+    frame = pulled.telemetry
+    if frame is not None and not frame.empty:
+        metrics = [str(c) for c in frame.columns if c not in TELEMETRY_KEYS]
+        frame = frame.dropna(how="all", subset=metrics).reset_index(drop=True)
+        frame = _round_off(frame.assign(**{m: frame[m].astype(float) for m in metrics}), metrics)
+        batch.metrics = metrics
+        batch.telemetry = screen(
+            frame,
+            metrics=metrics,
+            source_file=source,
+            known_instances=known or None,
+            now=now,
+            gaps_ok=True,
+            stored=_stored_keys(repository, TelemetrySampleRow, frame),
+        )
+    failures = pulled.failures
+    if failures is not None and not failures.empty:
+        failures = failures.reset_index(drop=True)
+        failures["timestamp"] = pd.to_datetime(failures["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+        batch.failures = screen_failures(
+            failures,
+            parsed=Reasons(failures.index),
+            raw=failures,
+            lines=None,
+            refused=(),
+            source_file=source,
+            stored=_stored_keys(repository, FailureEventRow, failures),
+            now=pd.Timestamp(now),
+        )
+    return batch
+
+
+def ingest_pulled(
+    pulled: Pulled, *, source: str, repository: Repository | None = None, now: datetime | None = None
+) -> IngestSummary:
+    """Screen, validate and store one pull of a live source; the caller then moves its watermark."""
+    now, repository = now or utcnow(), repository or open_repository()
+    batch = screen_pulled(pulled, source=source, repository=repository, now=now)
+    return commit(repository, batch, IngestSummary(source=source, notes=list(pulled.notes)), now)
 
 
 def ingest_prometheus(
@@ -235,32 +345,22 @@ def ingest_prometheus(
     """Ingest the last ``since`` (before ``until``, default now) of Prometheus telemetry at ``step``.
 
     ``queries`` is a YAML file of per-metric PromQL overriding the defaults; ``id_map`` maps Prometheus
-    ``instance`` labels to fleet ids. Samples Prometheus has no value for are absent, not bad.
+    ``instance`` labels to fleet ids. Samples Prometheus has no value for are absent, not bad. The same
+    source and screening as the ingest flow's ``prometheus`` source, over one window.
     """
     now = now or utcnow()
     window, step_minutes = parse_duration(since, field="since"), step_minutes_of(step)
-    source = PrometheusSource(url, queries=load_queries(queries) if queries else None)
     end = until or now
-    frame = source.read(end - window, end, step_minutes=step_minutes)
-    summary = IngestSummary(source=f"prometheus {source.url}", missing_metrics=list(source.missing_metrics))
-    if frame.empty:
-        return summary
-    metrics = [str(c) for c in frame.columns if c not in TELEMETRY_KEYS]
-    batch = normalise(frame, step_minutes=step_minutes, id_map=id_map)
-    frame = _round_off(batch.frame.dropna(how="all", subset=metrics).reset_index(drop=True), metrics)
-    summary.normalisation = batch.report
-    repository = repository or open_repository()
-    known = {i.instance_id for i in repository.load_instances()}
-    screened = screen(
-        frame,
-        metrics=metrics,
-        source_file=summary.source,
-        known_instances=known or None,
-        now=now,
-        gaps_ok=True,
-        stored=_stored_keys(repository, TelemetrySampleRow, frame),
+    source = PrometheusPull(
+        url,
+        queries=load_queries(queries) if queries else None,
+        step_minutes=step_minutes,
+        id_map=id_map,
+        max_window=window,
+        overlap=timedelta(0),
     )
-    summary.validation = _gate(screened.good, metrics, now, gaps_ok=True)
-    _store(repository, screened, summary, metrics)
-    _count(summary, screened)
+    pulled = source.pull(end - window, end)
+    summary = ingest_pulled(pulled, source=f"prometheus {source.reader.url}", repository=repository, now=now)
+    summary.missing_metrics = list(source.reader.missing_metrics)
+    summary.normalisation = source.normalisation
     return summary

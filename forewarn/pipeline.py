@@ -1,27 +1,34 @@
 """The stages of the loop as plain, typed functions; flows/ wraps each in a Prefect task.
 
-materialize: dataset -> window features -> Feast offline store -> online store.
-train: point-in-time training frame -> Great Expectations gate -> XGBoost -> registry (never a worse model).
-score: online features -> calibrated risk scores with their top features.
+materialize: window features -> Feast offline store -> online store; from the history database incrementally
+    (:func:`materialize_history`), or from a dataset's features (:func:`materialize`, replay and backtest).
+train: point-in-time training frame -> Great Expectations gate -> XGBoost -> registry (never a worse model);
+    over a rolling window of the history database (:func:`train_from_history`) or a dataset.
+score: online features -> calibrated risk scores with their top features; a model scores only with the
+    features it was trained on, and an instance lacking some goes to the policy's fallback.
 plan: scores -> policy decisions -> allocation -> guardrails -> a journalled plan.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
-from forewarn.dataset import Dataset
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.features.events import EVENT_FEATURES
+from forewarn.features.incremental import MaterializeOutcome as MaterializeOutcome
+from forewarn.features.incremental import materialize_history as materialize_history
 from forewarn.features.store import FeatureStoreGlue
+from forewarn.features.windows import STATS, WINDOWS
 from forewarn.model.champion import challenge, newest_holdout
 from forewarn.model.frame import TRAIN_EVERY_MINUTES as TRAIN_EVERY_MINUTES
-from forewarn.model.frame import dataset_features, training_labels
+from forewarn.model.frame import LabelSource, dataset_features, history_window, training_labels
 from forewarn.model.frame import training_entities as training_entities
 from forewarn.model.registry import ModelCard, ModelRegistry
 from forewarn.model.train import TrainConfig, TrainedModel, train_model
@@ -29,7 +36,10 @@ from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState, enforce
 from forewarn.policy.schema import Policy
 from forewarn.schemas import Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
+from forewarn.store.history import HistoryStore
 from forewarn.validation import ValidationReport, validate_training_frame
+
+log = logging.getLogger("forewarn.pipeline")
 
 build_features = dataset_features
 """Window features of every instance at every telemetry step (see :func:`forewarn.model.frame.dataset_features`)."""
@@ -55,7 +65,7 @@ class TrainOutcome:
 
 
 def train(
-    dataset: Dataset,
+    dataset: LabelSource,
     glue: FeatureStoreGlue,
     registry: ModelRegistry,
     *,
@@ -74,39 +84,130 @@ def train(
     labelled = training_labels(dataset, horizon_minutes, until=until, actions=actions)
     frame = glue.training_frame(labelled)
     label = f"label_{horizon_minutes}m"
-    report = validate_training_frame(
-        frame, feature_columns=glue.feature_names, label_column=label, sparse_columns=EVENT_FEATURES
-    )
+    # A feature never defined in the frame (a 1-hour slope of daily samples) teaches nothing: left out, so
+    # the model records, and later scores with, only the features it learned from.
+    names = [f for f in glue.feature_names if f in EVENT_FEATURES or frame[f].notna().any()]
+    report = validate_training_frame(frame, feature_columns=names, label_column=label, sparse_columns=EVENT_FEATURES)
     if not report.success:
         return TrainOutcome(card=None, promoted=False, validation=report, rows=len(frame))
     cfg = config or TrainConfig(horizon_minutes=horizon_minutes)
-    model = train_model(frame, glue.feature_names, label, cfg)
+    model = train_model(frame, names, label, cfg)
     window = (
         pd.Timestamp(frame["event_timestamp"].min()).to_pydatetime(),
         pd.Timestamp(frame["event_timestamp"].max()).to_pydatetime(),
     )
-    card = registry.register(model, data_window=window, validation=report.model_dump(mode="json"))
+    card = registry.register(
+        model, data_window=window, validation=report.model_dump(mode="json"), telemetry_metrics=glue.metrics
+    )
     glue.register_service(card.version, card.features)  # the model version's contract with the feature store
     holdout = newest_holdout(frame, fraction=cfg.fractions[-1])  # the newest period, scored by both models
     promoted = challenge(registry, card.version, holdout, label).promoted
     return TrainOutcome(card=card, promoted=promoted, validation=report, rows=len(frame))
 
 
+def train_from_history(
+    history: HistoryStore,
+    glue: FeatureStoreGlue,
+    registry: ModelRegistry,
+    *,
+    now: datetime,
+    days: float,
+    horizon_minutes: int,
+    config: TrainConfig | None = None,
+    actions: pd.DataFrame | None = None,
+) -> TrainOutcome:
+    """:func:`train` over the last ``days`` before ``now``: rows and labels from the history database
+    (telemetry keys, the failures table), features from the Feast offline store, feedback from ``actions``."""
+    window = history_window(history, now, days)
+    return train(
+        window, glue, registry, horizon_minutes=horizon_minutes, until=pd.Timestamp(now), config=config, actions=actions
+    )
+
+
+MISSING = "missing_features"
+"""``frame.attrs`` key of :func:`online_features`: the model's features the online store lacks."""
+
+
+def metric_of(feature: str) -> str | None:
+    """The (safe) metric name of a window feature ``<metric>_<stat>_<window>``, else None."""
+    for window in WINDOWS:
+        for stat in STATS:
+            suffix = f"_{stat}_{window}"
+            if feature.endswith(suffix):
+                return feature[: -len(suffix)]
+    return None
+
+
+def _unscorable(model: TrainedModel, features: pd.DataFrame) -> dict[str, list[str]]:
+    """Instance -> the model's metrics none of whose features it has (the metric stopped for it)."""
+    groups: dict[str, list[str]] = {}
+    for name in model.feature_names:
+        metric = metric_of(name)
+        if metric is not None and name in features:
+            groups.setdefault(metric, []).append(name)
+    out: dict[str, list[str]] = {}
+    for metric, names in groups.items():
+        empty = features[names].isna().all(axis=1).to_numpy()
+        for instance in features["instance_id"].astype(str).to_numpy()[empty]:
+            out.setdefault(str(instance), []).append(metric)
+    return out
+
+
 def online_features(
     glue: FeatureStoreGlue, instance_ids: Sequence[str], model: TrainedModel | None = None
 ) -> pd.DataFrame:
     """The latest features of each instance from the online store (NaN where it has none), read through the
-    model version's FeatureService when a model is given."""
-    service = glue.ensure_service(model.version, model.feature_names) if model is not None else None
-    return glue.online_features(list(instance_ids), service=service)
+    model version's FeatureService when a model is given.
+
+    A model scores only with the features it was trained on. When the online store lacks some of them (a
+    metric is no longer materialized) or an instance has none of a metric's features, this says which and
+    gives those instances no feature time (``event_timestamp`` NaT): the cycle hands them to the policy's
+    fallback instead of scoring them on NaNs. ``frame.attrs[MISSING]`` lists the absent features.
+    """
+    ids = [str(i) for i in instance_ids]
+    if model is None:
+        return glue.online_features(ids)
+    stored = set(glue.stored_names)
+    absent = [f for f in model.feature_names if f not in stored]
+    if absent:
+        metrics = sorted({m for m in map(metric_of, absent) if m is not None})
+        log.warning(
+            "model %s needs %d feature(s) the online store lacks (metrics %s: %s); its %d instance(s) go to the "
+            "policy's fallback until it is retrained or the metrics return",
+            model.version, len(absent), ", ".join(metrics) or "-", ", ".join(absent[:8]), len(ids),
+        )  # fmt: skip
+        frame = pd.DataFrame({"instance_id": ids, **{f: np.nan for f in model.feature_names}})
+        frame["event_timestamp"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+        frame.attrs[MISSING] = absent
+        return frame
+    service = glue.ensure_service(model.version, model.feature_names)
+    frame = glue.online_features(ids, service=service)
+    lacking = _unscorable(model, frame)
+    if lacking:
+        gone = sorted({m for metrics in lacking.values() for m in metrics})
+        log.warning(
+            "%d instance(s) have no value of metric(s) %s that model %s was trained on (e.g. %s); they go to the "
+            "policy's fallback", len(lacking), ", ".join(gone), model.version, ", ".join(sorted(lacking)[:5]),
+        )  # fmt: skip
+        frame.loc[frame["instance_id"].astype(str).isin(lacking), "event_timestamp"] = pd.NaT
+    frame.attrs[MISSING] = []
+    return frame
 
 
 def score(model: TrainedModel | None, features: pd.DataFrame, *, now: datetime) -> list[RiskScore]:
-    """Calibrated scores with their top features; none without a model (the policy's fallback decides)."""
+    """Calibrated scores with their top features; none without a model (the policy's fallback decides).
+
+    Rows without any of the model's features, or without a feature time (see :func:`online_features`), are
+    not scored."""
     if model is None:
         return []
+    present = [f for f in model.feature_names if f in features.columns]
+    if len(present) < len(model.feature_names):
+        return []
     known = features.dropna(subset=model.feature_names, how="all")
-    return model.score(known, timestamp=now)
+    if "event_timestamp" in known.columns:
+        known = known[known["event_timestamp"].notna().to_numpy()]
+    return model.score(known, timestamp=now) if len(known) else []
 
 
 def feature_map(features: pd.DataFrame) -> dict[str, dict[str, float]]:

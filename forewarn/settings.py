@@ -41,7 +41,15 @@ class Settings(BaseSettings):
     feast_redis_url: str = Field(
         default="", description="Feast online store on Redis (redis://host:port); empty: SQLite under home."
     )
+    sources: str = Field(
+        default="",
+        description="The ingest flow's sources: a JSON list of source specs, or the path of a YAML file of them "
+        "(see docs/operations.md, Sources); empty: none.",
+    )
     horizon_minutes: int = Field(default=60, gt=0)
+    train_days: float = Field(
+        default=30, gt=0, description="Training reads this many days of history, ending at the cycle's time."
+    )
     step_minutes: int = Field(default=5, gt=0)
 
     def resolved_database_url(self) -> str:

@@ -100,7 +100,8 @@ def test_two_versions_each_read_their_own_features(glue: FeatureStoreGlue, featu
 def test_registering_again_replaces_the_service(glue: FeatureStoreGlue) -> None:
     name = glue.register_service(V1, FEATURES_V1)
     assert glue.register_service(V1, ["tasks_running"]) == name
-    assert list(glue.online_features(["vm-a"], service=name).columns) == ["instance_id", "tasks_running", "event_timestamp"]
+    columns = list(glue.online_features(["vm-a"], service=name).columns)
+    assert columns == ["instance_id", "tasks_running", "event_timestamp"]
 
 
 def test_a_fresh_registry_accepts_a_service(tmp_path: Path, features: pd.DataFrame) -> None:
@@ -148,6 +149,7 @@ def test_mistakes_are_readable(glue: FeatureStoreGlue) -> None:
 
 def test_ensure_service_registers_only_when_missing(glue: FeatureStoreGlue) -> None:
     name = glue.ensure_service(V1, FEATURES_V1)  # a champion from before services: registered on first read
-    assert list(glue.online_features(["vm-a"], service=name).columns) == ["instance_id", *FEATURES_V1, "event_timestamp"]
+    columns = list(glue.online_features(["vm-a"], service=name).columns)
+    assert columns == ["instance_id", *FEATURES_V1, "event_timestamp"]
     assert glue.ensure_service(V1, list(reversed(FEATURES_V1))) == name
     assert [s.name for s in glue.store.list_feature_services()].count(name) == 1

@@ -105,7 +105,9 @@ def test_flow_ingests_a_dataset(
 ) -> None:
     from flows.ingest import ingest
 
+    monkeypatch.setenv("FOREWARN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FOREWARN_DATABASE_URL", f"sqlite:///{tmp_path / 'flow.db'}")
-    summary = ingest(source="file", path=str(fleet))
-    assert summary["stored"] > 0 and summary["quarantined"] == 0
+    monkeypatch.setenv("FOREWARN_SOURCES", json.dumps([{"kind": "simulated", "dataset": str(fleet)}]))
+    message = ingest(at="2024-03-02T00:00:00Z")
+    assert message.startswith("1 source(s) landed")
     assert len(Repository(f"sqlite:///{tmp_path / 'flow.db'}").list_batches()) == 1

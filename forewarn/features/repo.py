@@ -18,6 +18,7 @@ stores in one process (tests, the CLI beside a flow) would share paths. Instead:
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -40,7 +41,16 @@ from feast.types import Float64
 
 from forewarn.features.windows import feature_names
 
+
+def recorded_metrics(view: FeatureView) -> list[str] | None:
+    """The metrics a window-feature view records in its tag, or None when it records none."""
+    text = (view.tags or {}).get(METRICS_TAG)
+    return [str(m) for m in json.loads(text)] if text else None
+
+
 DEFAULT_REPO = PROJECT_ROOT / "feature_repo"
+METRICS_TAG = "metrics"
+"""The tag of the window-feature view that records, as a JSON list, the metrics its features come from."""
 
 
 @dataclass
@@ -181,7 +191,8 @@ def repo_config(
 
 
 def with_metrics(definitions: Definitions, metrics: list[str]) -> Definitions:
-    """The definitions with every window-feature view re-typed for ``metrics`` (datasets name their own).
+    """The definitions with every window-feature view re-typed for ``metrics`` (datasets name their own),
+    and the metrics recorded in its :data:`METRICS_TAG` tag (so a registry read tells them).
 
     A view counts as a window-feature view when its features are exactly ``feature_names()`` of the default
     metrics; services over such a view are rebuilt over the new one. Other objects are kept as they are.
@@ -202,7 +213,7 @@ def with_metrics(definitions: Definitions, metrics: list[str]) -> Definitions:
             source=view.stream_source or view.batch_source,
             online=view.online,
             description=view.description,
-            tags=view.tags,
+            tags={**(view.tags or {}), METRICS_TAG: json.dumps(list(metrics))},
             owner=view.owner,
         )
         renamed[view.name] = rebuilt

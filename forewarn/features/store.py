@@ -23,7 +23,15 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import InputError
-from forewarn.features.repo import DEFAULT_REPO, Definitions, load_definitions, repo_config, with_metrics
+from forewarn.features import offline
+from forewarn.features.repo import (
+    DEFAULT_REPO,
+    Definitions,
+    load_definitions,
+    recorded_metrics,
+    repo_config,
+    with_metrics,
+)
 from forewarn.features.windows import KEYS, METRICS, safe_name
 from forewarn.settings import Settings, get_settings
 
@@ -71,8 +79,9 @@ class FeatureStoreGlue:
         settings: where those defaults come from; default: the environment now.
         repo_dir: the Feast definitions; default ``feature_repo/`` of the project.
         service: the feature service to read through.
-        metrics: telemetry metrics the window features were computed from, when not the default
-            :data:`~forewarn.features.windows.METRICS`; the window-feature view is re-typed to match.
+        metrics: telemetry metrics the window features were computed from; the window-feature view is
+            re-typed to match and records them. Default: those the registry's view records (the last
+            materialize's), else :data:`~forewarn.features.windows.METRICS`.
     """
 
     def __init__(
@@ -97,9 +106,13 @@ class FeatureStoreGlue:
         self.config = repo_config(
             self.repo_dir, self.workdir, online=online, redis_url=redis_url, registry_url=registry_url or None
         )
+        self.store = FeatureStore(config=self.config)
         self.definitions: Definitions = load_definitions(self.repo_dir, self.workdir)
-        if metrics is not None and list(metrics) != list(METRICS):
-            self.definitions = with_metrics(self.definitions, list(metrics))
+        chosen = list(metrics) if metrics is not None else self.registered_metrics()
+        self.metrics: list[str] = chosen or list(METRICS)
+        """The telemetry metrics of the window features: given, else as recorded in the registry."""
+        if self.metrics != list(METRICS):
+            self.definitions = with_metrics(self.definitions, self.metrics)
         self.service_name = service
         services = {s.name: s for s in self.definitions.services}
         if service not in services:
@@ -109,12 +122,23 @@ class FeatureStoreGlue:
         stored = [f.name for view in self.definitions.views for f in view.features]
         self.stored_names: list[str] = [*self.feature_names, *(n for n in stored if n not in self.feature_names)]
         """Every feature column of every view: what the offline parquet holds."""
-        self.store = FeatureStore(config=self.config)
+
+    def registered_metrics(self) -> list[str] | None:
+        """The metrics the registry's window-feature view records (the last materialize's), or None."""
+        try:
+            views = self.store.list_feature_views(allow_cache=True)
+        except Exception:  # a registry not created yet has no views
+            return None
+        for view in views:
+            found = recorded_metrics(view)
+            if found is not None:
+                return found
+        return None
 
     @property
     def offline_path(self) -> Path:
-        """The parquet file the offline store reads."""
-        return Path(self.definitions.file_source().path)
+        """The directory of parquet parts the offline store reads (:mod:`forewarn.features.offline`)."""
+        return Path(self.definitions.file_source().path).parent
 
     def _check(self, features: pd.DataFrame, what: str) -> pd.DataFrame:
         """Keys and feature columns in order; keys typed, features float. Raises InputError on a gap."""
@@ -129,13 +153,19 @@ class FeatureStoreGlue:
 
     def write_offline(self, features: pd.DataFrame) -> Path:
         """Replace the offline table with ``features`` (from ``compute_window_features``); returns its path."""
-        out = self._check(features, "features")
-        path = self.offline_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".parquet.tmp")
-        out.to_parquet(temporary, index=False)
-        temporary.replace(path)
-        return path
+        return offline.replace_parts(self.offline_path, self._check(features, "features"))
+
+    def append_offline(self, features: pd.DataFrame) -> Path:
+        """Add feature rows to the offline table as one new part; nothing already there is read."""
+        return offline.append_part(self.offline_path, self._check(features, "features"))
+
+    def push_online(self, features: pd.DataFrame) -> int:
+        """Push each instance's latest feature row to the online store of every view; returns how many."""
+        out = self._check(features, "pushed features")
+        latest = out.sort_values("event_timestamp", kind="stable").groupby("instance_id", sort=False).tail(1)
+        if len(latest):
+            self.store.push(self.definitions.push_source().name, latest.reset_index(drop=True), to=PushMode.ONLINE)
+        return len(latest)
 
     def apply(self) -> None:
         """Register the entity, sources, views and services (``feast apply``) in the working directory."""
@@ -256,8 +286,5 @@ class FeatureStoreGlue:
         """Push fresh feature rows to the online store of every view and append them to the offline parquet."""
         out = self._check(features, "pushed features")
         self.store.push(self.definitions.push_source().name, out, to=PushMode.ONLINE)
-        if not self.offline_path.exists():
-            self.write_offline(out)
-            return
         # Once, not per view: Feast's push would append the rows once for every view over the source.
-        self.store.write_to_offline_store(self.definitions.views[0].name, out)
+        offline.append_part(self.offline_path, out)

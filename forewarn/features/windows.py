@@ -31,6 +31,10 @@ METRICS = ("cpu", "memory", "disk_read", "disk_write", "net_latency_ms", "error_
 WINDOWS = {"5m": 5, "1h": 60, "6h": 360}
 """Window name -> length in minutes."""
 
+LOOKBACK_MINUTES = max(WINDOWS.values())
+"""How far back of a row the features look (the longest window): an incremental run reads this much before
+its first new row."""
+
 STATS = ("mean", "max", "std", "slope")
 WINDOW_STATS: dict[str, tuple[str, ...]] = {"5m": ("mean", "max"), "1h": STATS, "6h": STATS}
 """Statistics per window. The 5-minute window holds one sample at the usual 5-minute step, so its
@@ -41,6 +45,12 @@ KEYS = ("instance_id", "event_timestamp")
 def safe_name(metric: str) -> str:
     """A metric name usable in a feature name: anything but letters, digits and ``_`` becomes ``_``."""
     return re.sub(r"[^0-9A-Za-z_]", "_", str(metric))
+
+
+def metrics_of(telemetry: pd.DataFrame) -> list[str]:
+    """The metric columns of a wide telemetry frame (every column but the keys, with at least one value),
+    whatever their names, in the frame's order."""
+    return [str(c) for c in telemetry.columns if c not in ("instance_id", "timestamp") and telemetry[c].notna().any()]
 
 
 def feature_names(metrics: Sequence[str] | None = None) -> list[str]:

@@ -3,7 +3,8 @@
 features: :func:`dataset_features`, every feature of every instance at every telemetry step.
 entities: :func:`training_entities`, one row per instance per :data:`TRAIN_EVERY_MINUTES` bucket,
     before the cutoff ``until``.
-labels: :func:`training_labels`, from the failures known at the cutoff (and the journal's actions).
+labels: :func:`training_labels`, from the failures known at the cutoff (and the journal's actions), of a
+    dataset or of a rolling window of the history database (:func:`history_window`).
 frame: the labelled entities with their features. The train flow joins through Feast
     (``FeatureStoreGlue.training_frame``, point in time); the backtest joins in memory with
     :func:`join_features`. Entities sit on telemetry steps, where a feature row exists, so the
@@ -11,6 +12,10 @@ frame: the labelled entities with their features. The train flow joins through F
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import pandas as pd
 
@@ -20,6 +25,7 @@ from forewarn.features.windows import KEYS, all_feature_names, compute_window_fe
 from forewarn.model.feedback import OUTCOME, feedback_labels
 from forewarn.model.labels import make_labels
 from forewarn.schemas import VelocityLimits
+from forewarn.store.history import HistoryStore
 
 TRAIN_EVERY_MINUTES = 15
 """Training rows are taken every this many minutes per instance: neighbours 5 minutes apart add little."""
@@ -59,8 +65,44 @@ def training_entities(telemetry: pd.DataFrame, *, until: pd.Timestamp | None = N
     return entities.reset_index(drop=True)
 
 
+class LabelSource(Protocol):
+    """What labels are made from: telemetry rows (their keys suffice), failures, and the data's end. A
+    :class:`~forewarn.dataset.Dataset` is one; :func:`history_window` reads one from the database."""
+
+    @property
+    def telemetry(self) -> pd.DataFrame: ...
+
+    @property
+    def failures(self) -> pd.DataFrame: ...
+
+    @property
+    def end(self) -> pd.Timestamp: ...
+
+
+@dataclass(frozen=True)
+class HistoryWindow:
+    """A rolling window of the history database: telemetry keys and failures in ``(start, end]``."""
+
+    telemetry: pd.DataFrame
+    failures: pd.DataFrame
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+def history_window(history: HistoryStore, end: datetime, days: float) -> HistoryWindow:
+    """The last ``days`` before ``end`` of the history database, for :func:`training_labels`: telemetry
+    keys (one query, no metric values) and failures (with each instance's failure before the window)."""
+    start = end - timedelta(days=days)
+    return HistoryWindow(
+        telemetry=history.telemetry_keys_between(start, end),
+        failures=history.failures_between(start, end, last_before=True),
+        start=pd.Timestamp(start),
+        end=pd.Timestamp(end),
+    )
+
+
 def training_labels(
-    dataset: Dataset,
+    dataset: LabelSource,
     horizon_minutes: int,
     *,
     until: pd.Timestamp | None = None,

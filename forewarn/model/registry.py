@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from forewarn.errors import InputError, ModelUnavailable
 from forewarn.model.train import TrainedModel
@@ -40,6 +40,8 @@ class ModelCard(BaseModel):
     created_at: UtcDatetime
     horizon_minutes: int
     features: list[str]
+    telemetry_metrics: list[str] = Field(default_factory=list)
+    """The telemetry metrics its features were computed from (discovered from the data at materialize)."""
     params: dict[str, Any]
     metrics: dict[str, Any]
     threshold: float
@@ -64,9 +66,15 @@ class ModelRegistry:
         self.versions.mkdir(parents=True, exist_ok=True)
 
     def register(
-        self, model: TrainedModel, *, data_window: tuple[datetime, datetime], validation: dict[str, Any]
+        self,
+        model: TrainedModel,
+        *,
+        data_window: tuple[datetime, datetime],
+        validation: dict[str, Any],
+        telemetry_metrics: builtins.list[str] | None = None,
     ) -> ModelCard:
-        """Store ``model`` under its version with a card; a failed ``validation`` marks it rejected."""
+        """Store ``model`` under its version with a card; a failed ``validation`` marks it rejected.
+        ``telemetry_metrics``: the metrics its features come from, recorded in the card."""
         directory = self.versions / model.version
         if directory.exists():
             raise InputError(f"model version {model.version} is already registered", field="version")
@@ -75,6 +83,7 @@ class ModelRegistry:
             created_at=utcnow(),
             horizon_minutes=model.horizon_minutes,
             features=model.feature_names,
+            telemetry_metrics=list(telemetry_metrics or []),
             params=model.params,
             metrics=model.metrics,
             threshold=model.threshold,

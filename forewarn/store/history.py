@@ -2,17 +2,21 @@
 
 Frames use the dataset format of :mod:`forewarn.dataset`: timestamps ``datetime64[ns, UTC]``, telemetry
 wide (``instance_id``, ``timestamp``, one column per metric). Inserts go through SQLAlchemy's executemany.
+
+Failures are kept once per (instance, time): ``save_failures`` drops rows already stored (at microsecond
+precision, the database's), so a source may report the same failure on every pull. A failure is *open* while
+its ``recovery_minutes`` is NULL; ``record_recoveries`` closes open ones when a source learns the recovery later.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, Table, and_, bindparam, delete, func, insert, or_, select, union_all, update
 from sqlalchemy.sql import Executable
 
 from forewarn.errors import InputError
@@ -50,6 +54,16 @@ def _frame(engine: Engine, query: Executable, columns: Sequence[str]) -> pd.Data
     for column in TIME_COLUMNS.intersection(columns):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
+
+
+def _wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Long telemetry rows (instance, time, metric, value) as the dataset's wide frame, sorted."""
+    if long.empty:
+        return pd.DataFrame({"instance_id": pd.Series(dtype=str), "timestamp": pd.Series(dtype="M8[ns, UTC]")})
+    wide = long.pivot_table(index=KEYS, columns="metric", values="value", aggfunc="last", sort=True)
+    wide.columns.name = None
+    wide = wide.reset_index().sort_values(KEYS, kind="stable").reset_index(drop=True)
+    return wide.astype({c: float for c in wide.columns if c not in KEYS})
 
 
 class HistoryStore:
@@ -114,15 +128,78 @@ class HistoryStore:
         return _frame(self.engine, query, ["batch_id", "source", "row_count", "quarantined_count", "start", "end"])
 
     def save_failures(self, frame: pd.DataFrame) -> int:
+        """Store failures not stored yet (same instance and time); returns how many rows were added."""
         frame = frame.assign(**{c: frame.get(c, d) for c, d in (("type", "unknown"), ("root_cause", "undetermined"))})
         if "recovery_minutes" not in frame:
             frame = frame.assign(recovery_minutes=np.nan)
-        return self._insert(FailureEventRow, frame, FAILURE_COLUMNS)
+        return self._insert(FailureEventRow, self._new_failures(frame), FAILURE_COLUMNS)
+
+    def _new_failures(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``frame`` whose (instance, time) is neither stored nor repeated earlier in the frame."""
+        if frame.empty:
+            return frame
+        stamps = pd.to_datetime(frame["timestamp"], utc=True).dt.floor("us")
+        frame = frame.assign(timestamp=stamps, instance_id=frame["instance_id"].astype(str))
+        frame = frame.drop_duplicates(KEYS, keep="first")
+        f = FailureEventRow
+        query = select(f.instance_id, f.timestamp).where(
+            f.timestamp >= stamps.min().to_pydatetime(), f.timestamp <= stamps.max().to_pydatetime()
+        )
+        stored = _frame(self.engine, query, KEYS)
+        if stored.empty:
+            return frame
+        known = pd.MultiIndex.from_frame(stored.assign(timestamp=stored["timestamp"].dt.floor("us")))
+        return frame[~pd.MultiIndex.from_frame(frame[KEYS]).isin(known)]
+
+    def record_recoveries(self, frame: pd.DataFrame) -> int:
+        """Set ``recovery_minutes`` of stored open failures, matched by (instance_id, timestamp).
+
+        One UPDATE statement for the whole frame (executemany); a failure whose recovery is already known
+        keeps it, so a repeated batch changes nothing. Returns how many failures were closed.
+        """
+        records = _records(frame, ["instance_id", "timestamp", "recovery_minutes"], "failure_events")
+        records = [
+            {"b_instance": r["instance_id"], "b_time": r["timestamp"], "b_minutes": float(r["recovery_minutes"])}
+            for r in records
+            if r["recovery_minutes"] is not None and r["timestamp"] is not None
+        ]
+        if not records:
+            return 0
+        table = cast(Table, FailureEventRow.__table__)
+        statement = (
+            update(table)
+            .where(
+                table.c.instance_id == bindparam("b_instance"),
+                table.c.timestamp == bindparam("b_time", type_=table.c.timestamp.type),
+                table.c.recovery_minutes.is_(None),
+            )
+            .values(recovery_minutes=bindparam("b_minutes"))
+        )
+        with self.engine.begin() as conn:
+            result = conn.execute(statement, records)
+        return max(int(result.rowcount or 0), 0)
 
     def load_failures(self) -> pd.DataFrame:
+        """Every stored failure in the dataset format (``failures.csv`` columns), oldest first."""
         f = FailureEventRow
         query = select(f.instance_id, f.timestamp, f.type, f.root_cause, f.recovery_minutes).order_by(f.timestamp, f.id)
         frame = _frame(self.engine, query, FAILURE_COLUMNS)
+        frame["recovery_minutes"] = frame["recovery_minutes"].astype(float)
+        return frame
+
+    def open_failures(self, since: datetime | None = None) -> pd.DataFrame:
+        """Failures with no recovery yet and, with ``since``, also every failure at or after ``since``.
+
+        What a failure detector needs to know to report each failure once: which instances are down as far as
+        the history knows, and which recent failures it already holds.
+        """
+        f = FailureEventRow
+        query = select(f.instance_id, f.timestamp, f.type, f.root_cause, f.recovery_minutes)
+        if since is not None:
+            query = query.where(or_(f.recovery_minutes.is_(None), f.timestamp >= since))
+        else:
+            query = query.where(f.recovery_minutes.is_(None))
+        frame = _frame(self.engine, query.order_by(f.timestamp, f.id), FAILURE_COLUMNS)
         frame["recovery_minutes"] = frame["recovery_minutes"].astype(float)
         return frame
 
@@ -143,6 +220,62 @@ class HistoryStore:
         w = WorkloadRow
         columns = [getattr(w, c) for c in WORKLOAD_COLUMNS]
         frame = _frame(self.engine, select(*columns).order_by(w.id), WORKLOAD_COLUMNS)
+        return frame.astype({c: float for c in ("cpu", "memory", "data_size", "expected_duration")})
+
+    # -- bounded readers: one query each, memory bounded by the window ----------------------------------
+    def telemetry_between(self, start: datetime | None, end: datetime) -> pd.DataFrame:
+        """Telemetry with ``start < timestamp <= end`` (``start`` None: from the first), wide, sorted by
+        instance and time: one column per metric found in the window, whatever its name."""
+        t = TelemetrySampleRow
+        query = select(t.instance_id, t.timestamp, t.metric, t.value).where(t.timestamp <= end)
+        if start is not None:
+            query = query.where(t.timestamp > start)
+        return _wide(_frame(self.engine, query.order_by(t.id), [*KEYS, "metric", "value"]))
+
+    def telemetry_keys_between(self, start: datetime | None, end: datetime) -> pd.DataFrame:
+        """The (``instance_id``, ``timestamp``) of every telemetry row with ``start < timestamp <= end``."""
+        t = TelemetrySampleRow
+        query = select(t.instance_id, t.timestamp).where(t.timestamp <= end)
+        if start is not None:
+            query = query.where(t.timestamp > start)
+        keys = _frame(self.engine, query.distinct(), KEYS)
+        return keys.sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+    def failures_between(self, start: datetime | None, end: datetime, *, last_before: bool = False) -> pd.DataFrame:
+        """Failures with ``start < timestamp <= end``; with ``last_before`` also each instance's latest
+        failure at or before ``start`` (what "minutes since failure" looks back to)."""
+        f = FailureEventRow
+        columns = (f.instance_id, f.timestamp, f.type, f.root_cause, f.recovery_minutes)
+        window = f.timestamp <= end if start is None else and_(f.timestamp > start, f.timestamp <= end)
+        query: Executable = select(*columns).where(window)
+        if last_before and start is not None:
+            latest = (
+                select(f.instance_id, func.max(f.timestamp).label("at"))
+                .where(f.timestamp <= start)
+                .group_by(f.instance_id)
+                .subquery()
+            )
+            joined = and_(f.instance_id == latest.c.instance_id, f.timestamp == latest.c.at)
+            query = union_all(select(*columns).where(window), select(*columns).join(latest, joined))
+        frame = _frame(self.engine, query, FAILURE_COLUMNS)
+        frame["recovery_minutes"] = frame["recovery_minutes"].astype(float)
+        return frame.sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+    def errors_between(self, start: datetime | None, end: datetime) -> pd.DataFrame:
+        """Error events with ``start < timestamp <= end``."""
+        e = ErrorEventRow
+        query = select(e.instance_id, e.timestamp, e.severity, e.category, e.message).where(e.timestamp <= end)
+        if start is not None:
+            query = query.where(e.timestamp > start)
+        return _frame(self.engine, query.order_by(e.timestamp, e.id), ERROR_COLUMNS)
+
+    def workloads_between(self, start: datetime | None, end: datetime) -> pd.DataFrame:
+        """Tasks running at some time of ``(start, end]``: started by ``end``, not ended by ``start``."""
+        w = WorkloadRow
+        query = select(*[getattr(w, c) for c in WORKLOAD_COLUMNS]).where(w.start <= end)
+        if start is not None:
+            query = query.where(or_(w.end.is_(None), w.end > start))
+        frame = _frame(self.engine, query.order_by(w.id), WORKLOAD_COLUMNS)
         return frame.astype({c: float for c in ("cpu", "memory", "data_size", "expected_duration")})
 
     def clear_history(self) -> None:

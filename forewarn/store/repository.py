@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import pandas as pd
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,8 @@ from forewarn.store.engine import make_engine as make_engine
 from forewarn.store.history import HistoryStore
 from forewarn.store.migrate import upgrade
 from forewarn.store.models import InstanceRow, ModelVersionRow, QuarantineRow, SnapshotRow, VelocityParametersRow
+
+INSTANCE_COLUMNS = ("instance_id", "cpu_capacity", "memory_capacity", "group", "zone", "boot_time")
 
 
 class QuarantineRecord(Model):
@@ -82,6 +85,17 @@ class Repository(HistoryStore):
         with self.session() as session:
             rows = session.scalars(select(InstanceRow).order_by(InstanceRow.instance_id)).all()
             return [Instance.model_validate(_columns(row)) for row in rows]
+
+    def instances_frame(self) -> pd.DataFrame | None:
+        """The stored instances in the dataset's ``instances`` format (id, capacities, group, zone,
+        boot time), or None when none is stored: what window features read boot times and capacity from."""
+        instances = self.load_instances()
+        if not instances:
+            return None
+        rows = [i.model_dump(mode="python", include=set(INSTANCE_COLUMNS)) for i in instances]
+        frame = pd.DataFrame(rows, columns=list(INSTANCE_COLUMNS))
+        frame["boot_time"] = pd.to_datetime(frame["boot_time"], utc=True)
+        return frame
 
     # -- dataset -------------------------------------------------------------------------------------------
     def save_dataset(self, dataset: Dataset, *, source: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
@@ -84,7 +85,8 @@ class PrometheusSource:
     """Reads Forewarn metrics from a Prometheus server.
 
     Args:
-        url: the server's base URL, such as ``http://127.0.0.1:9090``.
+        url: the server's base URL, such as ``http://127.0.0.1:9090``; ``user:password@`` in it is taken out
+            of ``self.url`` and sent as basic auth, so no message or stored name ever carries it.
         queries: per-metric PromQL overriding the defaults; a ``None`` value drops that metric.
         timeout: seconds per HTTP request.
         attempts: tries per request on connection errors and 5xx answers.
@@ -98,13 +100,19 @@ class PrometheusSource:
         timeout: float = 10,
         attempts: int = 3,
     ) -> None:
-        self.url = url.rstrip("/")
+        parts = urlsplit(url.rstrip("/"))
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        self.url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
         merged: dict[str, str | None] = {**default_queries(), **dict(queries or {})}
         self.queries = {name: query for name, query in merged.items() if query}
         self.timeout = timeout
         self.attempts = attempts
         self.missing_metrics: list[str] = []
         self._session = requests.Session()
+        if parts.username is not None:
+            self._session.auth = (unquote(parts.username), unquote(parts.password or ""))
 
     def _get(self, params: dict[str, str]) -> requests.Response:
         @retry(

@@ -127,13 +127,16 @@ def screen_failures(
     *,
     parsed: Reasons,
     raw: pd.DataFrame,
-    lines: np.ndarray,
+    lines: np.ndarray | None,
     refused: Sequence[Refused],
     source_file: str,
     stored: pd.DataFrame,
     now: pd.Timestamp,
 ) -> Screened:
-    """Failures: parse reasons, a timestamp in the future, a repeated (instance_id, timestamp), or stored."""
+    """Failures: parse reasons, a timestamp in the future, a repeated (instance_id, timestamp), or stored.
+
+    ``lines`` are the file lines of the rows; None for failures that came from a live source.
+    """
     parsed.add(parsed.text.eq("") & (frame["timestamp"] > now), "timestamp in the future")
     ok = parsed.text.eq("")
     parsed.add(ok & frame[KEYS].duplicated(keep="first"), "duplicate (instance_id, timestamp)")
@@ -144,7 +147,6 @@ def screen_failures(
     positions = np.flatnonzero(parsed.bad.to_numpy())
     for position, row in zip(positions.tolist(), raw[parsed.bad].to_dict("records"), strict=True):
         reason = str(parsed.text.iloc[position])
-        result.add(
-            QuarantineRecord(source_file=source_file, line=int(lines[position]), reason=reason, row=json_safe(row))
-        )
+        line = int(lines[position]) if lines is not None else None
+        result.add(QuarantineRecord(source_file=source_file, line=line, reason=reason, row=json_safe(row)))
     return result

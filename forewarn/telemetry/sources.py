@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from forewarn.schemas import Instance
+from forewarn.store.repository import QuarantineRecord
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Pulled:
         workloads: the workloads.csv columns.
         instances: instances seen (their static attributes).
         notes: what a person should know about this pull (skipped files, unparsed lines, ...).
+        quarantined: rows the source itself refused (a dropped file's unparsable lines, with file and line);
+            they are stored in the quarantine with the batch.
     """
 
     until: datetime
@@ -42,6 +45,7 @@ class Pulled:
     workloads: pd.DataFrame | None = None
     instances: list[Instance] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -58,3 +62,14 @@ class Source(Protocol):
     name: str
 
     def pull(self, since: datetime | None, until: datetime) -> Pulled: ...
+
+
+@runtime_checkable
+class Acknowledging(Protocol):
+    """A source that must hear when its pull is committed (the drop directory moves its files to ``done/``).
+
+    The ingest step calls ``committed`` after the rows are stored and the watermark moved; a crash before
+    that makes the next pull return the same rows again, which the stores drop as already held.
+    """
+
+    def committed(self, pulled: Pulled) -> None: ...
