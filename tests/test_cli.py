@@ -52,6 +52,6 @@ def test_unknown_flow_lists_the_allowed_ones() -> None:
     result = runner.invoke(app, ["run", "everything"])
     assert result.exit_code == 2
     assert (
-        "allowed: materialize, materialize-scaled, score-and-allocate, score-and-allocate-scaled, train"
+        "allowed: ingest, materialize, materialize-scaled, score-and-allocate, score-and-allocate-scaled, train"
         in result.output
     )

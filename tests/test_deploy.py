@@ -66,6 +66,17 @@ def serve_env(root: Path) -> dict[str, str]:
     }
 
 
+def prime_history(env: dict[str, str]) -> None:
+    """What the ingest flow would have landed by the data's end: the dataset into the history database, then
+    the materialize and train flows as of that end (the history, not the directory, feeds them)."""
+    from forewarn.dataset import read_dataset
+
+    at = read_dataset(env["FOREWARN_DATASET"]).end.isoformat()
+    run([str(BIN / "forewarn"), "ingest", "file", env["FOREWARN_DATASET"]], env)
+    run([str(BIN / "forewarn"), "run", "materialize", "--at", at], env)
+    run([str(BIN / "forewarn"), "run", "train", "--at", at], env)
+
+
 def run_deployment_once(env: dict[str, str], root: Path) -> UUID:
     """`prefect deployment run` as of the end of the simulated data (its model and features are fresh then;
     at the wall clock they are days old and the fallback would decide), then a process worker with
@@ -108,8 +119,7 @@ def serving(root: Path) -> Iterator[Served]:
     run([str(SERVE)], env)
     pids = [int(line.split()[1]) for line in (root / "state" / "serve.pids").read_text().splitlines()]
     try:
-        run([str(BIN / "forewarn"), "run", "materialize"], env)
-        run([str(BIN / "forewarn"), "run", "train"], env)
+        prime_history(env)
         flow_run_id = run_deployment_once(env, root)
         port = env["FOREWARN_PREFECT_PORT"]
         yield Served(f"http://127.0.0.1:{port}", env["PREFECT_API_URL"], env, flow_run_id, root)

@@ -21,7 +21,7 @@ import pytest
 
 from forewarn.schemas import ActionState, Plan
 from tests.servers import start, stop, throwaway_postgres
-from tests.test_deploy import BIN, SERVE, alive, run, serve_env
+from tests.test_deploy import BIN, SERVE, alive, prime_history, run, serve_env
 
 DEPLOYMENT = "score-and-allocate/score-and-allocate"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -73,8 +73,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         run([str(SERVE)], env)
         pids = [int(line.split()[1]) for line in (root / "state" / "serve.pids").read_text().splitlines()]
         try:
-            run([str(BIN / "forewarn"), "run", "materialize"], env)
-            run([str(BIN / "forewarn"), "run", "train"], env)
+            prime_history(env)
             yield Cluster(env, root, repo_db)
         finally:
             subprocess.run([str(SERVE), "stop"], env=env, capture_output=True, timeout=120, check=False)
