@@ -10,6 +10,7 @@ an earlier fleet time), ``GET /api/pull?since=&until=`` (what the fleet emitted)
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from datetime import datetime
 from typing import Any
@@ -139,6 +140,12 @@ def serve(service: FleetService, port: int) -> None:
     ticker = threading.Thread(target=tick, name="fleet-tick", daemon=True)
     ticker.start()
     server = uvicorn.Server(uvicorn.Config(app(service), host=HOST, port=port, log_level="warning", access_log=False))
+
+    def stopping(sig: int, frame: Any) -> None:  # uvicorn re-raises the signal it shut down on: end here instead
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopping)
     try:
         server.run()
     finally:
