@@ -63,6 +63,12 @@ class PersistentSimulatedAdapter(SimulatedAdapter):
 
     Args:
         path: the state file; read when it exists, else the fleet starts from ``instances`` and ``tasks``.
+
+    Attributes:
+        extra: a driver's own JSON data (the fleet service's event cursor), saved in the same atomic write as
+            the fleet, so the two never disagree after a crash.
+        autosave: save after every change; a driver that applies a batch of events turns it off and calls
+            :meth:`save` once at the end.
     """
 
     def __init__(
@@ -70,12 +76,15 @@ class PersistentSimulatedAdapter(SimulatedAdapter):
     ) -> None:
         super().__init__(instances, tasks, dry_run=dry_run)
         self.path = path
+        self.extra: dict[str, Any] = {}
+        self.autosave = True
         if path.exists():
             try:
                 data = json.loads(path.read_text())
                 self.state = load_state(data["state"])
                 self._snapshots = {k: load_state(v) for k, v in data["snapshots"].items()}
                 self._results = {k: (m, r) for k, (m, r) in data["results"].items()}
+                self.extra = dict(data.get("extra", {}))
             except (ValueError, KeyError, TypeError) as exc:
                 raise InputError(
                     f"{path}: not a simulated fleet state file ({exc}); move it away to start anew"
@@ -91,6 +100,7 @@ class PersistentSimulatedAdapter(SimulatedAdapter):
             "state": dump_state(self.state),
             "snapshots": {k: dump_state(v) for k, v in self._snapshots.items()},
             "results": {k: list(v) for k, v in self._results.items()},
+            "extra": self.extra,
         }
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".fleet-", suffix=".json")
         with os.fdopen(fd, "w") as handle:
@@ -99,14 +109,18 @@ class PersistentSimulatedAdapter(SimulatedAdapter):
 
     def fail_instance(self, instance_id: str, at: datetime | None = None) -> None:
         super().fail_instance(instance_id, at)
-        self.save()
+        self._autosave()
 
     def recover_instance(self, instance_id: str) -> None:
         super().recover_instance(instance_id)
-        self.save()
+        self._autosave()
 
     def _act(self, method: str, key: str, what: str, effect: Callable[[], T]) -> T | None:
         result = super()._act(method, key, what, effect)
         if not self.dry_run:
             self.save()
         return result
+
+    def _autosave(self) -> None:
+        if self.autosave:
+            self.save()

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from forewarn.commands import backtest, ingest, model, plan, policy, replay
+from forewarn.commands import backtest, fleet, ingest, model, plan, policy, replay
 from forewarn.commands.common import console, friendly
 from forewarn.errors import InputError
 
@@ -38,6 +38,7 @@ bench_app = typer.Typer(help="Speed and memory figures, each beside its floor.",
 app.add_typer(plan.app, name="plan")
 app.add_typer(model.app, name="model")
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(fleet.app, name="fleet")
 app.command("backtest")(backtest.command)
 app.command("replay")(replay.command)
 app.add_typer(policy.app, name="policy")

@@ -87,5 +87,15 @@ def parse_time(value: str | datetime | pd.Timestamp, *, field: str = "--at") -> 
 
 
 def clock_for(at: str | datetime | None) -> Clock:
-    """The clock of a flow run: fixed at ``at`` when given, else the wall clock."""
-    return WallClock() if at is None or at == "" else FixedClock(parse_time(at))
+    """The clock of a flow run: fixed at ``at`` when given, else the wall clock, or the fleet service's clock
+    with ``FOREWARN_CLOCK=fleet``."""
+    if at is not None and at != "":
+        return FixedClock(parse_time(at))
+    from forewarn.settings import get_settings
+
+    settings = get_settings()
+    if settings.clock == "fleet":
+        from forewarn.fleet_service.client import DEFAULT_URL, FleetClock
+
+        return FleetClock(settings.fleet_url or DEFAULT_URL)
+    return WallClock()

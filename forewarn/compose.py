@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -35,7 +35,8 @@ def simulated_state_path(ctx: Context) -> Path:
 def cloud(ctx: Context, dataset: Dataset | None = None, *, at: datetime | None = None) -> CloudAdapter:
     """The cloud adapter of the settings.
 
-    The simulated cloud is read from its state file; the first time, it is seeded from ``dataset`` (or
+    With ``FOREWARN_FLEET_URL`` the simulated cloud is the fleet service's (``forewarn fleet serve``), acted on over
+    its API. Otherwise it is read from its state file; the first time, it is seeded from ``dataset`` (or
     ``FOREWARN_DATASET``): its instances, and the tasks running at ``at``.
     """
     s = ctx.settings
@@ -52,6 +53,10 @@ def cloud(ctx: Context, dataset: Dataset | None = None, *, at: datetime | None =
         from adapters.openstack import OpenStackAdapter
 
         return OpenStackAdapter(cloud=s.openstack_cloud or None, dry_run=ctx.dry_run, state_dir=s.home / "openstack")
+    if s.fleet_url:
+        from adapters.simulated_remote import RemoteSimulatedAdapter
+
+        return RemoteSimulatedAdapter(s.fleet_url, dry_run=ctx.dry_run)
     from adapters.persistent import PersistentSimulatedAdapter
 
     path = simulated_state_path(ctx)
@@ -67,6 +72,14 @@ def cloud(ctx: Context, dataset: Dataset | None = None, *, at: datetime | None =
         dataset = read_dataset(s.dataset)
     when = pd.Timestamp(at) if at is not None else dataset.end
     return PersistentSimulatedAdapter(path, instances_from(dataset), tasks_at(dataset, when), dry_run=ctx.dry_run)
+
+
+def fleet_cloud(path: Path, instances: Sequence[Instance]) -> SimulatedCloud:
+    """The fleet service's own simulated cloud: persistent in ``path`` (new, with ``instances`` and no tasks,
+    when the file is not there yet), acting for real (the client sides hold the dry-run)."""
+    from adapters.persistent import PersistentSimulatedAdapter
+
+    return PersistentSimulatedAdapter(path, instances, [], dry_run=False)
 
 
 def simulated_fleet(instances: Sequence[Instance], tasks: Sequence[Task]) -> SimulatedCloud:
@@ -129,3 +142,10 @@ def _cloudwatch(spec: CloudWatchSpec) -> Source:
         overlap=parse_duration(spec.overlap, field="overlap"),
         max_window=parse_duration(spec.max_window, field="max_window"),
     )
+
+
+def dump_fleet_state(adapter: SimulatedCloud) -> dict[str, Any]:
+    """A simulated cloud's fleet state as JSON data (what the persistent simulated cloud writes)."""
+    from adapters.persistent import dump_state
+
+    return dump_state(adapter.state)  # type: ignore[attr-defined]

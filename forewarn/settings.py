@@ -46,6 +46,16 @@ class Settings(BaseSettings):
         description="The ingest flow's sources: a JSON list of source specs, or the path of a YAML file of them "
         "(see docs/operations.md, Sources); empty: none.",
     )
+    fleet_url: str = Field(
+        default="",
+        description="A fleet service (`forewarn fleet serve`, e.g. http://127.0.0.1:9108): with FOREWARN_CLOUD="
+        "simulated, the simulated cloud is that fleet's, acted on over its API.",
+    )
+    clock: Literal["wall", "fleet"] = Field(
+        default="wall",
+        description="Where a cycle without --at takes its time: the machine's clock, or the fleet service's "
+        "(FOREWARN_FLEET_URL, default http://127.0.0.1:9108), needed when the fleet runs at a speed other than 1.",
+    )
     horizon_minutes: int = Field(default=60, gt=0)
     train_days: float = Field(
         default=30, gt=0, description="Training reads this many days of history, ending at the cycle's time."

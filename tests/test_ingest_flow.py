@@ -160,7 +160,10 @@ def test_credentials_never_name_a_source() -> None:
     [
         ("- kind: cloud\n- kind: prometheus\n  url: http://x\n  step: 30s\n", ":2, field 'step': entry 2 (prometheus)"),
         ("- kind: logs\n  paths: [a]\n  format: xml\n", "field 'format': entry 1 (logs): 'xml' is not allowed"),
-        ("- kind: dropbox\n", "entry 1: unknown kind (allowed: prometheus, cloudwatch, logs, drop, simulated, cloud)"),
+        (
+            "- kind: dropbox\n",
+            "entry 1: unknown kind (allowed: prometheus, cloudwatch, logs, drop, simulated, fleet, cloud)",
+        ),
         ("- kind: drop\n  directory: d\n  dir: d\n", "field 'dir': entry 1 (drop): unknown field (allowed: backoff,"),
     ],
 )

@@ -11,7 +11,7 @@ from forewarn.sources.drop import DropDirectorySource
 from forewarn.sources.logs import LogFileSource
 from forewarn.sources.prometheus import PrometheusPull
 from forewarn.sources.replay import DatasetReplaySource
-from forewarn.sources.specs import DropSpec, LogsSpec, PrometheusSpec, SimulatedSpec
+from forewarn.sources.specs import DropSpec, FleetSpec, LogsSpec, PrometheusSpec, SimulatedSpec
 from forewarn.telemetry.prometheus import load_queries
 from forewarn.telemetry.sources import Source
 
@@ -21,7 +21,7 @@ def _duration(value: str | None, name: str) -> timedelta | None:
 
 
 def build(spec: Any) -> Source:
-    """The source of a prometheus, logs, drop or simulated spec."""
+    """The source of a prometheus, logs, drop, simulated or fleet spec."""
     if isinstance(spec, PrometheusSpec):
         return PrometheusPull(
             spec.url,
@@ -55,5 +55,15 @@ def build(spec: Any) -> Source:
             name=spec.source_name,
             lookback=_duration(spec.lookback, "lookback"),
             max_window=parse_duration(spec.max_window, field="max_window"),
+        )
+    if isinstance(spec, FleetSpec):
+        from forewarn.fleet_service.client import FleetSource
+
+        return FleetSource(
+            spec.url,
+            name=spec.source_name,
+            max_window=parse_duration(spec.max_window, field="max_window"),
+            timeout=spec.timeout,
+            attempts=spec.attempts,
         )
     raise ConfigError(f"no builder for source kind '{getattr(spec, 'kind', '?')}'", field="kind")

@@ -123,6 +123,19 @@ class SimulatedSpec(_Spec):
         return f"simulated:{self.dataset}"
 
 
+class FleetSpec(_Spec):
+    """A fleet service (``forewarn fleet serve``): what it emitted, through its ``/api/pull``."""
+
+    kind: Literal["fleet"]
+    url: str = Field("http://127.0.0.1:9108", description="The fleet service's base URL.")
+    max_window: str = "1d"
+    timeout: float = Field(30, gt=0, description="Seconds per HTTP request.")
+    attempts: int = Field(3, ge=1, description="Tries per HTTP request when the service cannot be reached.")
+
+    def default_name(self) -> str:
+        return f"fleet:{safe_name(self.url)}"
+
+
 class CloudSpec(_Spec):
     """The configured cloud's failure events (FOREWARN_CLOUD)."""
 
@@ -133,9 +146,10 @@ class CloudSpec(_Spec):
 
 
 SourceSpec = Annotated[
-    PrometheusSpec | CloudWatchSpec | LogsSpec | DropSpec | SimulatedSpec | CloudSpec, Field(discriminator="kind")
+    PrometheusSpec | CloudWatchSpec | LogsSpec | DropSpec | SimulatedSpec | FleetSpec | CloudSpec,
+    Field(discriminator="kind"),
 ]
-KINDS = ("prometheus", "cloudwatch", "logs", "drop", "simulated", "cloud")
+KINDS = ("prometheus", "cloudwatch", "logs", "drop", "simulated", "fleet", "cloud")
 _LIST: TypeAdapter[list[SourceSpec]] = TypeAdapter(list[SourceSpec])
 _MODELS: dict[str, type[_Spec]] = {
     "prometheus": PrometheusSpec,
@@ -143,6 +157,7 @@ _MODELS: dict[str, type[_Spec]] = {
     "logs": LogsSpec,
     "drop": DropSpec,
     "simulated": SimulatedSpec,
+    "fleet": FleetSpec,
     "cloud": CloudSpec,
 }
 
