@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -171,4 +172,13 @@ def test_the_worker_completes_the_run_and_it_leaves_its_artifacts(served: Served
     table = by_key["risk-table"].data
     rows = table if isinstance(table, list) else json.loads(str(table))
     assert rows and {"instance", "probability", "band", "top features"} <= set(rows[0])
-    assert (Path(served.env["FOREWARN_HOME"]) / "metrics.prom").read_text().count("forewarn_failure_probability{") == 40
+    # Every instance with features fresher than the policy's 30 minutes is scored by the model; one that is down
+    # at the data's end has none and goes to the fallback, without a probability.
+    from forewarn.dataset import read_dataset
+
+    data = read_dataset(served.env["FOREWARN_DATASET"])
+    last = data.telemetry.groupby("instance_id")["timestamp"].max()
+    fresh = int((last >= data.end - pd.Timedelta(minutes=30)).sum())
+    assert 30 <= fresh <= 40
+    metrics = (Path(served.env["FOREWARN_HOME"]) / "metrics.prom").read_text()
+    assert metrics.count("forewarn_failure_probability{") == fresh

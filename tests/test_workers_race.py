@@ -80,8 +80,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert not [pid for pid in pids if alive(pid)], "ops/serve.sh stop left processes running"
 
 
-def schedule_twice(api: str, at: datetime) -> list[UUID]:
-    """Two runs of the score-and-allocate deployment, both scheduled for ``at``, acting (not dry-run)."""
+def schedule_twice(api: str, when: datetime, at: str) -> list[UUID]:
+    """Two runs of the score-and-allocate deployment, both scheduled for ``when``, acting (not dry-run), as of
+    ``at`` (the data's end: at the wall clock the features are days old and only the fallback would decide)."""
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.states import Scheduled
 
@@ -89,7 +90,7 @@ def schedule_twice(api: str, at: datetime) -> list[UUID]:
         deployment = client.read_deployment_by_name(DEPLOYMENT)
         runs = [
             client.create_flow_run_from_deployment(
-                deployment.id, parameters={"dry_run": False}, state=Scheduled(scheduled_time=at)
+                deployment.id, parameters={"dry_run": False, "at": at}, state=Scheduled(scheduled_time=when)
             )
             for _ in range(2)
         ]
@@ -119,7 +120,10 @@ def acted_on(plan: Plan) -> set[str]:
 @pytest.mark.integration
 def test_two_workers_on_one_schedule_never_act_on_an_instance_twice(cluster: Cluster) -> None:
     api = cluster.env["PREFECT_API_URL"]
-    ids = schedule_twice(api, datetime.now(UTC) + timedelta(seconds=15))
+    from forewarn.dataset import read_dataset
+
+    end = read_dataset(cluster.env["FOREWARN_DATASET"]).end.isoformat()
+    ids = schedule_twice(api, datetime.now(UTC) + timedelta(seconds=15), end)
     argv = [str(BIN / "prefect"), "worker", "start", "--pool", "forewarn-process", "--type", "process"]
     workers = [start([*argv, "--name", f"w{n}"], log=cluster.root / f"worker-{n}.log", env=cluster.env) for n in (1, 2)]
     try:
