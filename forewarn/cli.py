@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from forewarn.commands import backtest, ingest, model, plan, policy, replay
+from forewarn.commands import backtest, ingest, model, plan, policy, replay, serve
 from forewarn.commands.common import console, friendly
 from forewarn.errors import InputError
 
@@ -41,6 +41,7 @@ app.add_typer(ingest.app, name="ingest")
 app.command("backtest")(backtest.command)
 app.command("replay")(replay.command)
 app.add_typer(policy.app, name="policy")
+app.add_typer(serve.app, name="serve")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(bench_app, name="bench")
 
@@ -180,3 +181,7 @@ def _prepare() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
