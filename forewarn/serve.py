@@ -110,11 +110,12 @@ def environment(cfg: ServeSettings, base: Mapping[str, str] | None = None) -> di
             "FOREWARN_PROJECT_DIR": str(PROJECT_ROOT),
             "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p),
             processes.MARKER: str(cfg.state),
+            # The server's database lives here: one serve's state never mixes with another's.
+            "PREFECT_HOME": str(cfg.state / "prefect"),
         }
     )
     # A busy machine: generous waits, each still overridable.
     for name, value in {
-        "PREFECT_HOME": str(cfg.state / "prefect"),
         "FOREWARN_HOME": str(cfg.state / "home"),
         "PREFECT_API_REQUEST_TIMEOUT": "120",
         "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
