@@ -105,21 +105,19 @@ def _ancestors() -> set[int]:
     return mine
 
 
+def carries(pid: int, identity: str) -> bool:
+    """True when ``pid`` runs with ``MARKER=identity`` in its environment (a reused PID does not)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{MARKER}={identity}".encode() in environ.split(b"\0") and alive(pid)
+
+
 def marked(identity: str) -> list[int]:
     """Live processes whose environment carries ``MARKER=identity`` (this process and its ancestors left out)."""
-    needle = f"{MARKER}={identity}".encode()
     spare = _ancestors()
-    found = []
-    for pid in _all_pids():
-        if pid in spare:
-            continue
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0") and alive(pid):
-            found.append(pid)
-    return found
+    return [pid for pid in _all_pids() if pid not in spare and carries(pid, identity)]
 
 
 def mentioning(text: str) -> list[int]:

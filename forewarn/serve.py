@@ -171,12 +171,14 @@ def _step(cfg: ServeSettings, env: Mapping[str, str], name: str, argv: list[str]
 
 
 def prometheus_config(cfg: ServeSettings) -> Path:
-    """Write ``STATE/prometheus.yml``: the fleet's ``/metrics`` every ``scrape_interval``."""
+    """Write ``STATE/prometheus.yml``: the fleet's ``/metrics`` every ``scrape_interval``, keeping its labels."""
     path = cfg.state / "prometheus.yml"
     path.write_text(
         "# Written by `forewarn serve`; rewritten at each start.\n"
         f"global:\n  scrape_interval: {cfg.scrape_interval}\n  evaluation_interval: {cfg.scrape_interval}\n"
-        "scrape_configs:\n  - job_name: fleet\n    static_configs:\n"
+        "scrape_configs:\n  - job_name: fleet\n"
+        "    honor_labels: true  # the fleet's instance label names the VM, not the scrape target\n"
+        "    static_configs:\n"
         f'      - targets: ["127.0.0.1:{cfg.fleet_port}"]\n',
         encoding="utf-8",
     )
@@ -190,7 +192,7 @@ def has_model(env: Mapping[str, str]) -> bool:
 
 def running(cfg: ServeSettings) -> list[processes.Recorded]:
     """The recorded processes still running."""
-    return [entry for entry in processes.read_pidfile(cfg.pidfile) if processes.alive(entry.pid)]
+    return [entry for entry in processes.read_pidfile(cfg.pidfile) if processes.carries(entry.pid, str(cfg.state))]
 
 
 def start(cfg: ServeSettings, say: Callable[[str], None] = print) -> None:
@@ -202,6 +204,7 @@ def start(cfg: ServeSettings, say: Callable[[str], None] = print) -> None:
         raise ServeError(f"processes of an earlier serve of {cfg.state} still run ({leftovers}); run stop first")
     cfg.logs.mkdir(parents=True, exist_ok=True)
     cfg.pidfile.unlink(missing_ok=True)
+    (cfg.state / "steps.pids").unlink(missing_ok=True)
     env = environment(cfg)
     for directory in (env["PREFECT_HOME"], env["FOREWARN_HOME"]):
         Path(directory).mkdir(parents=True, exist_ok=True)
@@ -302,9 +305,11 @@ def _post(url: str, body: object) -> object:
 
 def stop(cfg: ServeSettings, say: Callable[[str], None] = print) -> list[int]:
     """Stop the worker, its flow runs, then the rest; the PIDs of this serve still running after (none)."""
-    recorded = processes.read_pidfile(cfg.pidfile) + processes.read_pidfile(cfg.state / "steps.pids")
     identity = str(cfg.state)
-    workers = [entry.pid for entry in recorded if entry.name == "worker" and processes.alive(entry.pid)]
+    recorded = processes.read_pidfile(cfg.pidfile) + processes.read_pidfile(cfg.state / "steps.pids")
+    # A PID without this serve's marker is not one it started (the PID was reused since): never signalled.
+    recorded = [entry for entry in recorded if processes.carries(entry.pid, identity)]
+    workers = [entry.pid for entry in recorded if entry.name == "worker"]
     flow_runs = {pid for worker in workers for pid in processes.descendants(worker)}
     for pid in workers:
         killed = processes.terminate([pid], sig=signal.SIGINT, grace=cfg.serve_stop_grace)
@@ -325,7 +330,7 @@ def stop(cfg: ServeSettings, say: Callable[[str], None] = print) -> list[int]:
     stray = processes.marked(identity)
     if stray:
         processes.terminate(stray, sig=signal.SIGKILL, grace=5)
-    left = [pid for pid in {*processes.marked(identity), *(e.pid for e in recorded)} if processes.alive(pid)]
+    left = processes.marked(identity)
     if not left:
         cfg.pidfile.unlink(missing_ok=True)
         (cfg.state / "steps.pids").unlink(missing_ok=True)
@@ -337,7 +342,7 @@ def status(cfg: ServeSettings) -> tuple[list[str], bool]:
     lines, any_running = [], False
     recorded = processes.read_pidfile(cfg.pidfile)
     for entry in recorded:
-        up = processes.alive(entry.pid)
+        up = processes.carries(entry.pid, str(cfg.state))
         any_running |= up
         lines.append(f"{entry.name:<10} {entry.pid:>7} {'running' if up else 'stopped'}")
     extra = [pid for pid in processes.marked(str(cfg.state)) if pid not in {e.pid for e in recorded}]

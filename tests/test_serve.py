@@ -7,6 +7,7 @@ a "flow run" in a session of its own (as Prefect's process worker does), and a "
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -102,3 +103,18 @@ def test_stop_takes_the_worker_its_flow_runs_and_the_rest(tmp_path: Path, monkey
         for pid in spawned:
             if processes.alive(pid):
                 processes.signal_group(pid, 9)
+
+
+def test_stop_never_signals_a_recorded_pid_without_its_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = settings(tmp_path, monkeypatch)
+    cfg.state.mkdir(parents=True)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    try:
+        cfg.pidfile.write_text(f"server {stranger.pid}\n")  # a PID reused by a process serve did not start
+
+        assert stop(cfg, say=lambda _: None) == []
+
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
