@@ -280,6 +280,8 @@ def _first_model(cfg: ServeSettings, env: dict[str, str], say: Callable[[str], N
             began = time.monotonic()
             _step(cfg, env, flow, [str(cfg.bin / "python"), "-m", "forewarn.cli", "run", flow])
             say(f"  {flow} done ({time.monotonic() - began:.0f} s)")
+        if not has_model(env):
+            say(f"model: train made none (read {cfg.logs / 'train.log'}); run the train deployment once data is there")
 
 
 def _cancel_runs(cfg: ServeSettings) -> None:

@@ -34,11 +34,13 @@ def fleet_service_exists() -> bool:
 
 
 def serve_env(root: Path) -> dict[str, str]:
+    port = free_port()
     return {
         **os.environ,
         "FOREWARN_BIN": str(BIN),
         "FOREWARN_SERVE_STATE": str(root / "state"),
-        "FOREWARN_PREFECT_PORT": str(free_port()),
+        "FOREWARN_PREFECT_PORT": str(port),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",  # for the test's own prefect commands
         "FOREWARN_FLEET_PORT": str(free_port()),
         "FOREWARN_PROMETHEUS_PORT": str(free_port()),
         "FOREWARN_SERVE_WORKER": "1",
