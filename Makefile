@@ -57,11 +57,10 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy forewarn adapters flows
 
-serve: $(STAMP)  ## Prefect server + worker on 127.0.0.1 with every deployment of prefect.yaml; `make serve-stop` stops them
-	@mkdir -p "$(PREFECT_HOME)"
+serve: $(STAMP)  ## the fleet service, Prefect server (http://127.0.0.1:4200), every deployment, a first model and a worker
 	ops/serve.sh
 
-serve-stop:  ## stop what `make serve` started (the worker on SIGINT)
+serve-stop:  ## stop all `make serve` started, flow-run processes included; nothing is left running
 	ops/serve.sh stop
 
 bench: $(STAMP)  ## speed and memory figures, each beside its floor, as JSON under bench/results

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from forewarn.commands import backtest, fleet, ingest, model, plan, policy, replay
+from forewarn.commands import backtest, fleet, ingest, model, plan, policy, replay, serve
 from forewarn.commands.common import console, friendly
 from forewarn.errors import InputError
 
@@ -42,6 +42,7 @@ app.add_typer(fleet.app, name="fleet")
 app.command("backtest")(backtest.command)
 app.command("replay")(replay.command)
 app.add_typer(policy.app, name="policy")
+app.add_typer(serve.app, name="serve")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(bench_app, name="bench")
 
@@ -181,3 +182,7 @@ def _prepare() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

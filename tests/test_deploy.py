@@ -62,6 +62,9 @@ def serve_env(root: Path) -> dict[str, str]:
         "FOREWARN_PREFECT_PORT": str(port),
         "FOREWARN_SERVE_STATE": str(root / "state"),
         "FOREWARN_SERVE_WORKER": "0",
+        "FOREWARN_SERVE_FLEET": "0",  # this test reads a dataset and trains itself
+        "FOREWARN_SERVE_TRAIN": "0",
+        "FOREWARN_BIN": str(BIN),
         "FOREWARN_HOME": str(root / "home"),
         "FOREWARN_DATASET": str(root / "data"),
     }
