@@ -42,7 +42,8 @@ def test_flow_runs_are_pointed_at_the_fleet(tmp_path: Path, monkeypatch: pytest.
 
     assert env["FOREWARN_FLEET_URL"] == "http://127.0.0.1:9555"
     # One pull may read the whole pre-filled week (and a day more), so the first model sees all of it.
-    assert json.loads(env["FOREWARN_SOURCES"]) == [{"kind": "fleet", "url": "http://127.0.0.1:9555", "max_window": "8d"}]
+    fleet = {"kind": "fleet", "url": "http://127.0.0.1:9555", "max_window": "8d"}
+    assert json.loads(env["FOREWARN_SOURCES"]) == [fleet]
     assert env["FOREWARN_CLOCK"] == "fleet"
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:4555/api"
     assert env["PREFECT_HOME"] == str(cfg.state / "prefect")
