@@ -165,6 +165,10 @@ def test_credentials_never_name_a_source() -> None:
             "entry 1: unknown kind (allowed: prometheus, cloudwatch, logs, drop, simulated, fleet, cloud)",
         ),
         ("- kind: drop\n  directory: d\n  dir: d\n", "field 'dir': entry 1 (drop): unknown field (allowed: backoff,"),
+        (
+            "- kind: fleet\n  frames: [failures, alerts]\n",
+            "field 'frames.1': entry 1 (fleet): 'alerts' is not allowed (allowed: telemetry, errors, failures,",
+        ),
     ],
 )
 def test_a_bad_spec_names_file_entry_and_field(tmp_path: Path, text: str, message: str) -> None:
@@ -178,3 +182,33 @@ def test_a_bad_spec_names_file_entry_and_field(tmp_path: Path, text: str, messag
 def test_a_bad_json_setting_names_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"FOREWARN_SOURCES\[0\]\.url': entry 1 \(prometheus\): Field required"):
         load_specs('[{"kind": "prometheus"}]')
+
+
+def test_a_fleet_source_lands_only_the_frames_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With telemetry from a Prometheus scraping the fleet, the fleet source brings its failures only."""
+    from forewarn.fleet_service.client import FleetApi, FleetSource
+    from forewarn.fleet_service.wire import pulled_to_json
+    from forewarn.telemetry.sources import Pulled
+
+    at = pd.Timestamp("2024-03-01T00:00:00Z")
+    whole = Pulled(
+        until=at.to_pydatetime(),
+        telemetry=pd.DataFrame({"instance_id": ["i-1"], "timestamp": [at], "cpu": [0.5]}),
+        failures=pd.DataFrame(
+            {
+                "instance_id": ["i-1"],
+                "timestamp": [at],
+                "type": ["crash"],
+                "root_cause": ["x"],
+                "recovery_minutes": [1.0],
+            }
+        ),
+        recoveries=pd.DataFrame({"instance_id": ["i-2"], "timestamp": [at], "recovery_minutes": [5.0]}),
+    )
+    monkeypatch.setattr(FleetApi, "get", lambda self, path, **params: pulled_to_json(whole))
+    since = at.to_pydatetime()
+    only = FleetSource(frames=["failures"]).pull(since, since + timedelta(hours=1))
+    assert only.telemetry is None and only.failures is not None and only.recoveries is not None
+    assert len(only.failures) == 1 and len(only.recoveries) == 1
+    no_failures = FleetSource(frames=["telemetry"]).pull(since, since + timedelta(hours=1))
+    assert no_failures.failures is None and no_failures.recoveries is None and no_failures.telemetry is not None

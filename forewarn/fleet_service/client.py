@@ -6,19 +6,23 @@ raises :class:`TransientAdapterError`; an error the service answers with is rais
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from forewarn.errors import TransientAdapterError
+from forewarn.errors import ConfigError, TransientAdapterError
 from forewarn.fleet_service.config import DEFAULT_PORT
 from forewarn.fleet_service.wire import error_from_json, pulled_from_json
 from forewarn.telemetry.sources import Pulled
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 CONNECTION_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
+FRAMES = ("telemetry", "errors", "failures", "workloads", "instances")
+"""What a fleet pull can land (``FleetSpec.frames``); failures bring their recoveries."""
 
 
 class FleetApi:
@@ -77,23 +81,34 @@ class FleetSource:
     """The ``fleet`` source: ``GET /api/pull`` in windows of at most ``max_window``.
 
     The first pull (no watermark) starts at the fleet's origin and brings the instances. Failures come as the
-    simulated source's do; one still down comes without its recovery, which a later pull brings.
+    simulated source's do; one still down comes without its recovery, which a later pull brings. ``frames``
+    names what is landed (default all of :data:`FRAMES`); failures bring their recoveries with them.
     """
 
     kind = "fleet"
 
     def __init__(
         self, url: str = DEFAULT_URL, *, name: str | None = None, max_window: timedelta = timedelta(days=1),
-        timeout: float = 30.0, attempts: int = 3,
+        timeout: float = 30.0, attempts: int = 3, frames: Collection[str] = FRAMES,
     ) -> None:  # fmt: skip
         from forewarn.sources.prometheus import safe_name
 
         self.api = FleetApi(url, timeout=timeout, attempts=attempts)
         self.name = name or f"fleet:{safe_name(url)}"
         self.max_window = max_window
+        unknown = sorted(set(frames) - set(FRAMES))
+        if unknown:
+            raise ConfigError(f"unknown frame(s) {', '.join(unknown)}", field="frames", allowed=list(FRAMES))
+        self.frames = frozenset(frames)
 
     def pull(self, since: datetime | None, until: datetime) -> Pulled:
         start = since or datetime.fromisoformat(self.api.get("/api/clock")["start"])
         end = min(until, start + self.max_window)
         data = self.api.get("/api/pull", since=since.isoformat() if since is not None else None, until=end.isoformat())
-        return pulled_from_json(data)
+        pulled = pulled_from_json(data)
+        left_out: dict[str, Any] = {name: None for name in FRAMES[:4] if name not in self.frames}
+        if "failures" in left_out:
+            left_out["recoveries"] = None
+        if "instances" not in self.frames:
+            left_out["instances"] = []
+        return replace(pulled, **left_out)

@@ -65,5 +65,6 @@ def build(spec: Any) -> Source:
             max_window=parse_duration(spec.max_window, field="max_window"),
             timeout=spec.timeout,
             attempts=spec.attempts,
+            frames=spec.frames,
         )
     raise ConfigError(f"no builder for source kind '{getattr(spec, 'kind', '?')}'", field="kind")

@@ -123,11 +123,20 @@ class SimulatedSpec(_Spec):
         return f"simulated:{self.dataset}"
 
 
+FleetFrame = Literal["telemetry", "errors", "failures", "workloads", "instances"]
+FLEET_FRAMES: tuple[FleetFrame, ...] = get_args(FleetFrame)
+
+
 class FleetSpec(_Spec):
     """A fleet service (``forewarn fleet serve``): what it emitted, through its ``/api/pull``."""
 
     kind: Literal["fleet"]
     url: str = Field("http://127.0.0.1:9108", description="The fleet service's base URL.")
+    frames: list[FleetFrame] = Field(
+        default_factory=lambda: list(FLEET_FRAMES),
+        min_length=1,
+        description="What it lands; [failures, instances] when a Prometheus scraping its /metrics gives the telemetry.",
+    )
     max_window: str = "1d"
     timeout: float = Field(30, gt=0, description="Seconds per HTTP request.")
     attempts: int = Field(3, ge=1, description="Tries per HTTP request when the service cannot be reached.")
@@ -217,7 +226,9 @@ def _explain(error: ValidationError, raw: list[Any], origin: str, lines: list[in
         reason, allowed = "unknown field", sorted(_MODELS[str(kind)].model_fields)
     elif first["type"] == "literal_error":
         info = _MODELS[str(kind)].model_fields.get(str(loc[2])) if kind in _MODELS and len(loc) > 2 else None
-        allowed = [str(a) for a in get_args(info.annotation)] if info is not None else None
+        args = get_args(info.annotation) if info is not None else ()
+        args = get_args(args[0]) if len(args) == 1 and get_args(args[0]) else args  # list[Literal[...]]
+        allowed = [str(a) for a in args] if info is not None else None
         reason = f"{first['input']!r} is not allowed"
     elif first["type"] == "model_type":
         reason = "must be a mapping of field to value"
