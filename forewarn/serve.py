@@ -57,6 +57,7 @@ class ServeSettings(BaseSettings):
     serve_worker: bool = Field(default=True, description="Start a process worker.")
     serve_prometheus: bool = Field(default=False, description="Scrape the fleet with Prometheus; read from it.")
     serve_train: bool = Field(default=True, description="Train a first model at start when there is none.")
+    serve_act: bool = Field(default=True, description="score-and-allocate acts on the simulated fleet (not dry run).")
     serve_timeout: float = Field(default=300, gt=0, description="Seconds to wait for each part to be ready.")
     serve_stop_grace: float = Field(default=20, gt=0, description="Seconds a part gets to stop before SIGKILL.")
     fleet_instances: int = 40
@@ -272,6 +273,18 @@ def _start_prefect(cfg: ServeSettings, env: dict[str, str], launch: Launcher, sa
     _step(cfg, env, "pool", [prefect, "--no-prompt", "work-pool", "create", POOL, "--type", "process", "--overwrite"])
     _step(cfg, env, "deploy", [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "prefect.yaml"])
     say(f"  pool {POOL} and every deployment of prefect.yaml are on the server")
+    if cfg.serve_fleet and cfg.serve_act:
+        _set_parameters(cfg, "score-and-allocate/score-and-allocate", {"dry_run": False})
+        say("  score-and-allocate acts on the simulated fleet (dry_run false; FOREWARN_SERVE_ACT=0 keeps it dry)")
+
+
+def _set_parameters(cfg: ServeSettings, name: str, parameters: dict[str, object]) -> None:
+    """Merge ``parameters`` into a deployment's defaults (what the UI's "Edit" does)."""
+    api = f"{cfg.prefect_url}/api"
+    with urllib.request.urlopen(f"{api}/deployments/name/{name}", timeout=30) as response:
+        deployment = json.loads(response.read())
+    merged = {**(deployment.get("parameters") or {}), **parameters}
+    _post(f"{api}/deployments/{deployment['id']}", {"parameters": merged}, method="PATCH")
 
 
 def _first_model(cfg: ServeSettings, env: dict[str, str], say: Callable[[str], None]) -> None:
@@ -302,9 +315,9 @@ def _cancel_runs(cfg: ServeSettings) -> None:
         pass  # best effort: the server may already be gone
 
 
-def _post(url: str, body: object) -> object:
+def _post(url: str, body: object, method: str = "POST") -> object:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method=method
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"null")
