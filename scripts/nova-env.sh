@@ -10,9 +10,11 @@ uv="$here/.venv/bin/uv"
 if [ ! -x "$venv/bin/python" ]; then
     "$uv" venv --python "$python" "$venv"
 fi
+# pyopenssl: left alone, the resolver pairs pyopenssl 22 with cryptography 51, which fails at import
+# (`module 'lib' has no attribute 'GEN_EMAIL'`).
 "$uv" pip install --python "$venv/bin/python" \
     'nova==34.0.0' openstack-placement \
-    'SQLAlchemy<2.1' \
+    'SQLAlchemy<2.1' 'pyopenssl>=25' \
     fixtures testtools oslotest testscenarios testresources ddt wsgi-intercept requests-mock \
     osprofiler python-barbicanclient os-traits os-resource-classes \
     pytest openstacksdk boto3 pydantic pandas pydantic-settings tenacity
