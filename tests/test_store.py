@@ -125,7 +125,7 @@ def test_records_round_trip(repo: Repository) -> None:
 
 
 def test_migrations_match_the_models(repo: Repository) -> None:
-    assert current_revision(repo.engine) == head_revision() == "0001"
+    assert current_revision(repo.engine) == head_revision() == "0002"
     with repo.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -136,7 +136,7 @@ def test_upgrade_by_url_is_idempotent(tmp_path: Path) -> None:
     upgrade(url)
     upgrade(url)
     repo = Repository(url)
-    assert current_revision(repo.engine) == "0001"
+    assert current_revision(repo.engine) == "0002"
 
 
 def test_real_failure_log_round_trips(tmp_path: Path) -> None:

@@ -9,8 +9,12 @@ Terms:
         with no sample in that span has disappeared, and models trained on it say so when they score.
 
 Each run reads one bounded window per table (at most :data:`CHUNK` of new rows at a time, so a first run
-over a long history stays bounded too), appends the feature rows to the offline store as one part, pushes
-each instance's latest row online, and then moves the watermark to the end of what it wrote.
+over a long history stays bounded too), computes window features for the new rows only (the look-back is
+their windows' input, not output; the values are exactly those of a full computation, see
+:func:`~forewarn.features.windows.compute_window_features`'s ``since``), appends them to the offline store as
+one part, pushes each instance's latest row online, and then moves the watermark to the end of what it wrote.
+A sample that arrives behind the watermark (late) gets no feature row of its own and does not change rows
+already written; the rows after it include it.
 """
 
 from __future__ import annotations
@@ -82,8 +86,8 @@ def _window(
         workloads=repo.workloads_between(start, end),
         velocity=velocity,
         metrics=metrics,
+        since=pd.Timestamp(start),
     )
-    features = features[features["event_timestamp"] > pd.Timestamp(start)].reset_index(drop=True)
     return features, len(telemetry), new, metrics
 
 

@@ -92,45 +92,85 @@ def _prepare(telemetry: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _rolling(frame: pd.DataFrame, columns: list[str], minutes: int, how: str) -> pd.DataFrame:
-    """A time-based rolling aggregate per instance over ``(t - minutes, t]``, aligned with ``frame``.
+def _first_after(codes: np.ndarray, ns: np.ndarray, qcodes: np.ndarray, qns: np.ndarray) -> np.ndarray:
+    """For each query (code, time), the first row of the sorted (code, time) rows after it."""
+    low, high = int(min(ns.min(), qns.min())), int(max(ns.max(), qns.max()))
+    stride = high - low + 1
+    per = max(1, (2**62) // stride)  # instance codes per pass that fit a monotonic int64 key
+    out = np.empty(len(qcodes), dtype=np.int64)
+    for first in range(0, int(codes.max()) + 1, per):
+        rows = (codes >= first) & (codes < first + per)
+        asked = (qcodes >= first) & (qcodes < first + per)
+        if not asked.any():
+            continue
+        offset = int(np.argmax(rows))
+        key = (codes[rows] - first) * stride + (ns[rows] - low)
+        qkey = (qcodes[asked] - first) * stride + (qns[asked] - low)
+        out[asked] = offset + np.searchsorted(key, qkey, side="right")
+    return out
 
-    ``frame`` must be sorted by instance then time: the grouped result comes back in that order.
+
+def _grouped(values: pd.DataFrame, groups: np.ndarray, how: str) -> np.ndarray:
+    """A cumulative sum or max within each run of equal ``groups``, in row order (sequential per group)."""
+    grouped = values.groupby(groups, sort=False)
+    return (grouped.cumsum() if how == "sum" else grouped.cummax()).to_numpy()
+
+
+def _window_block(frame: pd.DataFrame, count: int, minutes: int, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """mean, max, std and slope of every metric ``m0..m{count-1}`` over one window, at the ``targets`` rows.
+
+    Deterministic: a window ``(t - w, t]`` is split at the multiple of ``w`` (since the epoch) before ``t``
+    into a suffix of the previous aligned block and a prefix of the row's own block; each part is a
+    cumulative sum within its block, shifted by the block's first value and timed from the split point. So
+    a row's features depend only on the samples of its two blocks up to ``t``, never on where the frame read
+    starts: an incremental run over a look-back gives the very values of a full computation.
     """
-    roll = frame.groupby("instance_id", sort=True).rolling(f"{minutes}min", on="timestamp", closed="right")
-    agg = roll[columns]
-    result = agg.std(ddof=0) if how == "std" else getattr(agg, how)()
-    if not np.array_equal(result.index.get_level_values(0).to_numpy(), frame["instance_id"].to_numpy()):
-        raise RuntimeError("rolling result is not aligned with the sorted telemetry")
-    return result.reset_index(drop=True).set_axis(frame.index)[columns]
-
-
-def _window_block(frame: pd.DataFrame, count: int, minutes: int) -> dict[str, np.ndarray]:
-    """mean, max, std and slope of every metric ``m0..m{count-1}`` over one window, keyed ``m{i}_{stat}``."""
-    start = frame.groupby("instance_id", sort=False)["timestamp"].transform("min")
-    hours = ((frame["timestamp"] - start).dt.total_seconds() / 3600.0).to_numpy()
-    helpers = pd.DataFrame({"instance_id": frame["instance_id"], "timestamp": frame["timestamp"]})
-    for i in range(count):
-        y = frame[f"m{i}"].to_numpy()
-        t = np.where(np.isnan(y), np.nan, hours)
-        helpers[f"y{i}"], helpers[f"t{i}"], helpers[f"ty{i}"] = y, t, t * y
-        helpers[f"tt{i}"], helpers[f"n{i}"] = t * t, (~np.isnan(y)).astype(float)
-    sums = _rolling(helpers, [c for c in helpers.columns if c not in ("instance_id", "timestamp")], minutes, "sum")
-    metric_cols = [f"m{i}" for i in range(count)]
-    maxima = _rolling(frame, metric_cols, minutes, "max")
-    stds = _rolling(frame, metric_cols, minutes, "std")
+    width = minutes * 60 * 1_000_000_000
+    ns = frame["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").view("i8")
+    codes = pd.factorize(frame["instance_id"], sort=False)[0].astype(np.int64)
+    block = (ns - 1) // width
+    starts = np.r_[True, (codes[1:] != codes[:-1]) | (block[1:] != block[:-1])]
+    group = np.cumsum(starts) - 1
+    first_row = np.flatnonzero(starts)[group]
+    nxt = np.r_[np.flatnonzero(starts)[1:], len(ns)][group]  # first row of the next group
+    has_next = nxt < len(ns)
+    nxt_ok = np.where(has_next, nxt, 0)
+    next_is_following = has_next & (codes[nxt_ok] == codes) & (block[nxt_ok] == block + 1)
+    hours_prefix = (ns - block * width) / 3.6e12
+    hours_suffix = (ns - (block + 1) * width) / 3.6e12
+    suffix_row = _first_after(codes, ns, codes[targets], ns[targets] - width)
+    suffix_ok = suffix_row < len(ns)
+    suffix_safe = np.where(suffix_ok, suffix_row, 0)
+    suffix_ok &= (codes[suffix_safe] == codes[targets]) & (block[suffix_safe] == block[targets] - 1)
+    reverse = slice(None, None, -1)
     out: dict[str, np.ndarray] = {}
     for i in range(count):
-        n = sums[f"n{i}"].to_numpy()
-        sy, st, sty, stt = (sums[f"{k}{i}"].to_numpy() for k in ("y", "t", "ty", "tt"))
+        y = frame[f"m{i}"].to_numpy(dtype=float)
+        valid = ~np.isnan(y)
+        ref_own = np.nan_to_num(y[first_row], nan=0.0)
+        ref_next = np.where(next_is_following, np.nan_to_num(y[nxt_ok], nan=0.0), 0.0)
+        parts = []
+        for ref, hours, order in ((ref_own, hours_prefix, slice(None)), (ref_next, hours_suffix, reverse)):
+            z = np.where(valid, y - ref, 0.0)
+            t = np.where(valid, hours, 0.0)
+            sums = pd.DataFrame({"n": valid.astype(float), "z": z, "zz": z * z, "t": t, "tt": t * t, "tz": t * z})
+            summed = _grouped(sums.iloc[order], group[order], "sum")[order]
+            peak = _grouped(pd.DataFrame({"y": np.where(valid, y, -np.inf)}).iloc[order], group[order], "max")
+            parts.append((summed, peak[order][:, 0]))
+        (pre, pre_max), (suf, suf_max) = parts
+        total = pre[targets] + np.where(suffix_ok[:, None], suf[suffix_safe], 0.0)
+        peak = np.maximum(pre_max[targets], np.where(suffix_ok, suf_max[suffix_safe], -np.inf))
+        n, sz, szz, st, stt, stz = total.T
+        ref = ref_own[targets]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n > 0, sy / n, np.nan)
+            mean = np.where(n > 0, ref + sz / n, np.nan)
+            var = np.maximum(szz / n - (sz / n) ** 2, 0.0)
             denominator = n * stt - st * st
             defined = (n >= 2) & (denominator > 1e-12 * np.maximum(n * stt, 1e-12))
-            slope = np.where(defined, (n * sty - st * sy) / denominator, np.nan)
+            slope = np.where(defined, (n * stz - st * sz) / denominator, np.nan)
         out[f"m{i}_mean"], out[f"m{i}_slope"] = mean, slope
-        out[f"m{i}_max"] = np.where(n > 0, maxima[f"m{i}"].to_numpy(), np.nan)
-        out[f"m{i}_std"] = np.where(n > 0, stds[f"m{i}"].to_numpy(), np.nan)
+        out[f"m{i}_max"] = np.where(n > 0, peak, np.nan)
+        out[f"m{i}_std"] = np.where(n > 0, np.sqrt(var), np.nan)
     return out
 
 
@@ -151,6 +191,7 @@ def compute_window_features(
     velocity: VelocityLimits | None = None,
     metrics: Sequence[str] | None = None,
     every_minutes: int | None = None,
+    since: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Window features at every telemetry timestamp (optionally thinned), using no data after it.
 
@@ -164,6 +205,8 @@ def compute_window_features(
         velocity: the concurrency limits in force (:mod:`forewarn.features.velocity`); default limits without.
         metrics: metric columns to use; default :data:`METRICS`.
         every_minutes: keep only each instance's last row per bucket of this many minutes.
+        since: emit rows only for timestamps after this (an incremental run: the earlier rows are the
+            look-back, input to the windows but not output); the values are those of a full computation.
 
     Returns:
         ``instance_id``, ``event_timestamp`` (datetime64[ns, UTC]) and the float columns of
@@ -176,13 +219,20 @@ def compute_window_features(
     if every_minutes is not None and every_minutes <= 0:
         raise InputError(f"must be a positive number of minutes, got {every_minutes}", field="every_minutes")
     frame = _prepare(telemetry, chosen)
+    stamps = frame["timestamp"]
+    targets = np.flatnonzero((stamps > pd.Timestamp(since)).to_numpy()) if since is not None else np.arange(len(frame))
     columns: dict[str, np.ndarray] = {}
     for window, minutes in WINDOWS.items():
-        block = _window_block(frame, len(chosen), minutes)
+        block = _window_block(frame, len(chosen), minutes, targets)
         for i, metric in enumerate(chosen):
             for stat in WINDOW_STATS[window]:
                 columns[f"{safe_name(metric)}_{stat}_{window}"] = block[f"m{i}_{stat}"]
-    keys = pd.DataFrame({"instance_id": frame["instance_id"], "event_timestamp": frame["timestamp"]})
+    keys = pd.DataFrame(
+        {
+            "instance_id": frame["instance_id"].iloc[targets].reset_index(drop=True),
+            "event_timestamp": stamps.iloc[targets].reset_index(drop=True),
+        }
+    )
     out = pd.concat(
         [
             keys,

@@ -67,7 +67,10 @@ class TelemetryBatchRow(Base):
 
 class TelemetrySampleRow(Base):
     __tablename__ = "telemetry_samples"
-    __table_args__ = (Index("ix_telemetry_instance_time", "instance_id", "timestamp"),)
+    __table_args__ = (
+        Index("ix_telemetry_instance_time", "instance_id", "timestamp"),
+        Index("ix_telemetry_time", "timestamp", "instance_id", "metric", "value"),  # covers materialize's read
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("telemetry_batches.batch_id", ondelete="CASCADE"), index=True)
     instance_id: Mapped[str] = mapped_column(String(200))
@@ -88,6 +91,7 @@ class FailureEventRow(Base):
 
 class ErrorEventRow(Base):
     __tablename__ = "error_events"
+    __table_args__ = (Index("ix_error_events_time", "timestamp"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     instance_id: Mapped[str] = mapped_column(String(200), index=True)
     timestamp: Mapped[datetime]

@@ -7,11 +7,11 @@ the same code path creates a fresh database and upgrades an old one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.dataset import Dataset
@@ -67,18 +67,33 @@ class Repository(HistoryStore):
 
     # -- instances -----------------------------------------------------------------------------------------
     def save_instances(self, instances: Iterable[Instance]) -> int:
-        """Insert or update instances by id, with their nominal capacity.
+        """Insert or update instances by id, with their nominal capacity; returns how many were given.
 
-        A scale-back factor or buffer in force is the cloud's live state, not history: it is not stored.
+        One read of the stored rows, then one bulk insert of the new and one bulk update of the changed
+        (an unchanged fleet re-sent every minute costs a read, not a statement per instance). A scale-back
+        factor or buffer in force is the cloud's live state, not history: it is not stored.
         """
+        rows: dict[str, dict[str, Any]] = {}
         count = 0
-        with self.session() as session, session.begin():
-            for inst in instances:
-                row = inst.model_dump(mode="python", exclude={"capacity_factor", "reserved"})
-                row["cpu_capacity"] = inst.cpu_capacity / inst.capacity_factor
-                row["memory_capacity"] = inst.memory_capacity / inst.capacity_factor
-                session.merge(InstanceRow(**row))
-                count += 1
+        for inst in instances:
+            row = inst.model_dump(mode="python", exclude={"capacity_factor", "reserved"})
+            row["cpu_capacity"] = inst.cpu_capacity / inst.capacity_factor
+            row["memory_capacity"] = inst.memory_capacity / inst.capacity_factor
+            rows[inst.instance_id] = row
+            count += 1
+        table = cast(Table, InstanceRow.__table__)
+        ids = list(rows)
+        with self.engine.begin() as conn:
+            stored: dict[str, dict[str, Any]] = {}
+            for first in range(0, len(ids), 500):
+                query = select(table).where(table.c.instance_id.in_(ids[first : first + 500]))
+                stored.update((r["instance_id"], dict(r)) for r in conn.execute(query).mappings())
+            new = [row for key, row in rows.items() if key not in stored]
+            changed = [{**row, "b_id": key} for key, row in rows.items() if key in stored and stored[key] != row]
+            if new:
+                conn.execute(insert(table), new)
+            if changed:
+                conn.execute(update(table).where(table.c.instance_id == bindparam("b_id")), changed)
         return count
 
     def load_instances(self) -> list[Instance]:
