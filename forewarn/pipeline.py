@@ -35,7 +35,7 @@ from forewarn.model.train import TrainConfig, TrainedModel, train_model
 from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState, enforce
 from forewarn.policy.schema import Policy
-from forewarn.schemas import Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
+from forewarn.schemas import ActionType, Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
 from forewarn.store.history import HistoryStore
 from forewarn.validation import ValidationReport, validate_training_frame
 
@@ -239,26 +239,39 @@ def plan_cycle(
     features: dict[str, dict[str, float]] | None = None,
     stale: Sequence[str] = (),
     held: Collection[str] | None = None,
+    can: Collection[ActionType] | None = None,
+    cloud: str = "the cloud",
 ) -> CyclePlan:
     """Decide, allocate and enforce the guardrails: the plan of one cycle, not yet persisted or run.
 
     ``stale``: instances whose features are too old to score (the fallback decides them); ``held``: the
-    instances Forewarn holds back (from the journal), the only ones a release may touch.
+    instances Forewarn holds back (from the journal), the only ones a release may touch; ``can``: the action
+    types the cloud (named ``cloud``) can carry out (default: all): the rest are substituted or dropped with
+    a note (:mod:`forewarn.allocation.capable`), never planned to fail.
     """
+    from forewarn.allocation.capable import fit_actions, fit_decisions
     from forewarn.allocation.planner import plan_actions
 
     decisions = engine.decide(
         scores, instances, tasks, now=now, model_fresh=model_fresh, features=features, stale=stale, held=held
     )
+    notes: list[str] = []
+    if can is not None:
+        allowed = {ActionType(r.action.type) for r in policy.rules} | {ActionType(policy.fallback.action)}
+        decisions, notes = fit_decisions(decisions, can, allowed, cloud)
     risk = {s.instance_id: s.probability for s in scores}
     allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits())
+    actions = allocation.actions
+    if can is not None:
+        actions, dropped = fit_actions(actions, can, cloud)
+        notes += dropped
     mode = PolicyMode(policy.mode)
     plan = Plan(
         policy=policy.name,
         mode=mode,
         model_version=model_version,
-        actions=allocation.actions,
-        notes=list(allocation.explanations),
+        actions=actions,
+        notes=[*allocation.explanations, *notes],
         created_at=now,
     )
     high = sum(1 for band in engine.last_bands.values() if band == Band.HIGH)
