@@ -230,3 +230,19 @@ def test_enforce_never_exceeds_any_cap(
         assert sum(a.target_instance_id == target for a in migrations) <= per_target
     changed = {a.instance_id for a in kept if a.type not in (ActionType.NOTIFY, ActionType.NONE)}
     assert len(changed) <= fleet * percent / 100 + 1e-9
+
+
+def test_a_migration_is_dropped_with_the_cordon_it_depends_on() -> None:
+    actions = [_act("a"), _act("a", ActionType.MIGRATE, "t"), _act("b"), _act("b", ActionType.MIGRATE, "t")]
+    plan, _ = _run(_plan(*actions), _policy(max_actions_per_type={"cordon": 1}))
+    assert [(a.instance_id, a.type) for a in plan.actions] == [("a", ActionType.CORDON), ("a", ActionType.MIGRATE)]
+    assert "max-actions-per-type.cordon (1): dropped cordon on b" in plan.notes[0]
+    assert "dependency: the cordon of its source was dropped: dropped migrate on b" in plan.notes[1]
+
+
+def test_a_cordon_in_its_cooldown_still_lets_the_migration_through() -> None:
+    policy = _policy(cooldown_minutes=30)
+    first, state = _run(_plan(_act("a")), policy)
+    state = _succeeded(state, first)  # a is cordoned already
+    plan, _ = _run(_plan(_act("a"), _act("a", ActionType.MIGRATE, "t")), policy, state, now=T0 + timedelta(minutes=5))
+    assert [a.type for a in plan.actions] == [ActionType.MIGRATE]

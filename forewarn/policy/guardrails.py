@@ -12,6 +12,9 @@ that would break a limit, adding a note naming the guardrail and the instance. L
   (see :data:`SEVERITY`: scale-back, then cordon, then migrate) goes through.
   A fleet share allows ``floor(fleet_size * percent / 100)`` distinct instances.
 
+A migration depends on the cordon of its source in the same plan (so no new work lands while it moves): when
+a guardrail other than the cooldown drops that cordon, its migrations are dropped with it.
+
 Cooldowns, window shares and concurrent migrations are counted from what happened, never from what was
 planned: :class:`GuardrailState` is built each cycle from the journal (``Context.guard_state``), whose
 SUCCEEDED actions (stamped with the time their success was recorded, in the same write) are the only charges.
@@ -194,10 +197,15 @@ def enforce(
     _breaker(policy, plan, fleet_size, high_risk_count, new_state, now)
     budget = _Budget(policy, fleet_size, state, now)
     kept: list[Action] = []
+    uncordoned: set[str] = set()  # sources whose cordon this plan wanted and a guardrail (not a cooldown) dropped
     for action in plan.actions:
         refusal = budget.refusal(action)
+        if refusal is None and action.type is ActionType.MIGRATE and action.instance_id in uncordoned:
+            refusal = "dependency: the cordon of its source was dropped"
         if refusal is not None:
             plan.notes.append(f"guardrail {refusal}: dropped {action.type.value} on {action.instance_id}")
+            if action.type is ActionType.CORDON and not refusal.startswith("cooldown"):
+                uncordoned.add(action.instance_id)  # (a cooldown means a cordon or more is already in force)
             continue
         budget.take(action)
         action.reason.budget_used = budget.used(action)
