@@ -27,8 +27,9 @@ from adapters.aws_tags import CORDONED, FACTOR, PREFIX, RESERVED, TASK, record_c
 from adapters.fleet import FleetState
 from adapters.openstack_calls import capacity_of, guarded, host_of
 from adapters.openstack_ops import UP, NovaOperations
+from forewarn.cloud import EVERY_ACTION
 from forewarn.errors import AdapterError, NotFoundError
-from forewarn.schemas import Instance, InstanceState, Task, utcnow
+from forewarn.schemas import ActionType, Instance, InstanceState, Task, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,6 +37,8 @@ T = TypeVar("T")
 
 class OpenStackAdapter(NovaOperations):
     """Forewarn's CloudAdapter over the servers of one project.
+
+    It cannot change a group's size (that needs Heat or Senlin), so it declares no ``autoscale`` capability.
 
     Args:
         connection: an openstacksdk connection (default: ``openstack.connect(cloud)`` from clouds.yaml).
@@ -46,6 +49,7 @@ class OpenStackAdapter(NovaOperations):
     """
 
     name = "openstack"
+    capabilities = EVERY_ACTION - {ActionType.AUTOSCALE}
 
     def __init__(
         self,

@@ -102,6 +102,7 @@ def publish(ctx: service.Context, result: CycleResult) -> str | State[Any]:
         duration_seconds=result.seconds,
         feature_age_seconds=artifacts.feature_age_seconds(ctx.glue, result.now),
         path=ctx.settings.home / metrics.SNAPSHOT,
+        breaker_open=None if result.breaker is None else result.breaker.open,
     )
     logger = get_run_logger()
     for restored in result.restores:

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
-from forewarn.schemas import Instance, Task
+from forewarn.schemas import ActionType, Instance, Task
 
 
 def root_id(task_id: str) -> str:
@@ -102,6 +102,18 @@ class CloudAdapter(Protocol):
     def health(self, instance_id: str) -> bool:
         """Whether the instance is up and able to run work."""
         ...
+
+
+EVERY_ACTION: frozenset[ActionType] = frozenset(ActionType)
+
+
+def capabilities(adapter: object) -> frozenset[ActionType]:
+    """The action types ``adapter`` can carry out: its ``capabilities`` attribute, else every one.
+
+    An adapter declares what it cannot do by leaving it out (OpenStack without Heat or Senlin cannot change a
+    group's size: no ``autoscale``); the planner asks before it plans (:mod:`forewarn.allocation.capable`)."""
+    declared = getattr(adapter, "capabilities", None)
+    return EVERY_ACTION if declared is None else frozenset(declared)
 
 
 @runtime_checkable

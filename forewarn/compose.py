@@ -17,8 +17,7 @@ import pandas as pd
 from forewarn.cloud import CloudAdapter, SimulatedCloud
 from forewarn.dataset import Dataset, read_dataset
 from forewarn.errors import ConfigError
-from forewarn.execution.applier import Applier
-from forewarn.schemas import Instance, Plan, Task
+from forewarn.schemas import Instance, Plan, Task, utcnow
 from forewarn.service import Context, context, instances_from, tasks_at
 from forewarn.telemetry.sources import Source
 
@@ -90,12 +89,13 @@ def simulated_fleet(instances: Sequence[Instance], tasks: Sequence[Task]) -> Sim
     return SimulatedAdapter(instances, tasks, dry_run=False)
 
 
-def approve_and_run(plan_id: str, *, dry_run: bool) -> Plan:
-    """Approve a RECOMMENDED plan and run it through the configured cloud."""
+def approve_and_run(plan_id: str, *, dry_run: bool, now: datetime | None = None) -> Plan:
+    """Approve a RECOMMENDED plan and run it through the configured cloud, or refuse with one line and leave it
+    as it was (too old, over a guardrail as they stand now, or its instances claimed): see forewarn.approval."""
+    from forewarn import approval
+
     ctx = context(dry_run=dry_run)
-    ctx.journal.approve(plan_id)
-    plan = ctx.journal.get(plan_id)
-    return Applier(cloud(ctx), ctx.journal, dry_run=dry_run).run(plan)
+    return approval.approve_and_run(ctx, cloud(ctx), plan_id, now=now or utcnow())
 
 
 def sources(ctx: Context, *, at: datetime | None = None) -> list[tuple[Source, int, float]]:

@@ -27,12 +27,13 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from forewarn import pipeline
-from forewarn.cloud import CloudAdapter
+from forewarn.cloud import CloudAdapter, capabilities
 from forewarn.execution.applier import Applier, Hook
 from forewarn.execution.rollback import restore_failed_instance
 from forewarn.execution.runner import ActionRunner
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.train import TrainedModel
+from forewarn.policy.breaker import BreakerState
 from forewarn.policy.engine import PolicyEngine
 from forewarn.schemas import ActionState, ActionType, Band, InstanceState, Plan, PlanState, RiskScore
 from forewarn.service import Context
@@ -109,6 +110,8 @@ class CycleResult:
     seconds: float = 0.0
     stranded: list[str] = field(default_factory=list)
     """Failed instances still holding tasks that a dry run did not restore."""
+    breaker: BreakerState | None = None
+    """The circuit breaker after this cycle (None for a reactive cycle)."""
 
     def actions(self, kind: ActionType, state: ActionState = ActionState.SUCCEEDED) -> list[str]:
         """Instances on which an action of ``kind`` ended in ``state`` this cycle."""
@@ -132,6 +135,8 @@ class CycleResult:
             parts.append(f"{len(self.recovered)} interrupted plan(s) finished")
         if self.restores:
             parts.append(f"{len(self.restores)} restore(s)")
+        if self.breaker is not None and self.breaker.open:
+            parts.append(f"circuit breaker open: {self.breaker.reason}")
         if self.stranded:
             parts.append(f"dry run: work of failed {', '.join(self.stranded)} not restored")
         return "; ".join(parts)
@@ -170,7 +175,9 @@ def run_cycle(
     """One cycle at ``now`` (see the module docstring); ``scoring=None`` is a reactive cycle: recover and
     restore only, no plan. ``hook`` is the applier's crash-point hook (tests kill the process there)."""
     started = time.monotonic()
-    applier = Applier(cloud, ctx.journal, dry_run=ctx.dry_run, runner=runner, bake_seconds=bake_seconds, hook=hook)
+    applier = Applier(
+        cloud, ctx.journal, dry_run=ctx.dry_run, runner=runner, bake_seconds=bake_seconds, hook=hook, clock=lambda: now
+    )
     recovered = applier.recover()
     restores = restore_failed(ctx, cloud, applier, now)
     stranded = stranded_instances(cloud) if ctx.dry_run else []
@@ -197,18 +204,21 @@ def run_cycle(
         tasks,
         engine=engine,
         policy=ctx.policy,
-        guard_state=ctx.guard_state(),
+        guard_state=ctx.guard_state(now),
         now=now,
         model_version=model_version,
         model_fresh=model_fresh,
         features=pipeline.feature_map(features),
         stale=stale,
         held=ctx.journal.holds(),
+        can=capabilities(cloud),
+        cloud=cloud.name,
     )
     if claim is not None and planned.plan.state == PlanState.APPROVED and planned.plan.actions:
         planned.plan = claim(planned.plan, now)
     plan = pipeline.apply_plan(ctx.journal, applier, planned.plan)
-    ctx.save_state(engine=engine, guard_state=pipeline.finish_cycle(plan, planned.guard_state))
+    guard_state = pipeline.finish_cycle(plan, planned.guard_state)
+    ctx.save_state(engine=engine, guard_state=guard_state)
     return CycleResult(
         now=now,
         plan=plan,
@@ -222,4 +232,5 @@ def run_cycle(
         model_fresh=model_fresh,
         seconds=time.monotonic() - started,
         stranded=stranded,
+        breaker=guard_state.breaker,
     )

@@ -69,6 +69,7 @@ class CycleMetrics(Collector):
         self.duration_sum = 0.0
         self.feature_age: float | None = None
         self.last_cycle: float | None = None
+        self.breaker_open: bool | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -82,8 +83,10 @@ class CycleMetrics(Collector):
         horizon_minutes: int,
         duration_seconds: float,
         feature_age_seconds: float | None,
+        breaker_open: bool | None = None,
     ) -> None:
         """Set the gauges to this cycle's fleet and add its plan to the counters."""
+        self.breaker_open = breaker_open
         self.probability = {s.instance_id: s.probability for s in scores}
         self.band = {instance_id: BAND_VALUE[band] for instance_id, band in bands.items()}
         for action in plan.actions:
@@ -134,6 +137,12 @@ class CycleMetrics(Collector):
                 "forewarn_feature_age_seconds",
                 "Seconds from the newest materialized feature to the cycle time",
                 value=self.feature_age,
+            )
+        if self.breaker_open is not None:
+            yield GaugeMetricFamily(
+                "forewarn_circuit_breaker_open",
+                "1 while the circuit breaker holds plans as shadow plans (see `forewarn policy breaker`)",
+                value=float(self.breaker_open),
             )
         if self.last_cycle is not None:
             yield GaugeMetricFamily(
@@ -186,6 +195,7 @@ def record_to_snapshot(
     duration_seconds: float,
     feature_age_seconds: float | None,
     path: Path | None = None,
+    breaker_open: bool | None = None,
 ) -> CycleMetrics:
     """Restore the counters from the snapshot, record one cycle and write the snapshot back."""
     target = path or snapshot_path()
@@ -199,6 +209,7 @@ def record_to_snapshot(
         horizon_minutes=horizon_minutes,
         duration_seconds=duration_seconds,
         feature_age_seconds=feature_age_seconds,
+        breaker_open=breaker_open,
     )
     metrics.write(target)
     return metrics

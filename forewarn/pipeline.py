@@ -6,21 +6,19 @@ train: point-in-time training frame -> Great Expectations gate -> XGBoost -> reg
     over a rolling window of the history database (:func:`train_from_history`) or a dataset.
 score: online features -> calibrated risk scores with their top features; a model scores only with the
     features it was trained on, and an instance lacking some goes to the policy's fallback.
-plan: scores -> policy decisions -> allocation -> guardrails -> a journalled plan.
+plan: scores -> policy decisions -> allocation -> guardrails -> a journalled plan (:mod:`forewarn.planning`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
-from forewarn.execution.applier import Applier
-from forewarn.execution.journal import Journal
 from forewarn.features.events import EVENT_FEATURES
 from forewarn.features.incremental import MaterializeOutcome as MaterializeOutcome
 from forewarn.features.incremental import materialize_history as materialize_history
@@ -32,10 +30,12 @@ from forewarn.model.frame import LabelSource, dataset_features, history_window, 
 from forewarn.model.frame import training_entities as training_entities
 from forewarn.model.registry import ModelCard, ModelRegistry
 from forewarn.model.train import TrainConfig, TrainedModel, train_model
-from forewarn.policy.engine import PolicyEngine
-from forewarn.policy.guardrails import GuardrailState, enforce
-from forewarn.policy.schema import Policy
-from forewarn.schemas import Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
+from forewarn.planning import FINISHED as FINISHED
+from forewarn.planning import CyclePlan as CyclePlan
+from forewarn.planning import apply_plan as apply_plan
+from forewarn.planning import finish_cycle as finish_cycle
+from forewarn.planning import plan_cycle as plan_cycle
+from forewarn.schemas import RiskScore
 from forewarn.store.history import HistoryStore
 from forewarn.validation import ValidationReport, validate_training_frame
 
@@ -214,82 +214,3 @@ def feature_map(features: pd.DataFrame) -> dict[str, dict[str, float]]:
     """instance_id -> feature -> value, for the policy's static fallback thresholds."""
     indexed = features.drop(columns=[c for c in ("event_timestamp",) if c in features]).set_index("instance_id")
     return {str(k): {c: float(v) for c, v in row.items() if pd.notna(v)} for k, row in indexed.iterrows()}
-
-
-@dataclass
-class CyclePlan:
-    """One cycle's plan with the guardrail state to carry into the next cycle."""
-
-    plan: Plan
-    guard_state: GuardrailState
-    high_risk: int
-
-
-def plan_cycle(
-    scores: Sequence[RiskScore],
-    instances: Sequence[Instance],
-    tasks: Sequence[Task],
-    *,
-    engine: PolicyEngine,
-    policy: Policy,
-    guard_state: GuardrailState,
-    now: datetime,
-    model_version: str | None,
-    model_fresh: bool = True,
-    features: dict[str, dict[str, float]] | None = None,
-    stale: Sequence[str] = (),
-    held: Collection[str] | None = None,
-) -> CyclePlan:
-    """Decide, allocate and enforce the guardrails: the plan of one cycle, not yet persisted or run.
-
-    ``stale``: instances whose features are too old to score (the fallback decides them); ``held``: the
-    instances Forewarn holds back (from the journal), the only ones a release may touch.
-    """
-    from forewarn.allocation.planner import plan_actions
-
-    decisions = engine.decide(
-        scores, instances, tasks, now=now, model_fresh=model_fresh, features=features, stale=stale, held=held
-    )
-    risk = {s.instance_id: s.probability for s in scores}
-    allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits())
-    mode = PolicyMode(policy.mode)
-    plan = Plan(
-        policy=policy.name,
-        mode=mode,
-        model_version=model_version,
-        actions=allocation.actions,
-        notes=list(allocation.explanations),
-        created_at=now,
-    )
-    high = sum(1 for band in engine.last_bands.values() if band == Band.HIGH)
-    plan, guard_state = enforce(
-        plan, policy, fleet_size=len(instances), high_risk_count=high, state=guard_state, now=now
-    )
-    if plan.mode == PolicyMode.SHADOW:
-        plan.state = PlanState.SHADOW
-    elif plan.mode == PolicyMode.AUTO:
-        plan.state = PlanState.APPROVED
-    return CyclePlan(plan=plan, guard_state=guard_state, high_risk=high)
-
-
-def apply_plan(journal: Journal, applier: Applier, plan: Plan) -> Plan:
-    """Journal the plan before anything runs; run it when the policy's mode approved it. A plan with nothing
-    to do ends SUCCEEDED at once rather than waiting APPROVED."""
-    journal.save_plan(plan)
-    if plan.state == PlanState.APPROVED and plan.actions:
-        return applier.run(plan)
-    if plan.state == PlanState.APPROVED:
-        journal.transition(plan.plan_id, PlanState.RUNNING)
-        journal.transition(plan.plan_id, PlanState.SUCCEEDED, note="no action needed")
-        return journal.get(plan.plan_id)
-    return plan
-
-
-FINISHED = frozenset({PlanState.SUCCEEDED, PlanState.FAILED, PlanState.ROLLED_BACK, PlanState.CANCELLED})
-
-
-def finish_cycle(plan: Plan, guard_state: GuardrailState) -> GuardrailState:
-    """After the applier: the plan's migrations no longer count against the concurrent-migration cap."""
-    if plan.state in FINISHED:
-        guard_state.mark_finished([a.action_id for a in plan.actions])
-    return guard_state

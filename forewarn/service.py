@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -108,9 +108,29 @@ class Context:
         tracker = BandTracker.model_validate(saved) if saved else None
         return PolicyEngine(self.policy, tracker)
 
-    def guard_state(self) -> GuardrailState:
+    def guard_state(self, now: datetime | None = None) -> GuardrailState:
+        """The guardrails' state at ``now``: the breaker as saved, the charges (actions that succeeded within the
+        longer of the cooldown and the window before ``now``) and the migrations still running, from the journal.
+        Records of an older version's saved history are kept beside them."""
         saved = self._load_state().get("guardrails")
-        return GuardrailState.model_validate(saved) if saved else GuardrailState()
+        state = GuardrailState.model_validate(saved) if saved else GuardrailState()
+        since = None
+        if now is not None:
+            g = self.policy.guardrails
+            since = now - timedelta(minutes=max(g.cooldown_minutes, g.max_fleet_percent_per_window.window_minutes))
+        known = {r.action_id for r in state.history}
+        state.history += [r for r in self.journal.charges(since) if r.action_id not in known]
+        flying = [r for r in self.journal.in_flight_migrations() if r.action_id not in known]
+        state.history += flying
+        state.in_flight_migrations += [r.action_id for r in flying if r.action_id not in state.in_flight_migrations]
+        return state
+
+    def reset_breaker(self, note: str = "reset by an operator") -> GuardrailState:
+        """Close the circuit breaker now (``forewarn policy reset-breaker``); returns the saved state."""
+        state = self.guard_state()
+        state.breaker.reset(note)
+        self.save_state(engine=self.engine(), guard_state=state)
+        return state
 
     def save_state(self, *, engine: PolicyEngine, guard_state: GuardrailState) -> None:
         """Write the cycle state to the repository; when another run wrote it since this context read it, the
@@ -118,7 +138,7 @@ class Context:
         self._load_state()
         mine = {
             "bands": engine.tracker.model_dump(mode="json"),
-            "guardrails": guard_state.model_dump(mode="json"),
+            "guardrails": _without_journal(guard_state, self._state.get("guardrails")),
         }
         if self.ephemeral_state:
             self._state.update(mine)
@@ -132,6 +152,18 @@ class Context:
     def cycle_state(self, key: str) -> Any:
         """One part of the saved cycle state (``bands`` or ``guardrails``) as JSON data, or None."""
         return self._load_state().get(key)
+
+
+def _without_journal(state: GuardrailState, saved: Any) -> dict[str, Any]:
+    """What of the guardrail state is saved: the breaker and counts, not what the journal holds (charges and
+    running migrations are read from it each cycle); records saved by an older version stay until they age out."""
+    out = state.model_dump(mode="json")
+    legacy = {str(r["action_id"]) for r in (saved or {}).get("history", [])}
+    out["history"] = [r for r in out["history"] if r["action_id"] in legacy]
+    out["in_flight_migrations"] = [
+        a for a in out["in_flight_migrations"] if a in set((saved or {}).get("in_flight_migrations", []))
+    ]
+    return out
 
 
 def context(*, dry_run: bool | None = None, settings: Settings | None = None, policy: Path | None = None) -> Context:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forewarn.policy import GuardrailState, enforce
+from forewarn.policy.guardrails import ActionRecord
 from forewarn.policy.schema import Policy
 from forewarn.schemas import Action, ActionType, Plan, PlanState, PolicyMode
 
@@ -47,6 +48,17 @@ def _run(
     return enforce(plan, policy, fleet_size=fleet, high_risk_count=high, state=state or GuardrailState(), now=now)
 
 
+def _succeeded(state: GuardrailState, plan: Plan, at: datetime = T0) -> GuardrailState:
+    """The state the journal gives the next cycle once every kept action of ``plan`` succeeded at ``at``."""
+    state = state.model_copy(deep=True)
+    state.history += [
+        ActionRecord(action_id=a.action_id, instance_id=a.instance_id, type=a.type, at=at,
+                     target_instance_id=a.target_instance_id)
+        for a in plan.actions
+    ]  # fmt: skip
+    return state
+
+
 def test_max_actions_per_cycle_keeps_the_first_and_notes_the_rest() -> None:
     plan, _ = _run(_plan(*[_act(f"i{n}") for n in range(5)]), _policy(max_actions_per_cycle=3))
     assert [a.instance_id for a in plan.actions] == ["i0", "i1", "i2"]
@@ -66,12 +78,14 @@ def test_max_actions_per_type() -> None:
 def test_concurrent_migrations_count_those_still_in_flight() -> None:
     policy = _policy(max_concurrent_migrations=2)
     first, state = _run(_plan(_act("a", ActionType.MIGRATE)), policy)
-    assert state.in_flight_migrations == [first.actions[0].action_id]
+    assert state.in_flight_migrations == []  # planned is not running: the journal says what is in flight
+    state = _succeeded(state, first)
+    state.in_flight_migrations = [first.actions[0].action_id]
     later = T0 + timedelta(minutes=5)
     second, state = _run(_plan(_act("b", ActionType.MIGRATE), _act("c", ActionType.MIGRATE)), policy, state, now=later)
     assert [a.instance_id for a in second.actions] == ["b"]
     assert "max-concurrent-migrations (2)" in second.notes[0] and "on c" in second.notes[0]
-    state.mark_finished([first.actions[0].action_id, second.actions[0].action_id])
+    state.mark_finished([first.actions[0].action_id])
     third, _ = _run(_plan(_act("c", ActionType.MIGRATE)), policy, state, now=later)
     assert len(third.actions) == 1
 
@@ -102,7 +116,8 @@ def test_fleet_percent_per_cycle_counts_distinct_instances() -> None:
 
 def test_fleet_percent_per_sliding_window() -> None:
     policy = _policy(max_fleet_percent_per_window={"percent": 30, "window-minutes": 60})
-    _, state = _run(_plan(_act("a"), _act("b")), policy, fleet=10)
+    first, state = _run(_plan(_act("a"), _act("b")), policy, fleet=10)
+    state = _succeeded(state, first)
     plan, state = _run(_plan(_act("c"), _act("d")), policy, state, fleet=10, now=T0 + timedelta(minutes=30))
     assert [a.instance_id for a in plan.actions] == ["c"]
     assert "max-fleet-percent-per-window (30% of 10)" in plan.notes[0] and "on d" in plan.notes[0]
@@ -112,7 +127,8 @@ def test_fleet_percent_per_sliding_window() -> None:
 
 def test_cooldown_per_instance() -> None:
     policy = _policy(cooldown_minutes=30)
-    _, state = _run(_plan(_act("a")), policy)
+    first, state = _run(_plan(_act("a")), policy)
+    state = _succeeded(state, first)
     plan, _ = _run(
         _plan(_act("a"), _act("b"), _act("a", ActionType.NOTIFY)), policy, state, now=T0 + timedelta(minutes=10)
     )
@@ -124,7 +140,8 @@ def test_cooldown_per_instance() -> None:
 
 def test_cooldown_lets_an_escalation_through_but_not_a_repeat() -> None:
     policy = _policy(cooldown_minutes=30)
-    _, state = _run(_plan(_act("a", ActionType.SCALE_BACK)), policy)
+    first, state = _run(_plan(_act("a", ActionType.SCALE_BACK)), policy)
+    state = _succeeded(state, first)
     later = T0 + timedelta(minutes=10)
     plan, _ = _run(
         _plan(_act("a", ActionType.SCALE_BACK), _act("a", ActionType.MIGRATE, "t")), policy, state, now=later
@@ -133,15 +150,23 @@ def test_cooldown_lets_an_escalation_through_but_not_a_repeat() -> None:
     assert "cooldown-minutes (30)" in plan.notes[0]
 
 
+def test_enforce_charges_nothing_only_success_does() -> None:
+    policy = _policy(cooldown_minutes=30)
+    _, state = _run(_plan(_act("a")), policy)
+    assert state.history == []  # planned, not run: the next cycle may plan it again
+    plan, _ = _run(_plan(_act("a")), policy, state, now=T0 + timedelta(minutes=1))
+    assert len(plan.actions) == 1 and plan.notes == []
+
+
 def test_circuit_breaker_switches_to_shadow_and_says_so() -> None:
-    policy = _policy(circuit_breaker={"max-high-risk-jump-percent": 20})
+    policy = _policy(circuit_breaker={"max-high-risk-jump-percent": 20, "max-high-risk-rise-percent": 100})
     plan, state = _run(_plan(_act("a")), policy, high=5)
     assert plan.state is PlanState.RECOMMENDED and state.last_high_risk_count == 5  # no baseline yet
     plan, state = _run(_plan(_act("b")), policy, state, high=25, now=T0 + timedelta(minutes=1))
     assert plan.state is PlanState.RECOMMENDED  # +20% of 100: at the limit, not over
     plan, state = _run(_plan(_act("c")), policy, state, high=46, now=T0 + timedelta(minutes=2))
     assert plan.mode is PolicyMode.SHADOW and plan.state is PlanState.SHADOW
-    assert any("circuit-breaker" in note and "25 to 46" in note for note in plan.notes)
+    assert any("circuit-breaker" in note and "25.0% to 46.0%" in note for note in plan.notes)
     assert [a.instance_id for a in plan.actions] == ["c"]  # recorded, not run
     assert "c" not in {r.instance_id for r in state.history}
 
@@ -205,3 +230,19 @@ def test_enforce_never_exceeds_any_cap(
         assert sum(a.target_instance_id == target for a in migrations) <= per_target
     changed = {a.instance_id for a in kept if a.type not in (ActionType.NOTIFY, ActionType.NONE)}
     assert len(changed) <= fleet * percent / 100 + 1e-9
+
+
+def test_a_migration_is_dropped_with_the_cordon_it_depends_on() -> None:
+    actions = [_act("a"), _act("a", ActionType.MIGRATE, "t"), _act("b"), _act("b", ActionType.MIGRATE, "t")]
+    plan, _ = _run(_plan(*actions), _policy(max_actions_per_type={"cordon": 1}))
+    assert [(a.instance_id, a.type) for a in plan.actions] == [("a", ActionType.CORDON), ("a", ActionType.MIGRATE)]
+    assert "max-actions-per-type.cordon (1): dropped cordon on b" in plan.notes[0]
+    assert "dependency: the cordon of its source was dropped: dropped migrate on b" in plan.notes[1]
+
+
+def test_a_cordon_in_its_cooldown_still_lets_the_migration_through() -> None:
+    policy = _policy(cooldown_minutes=30)
+    first, state = _run(_plan(_act("a")), policy)
+    state = _succeeded(state, first)  # a is cordoned already
+    plan, _ = _run(_plan(_act("a"), _act("a", ActionType.MIGRATE, "t")), policy, state, now=T0 + timedelta(minutes=5))
+    assert [a.type for a in plan.actions] == [ActionType.MIGRATE]

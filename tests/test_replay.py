@@ -12,10 +12,12 @@ from typer.testing import CliRunner
 from forewarn.dataset import Dataset, write_dataset
 from forewarn.demo import contenders
 from forewarn.errors import ConfigError
+from forewarn.execution.journal import Journal
 from forewarn.policy.loader import load_policy
 from forewarn.replay import Replay, ReplayConfig, Scorer, static_scorer
-from forewarn.schemas import RiskScore
+from forewarn.schemas import ActionState, ActionType, PlanState, RiskScore
 from forewarn.settings import PROJECT_ROOT
+from forewarn.store.repository import Repository
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 IDS = [f"i{k}" for k in range(6)]
@@ -251,3 +253,33 @@ def test_replay_on_its_own_trains_first_and_journals_its_plans(tmp_path: Path, m
     assert len([p for p in plans if p.policy == report["policy"]]) == forewarn["plans"] > 0
     listed = CliRunner().invoke(app, ["plan", "list"])
     assert listed.exit_code == 0 and plans[-1].plan_id in listed.output
+
+
+def test_the_aggressive_example_replays_without_a_failed_plan(tmp_path: Path) -> None:
+    """aggressive.yaml as shipped: its notify rule (a ``channel``) for database work, migrations for the rest."""
+    hour = pd.Timedelta(hours=1)
+    workloads = pd.DataFrame(
+        {
+            "task_id": ["db", "batch-1", "batch-2"],
+            "instance_id": ["i2", "i1", "i3"],
+            "start": [T0, T0, T0],
+            "end": [pd.NaT, T0 + 5 * hour, pd.NaT],
+            "cpu": 0.2,
+            "memory": 0.2,
+            "kind": ["database", "batch", "batch"],
+            "data_size": 0.0,
+            "expected_duration": 60.0,
+        }
+    )
+    data, features = fleet(workloads)
+    policy = load_policy(PROJECT_ROOT / "policies" / "examples" / "aggressive.yaml")
+    result = replay(tmp_path, data, features).run("aggressive", policy=policy, scorer=oracle(data, 60))
+    assert result.plans > 0
+    plans = Journal(Repository(f"sqlite:///{Path(result.home) / 'forewarn.db'}")).list()
+    ended_badly = [
+        (p.plan_id, p.state, p.notes[-1:]) for p in plans if p.state in (PlanState.FAILED, PlanState.ROLLED_BACK)
+    ]
+    assert ended_badly == []
+    done = {(a.type, a.state) for p in plans for a in p.actions}
+    assert (ActionType.NOTIFY, ActionState.SUCCEEDED) in done  # the database instance: told, not moved
+    assert (ActionType.MIGRATE, ActionState.SUCCEEDED) in done

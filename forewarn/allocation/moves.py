@@ -15,6 +15,7 @@ from forewarn.allocation.cycle import Cycle
 from forewarn.allocation.model import EPS, Fleet
 from forewarn.allocation.placement import CAPACITY, FLEET_FRACTION, VELOCITY, Demand, select
 from forewarn.allocation.repair import carry_out, make_room
+from forewarn.policy.actions import ScaleBackParams
 from forewarn.schemas import ActionType, Decision
 
 
@@ -114,7 +115,7 @@ def scale_back(cycle: Cycle, decisions: Sequence[Decision]) -> None:
     fleet = cycle.fleet
     for decision in sorted(decisions, key=lambda d: -np.nan_to_num(fleet.risk[fleet.index[d.instance_id]])):
         row = fleet.index[decision.instance_id]
-        factor = float(decision.params.get("factor", 0.7))
+        factor = float(decision.params.get("factor", ScaleBackParams.model_fields["factor"].default))
         if fleet.capacity_factor[row] <= factor + EPS and fits_within(fleet, row):
             cycle.explanations.append(f"{decision.instance_id} already runs at {fleet.capacity_factor[row]:.0%}")
             continue  # already scaled back that far: nothing to do again

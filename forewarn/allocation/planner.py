@@ -20,6 +20,7 @@ from forewarn.allocation.capacity import autoscale, reserve_buffers, scale_up_fo
 from forewarn.allocation.cycle import Cycle
 from forewarn.allocation.model import Fleet
 from forewarn.allocation.moves import migrate, scale_back
+from forewarn.policy.actions import ReserveBufferParams, ScaleBackParams
 from forewarn.schemas import OPT_OUT_RULE, Action, ActionType, Decision, Instance, Task, VelocityLimits
 
 PASS_THROUGH = (
@@ -29,6 +30,8 @@ PASS_THROUGH = (
     ActionType.NOTIFY,
     ActionType.RELEASE,
 )
+DEFAULT_BUFFER = float(ReserveBufferParams.model_fields["fraction"].default)
+DEFAULT_SCALE_BACK_BUFFER = float(ScaleBackParams.model_fields["reserve_buffer"].default)
 NO_TARGET = {ActionType.MIGRATE, ActionType.SCALE_BACK, ActionType.CORDON, ActionType.ROLLBACK}
 """Decisions whose instance receives no moved work this cycle."""
 
@@ -85,7 +88,7 @@ def _pass_through(cycle: Cycle, decisions: Sequence[Decision], skip: set[int]) -
         touches = [] if decision.action is ActionType.NOTIFY else [row]
         action = cycle.emit(decision.action, row, decision, note, params=dict(decision.params), touches=touches)
         if action is not None and decision.action is ActionType.RESERVE_BUFFER:
-            fleet.reserved[row] = float(decision.params.get("fraction", 0.1))
+            fleet.reserved[row] = float(decision.params.get("fraction", DEFAULT_BUFFER))
 
 
 def _pin(fleet: Fleet, decisions: Sequence[Decision]) -> None:
@@ -119,7 +122,7 @@ def plan_fleet(
     _pass_through(cycle, [d for d in cordons if not d.params.get("drain")], cordoned)
     backs = by_type.get(ActionType.SCALE_BACK, [])
     scale_back(cycle, backs)
-    buffer = max((float(d.params.get("reserve_buffer", 0.1)) for d in backs), default=0.0)
+    buffer = max((float(d.params.get("reserve_buffer", DEFAULT_SCALE_BACK_BUFFER)) for d in backs), default=0.0)
     reserve_buffers(cycle, len(backs), buffer, backs[0] if backs else None)
     _pass_through(cycle, by_type.get(ActionType.RESERVE_BUFFER, []), set())
     requested, group = scale_up_for_shortage(cycle)

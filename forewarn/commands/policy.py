@@ -130,3 +130,34 @@ def policy_explain(
     lines = explain_instance(instance, ctx.journal.list(), ctx.cycle_state("bands"), ctx.policy)
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("breaker")
+@friendly
+def policy_breaker(
+    policy: Annotated[Path | None, typer.Option(help="Policy file (default FOREWARN_POLICY).")] = None,
+) -> None:
+    """Show whether the circuit breaker is open (plans are shadow plans) and why."""
+    from forewarn.service import context
+
+    ctx = context(policy=policy)
+    console.print(ctx.guard_state().breaker.describe(), highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("reset-breaker")
+@friendly
+def policy_reset_breaker(
+    policy: Annotated[Path | None, typer.Option(help="Policy file (default FOREWARN_POLICY).")] = None,
+) -> None:
+    """Close the circuit breaker now: the next cycle's plans run again; its baseline starts afresh."""
+    from forewarn.service import context
+
+    ctx = context(policy=policy)
+    was_open = ctx.guard_state().breaker.open
+    state = ctx.reset_breaker()
+    console.print(
+        ("reset: " if was_open else "was not open; reset anyway: ") + state.breaker.describe(),
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )

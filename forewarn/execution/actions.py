@@ -21,9 +21,19 @@ from pydantic import Field, ValidationError, field_validator
 
 from forewarn.cloud import CloudAdapter, root_id
 from forewarn.errors import AdapterError, NotFoundError, PlanError
+from forewarn.policy import actions as policy
 from forewarn.schemas import Action, ActionType, Instance, InstanceState, Model
 
 log = logging.getLogger(__name__)
+LATEST = "latest"
+"""A rollback's ``snapshot`` naming the newest snapshot of an earlier plan; the applier resolves it."""
+
+
+def policy_default(model: type[policy.PolicyModel], name: str) -> Any:
+    """The default the policy's params model gives ``name``: the executor's defaults are the policy's."""
+    return model.model_fields[name].default
+
+
 UNDO = "_undo"
 """The params key under which the journal keeps what ``execute`` returned; plans may not set it."""
 
@@ -185,7 +195,9 @@ class Migrate(ActionHandler):
 
 
 class CordonParams(Model):
-    drain: bool = False  # the allocator already turned a draining cordon into the migrations it needs
+    drain: bool = policy_default(
+        policy.CordonParams, "drain"
+    )  # the allocator already turned a draining cordon into the migrations it needs
 
 
 @register
@@ -211,7 +223,7 @@ class Cordon(ActionHandler):
 
 
 class ScaleBackParams(Model):
-    factor: float = Field(default=0.5, gt=0.0, le=1.0)
+    factor: float = Field(default=policy_default(policy.ScaleBackParams, "factor"), gt=0.0, le=1.0)
     requested_factor: float | None = Field(default=None, gt=0.0, le=1.0, description="what the policy asked for")
 
 
@@ -246,7 +258,7 @@ class ScaleBack(ActionHandler):
 
 
 class ReserveParams(Model):
-    fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    fraction: float = Field(default=policy_default(policy.ReserveBufferParams, "fraction"), ge=0.0, lt=1.0)
 
 
 @register
@@ -272,9 +284,9 @@ class ReserveBuffer(ActionHandler):
 class ReleaseParams(Model):
     """Which of Forewarn's holds a release lifts (each only where it is in force)."""
 
-    uncordon: bool = True
-    restore_scale: bool = True
-    free_buffer: bool = True
+    uncordon: bool = policy_default(policy.ReleaseParams, "uncordon")
+    restore_scale: bool = policy_default(policy.ReleaseParams, "restore_scale")
+    free_buffer: bool = policy_default(policy.ReleaseParams, "free_buffer")
 
 
 NOMINAL = 1.0 - 1e-9
@@ -406,35 +418,48 @@ class Autoscale(ActionHandler):
 
 
 class RollbackParams(Model):
-    snapshot_id: str
+    """The policy's ``snapshot``: a snapshot id, or ``latest`` (resolved by the applier from the journal)."""
+
+    snapshot: str = Field(default=policy_default(policy.RollbackParams, "snapshot"), min_length=1)
 
 
 @register
 class Rollback(ActionHandler):
-    """Restore a snapshot. It cannot be reverted; a failing plan restores its own snapshot instead."""
+    """Restore a snapshot. It cannot be reverted; a failing plan restores its own snapshot instead.
+
+    The applier hands it the action with ``latest`` already resolved to an id (see :data:`LATEST`)."""
 
     action_type = ActionType.ROLLBACK
     Params = RollbackParams
 
     def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
-        adapter.restore(self.params(action).snapshot_id, key=action.idempotency_key)
-        return None
+        snapshot = self.params(action).snapshot
+        if snapshot == LATEST:
+            raise PlanError(f"action {action.action_id} (rollback): 'latest' was not resolved to a snapshot id")
+        adapter.restore(snapshot, key=action.idempotency_key)
+        return {"snapshot": snapshot}
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
         raise AdapterError(f"action {action.action_id}: a restore cannot be reverted step by step")
 
 
 class NotifyParams(Model):
-    message: str = ""
+    channel: str = Field(default=policy_default(policy.NotifyParams, "channel"), min_length=1)
+    message: str = policy_default(policy.NotifyParams, "message")
 
 
 @register
 class Notify(ActionHandler):
+    """Tell a person: a warning on the ``forewarn.notify.<channel>`` logger (route it with logging config)."""
+
     action_type = ActionType.NOTIFY
     Params = NotifyParams
 
     def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
-        log.warning("forewarn: %s: %s", action.instance_id, self.params(action).message or action.reason.rule)
+        params = self.params(action)
+        logging.getLogger(f"forewarn.notify.{params.channel}").warning(
+            "forewarn: %s: %s", action.instance_id, params.message or action.reason.rule
+        )
         return None
 
 

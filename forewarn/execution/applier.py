@@ -22,17 +22,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import tenacity
 
 from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError, PlanError
-from forewarn.execution.actions import ActionHandler, handler_for
+from forewarn.execution.actions import LATEST, ActionHandler, handler_for
 from forewarn.execution.journal import Journal
 from forewarn.execution.resilience import CircuitBreaker, default_retry
 from forewarn.execution.runner import ActionRunner
-from forewarn.schemas import Action, ActionState, Plan, PlanState
+from forewarn.schemas import Action, ActionState, ActionType, Plan, PlanState, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +67,7 @@ class Applier:
         sleep: the clock used for the bake time.
         hook: called as ``hook(point, action_id)`` at each of :data:`CRASH_POINTS`.
         runner: runs each action's execute and revert (and owns their retries); default: direct calls.
+        clock: the time outcomes are recorded at (the cycle's clock; a success is the guardrails' charge).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Applier:
         sleep: Callable[[float], None] = time.sleep,
         hook: Hook | None = None,
         runner: ActionRunner | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.adapter = adapter
         self.journal = journal
@@ -90,6 +93,7 @@ class Applier:
         self.sleep = sleep
         self.hook = hook or (lambda point, action_id: None)
         self.runner = runner
+        self.clock = clock
 
     # -- entry points --------------------------------------------------------------------------------------
     def run(self, plan: Plan) -> Plan:
@@ -180,6 +184,11 @@ class Applier:
         self.hook("before-intent", action.action_id)
         self.journal.record_intent(plan_id, action)
         self.hook("after-intent", action.action_id)
+        resolved = self._resolve(plan_id, action)
+        if resolved is None:
+            self._outcome(plan_id, action, A.SKIPPED, "no earlier snapshot in the journal to roll back to")
+            return None
+        action = resolved
         try:
             if not self._read(handler.pre_condition, action):
                 self._outcome(plan_id, action, A.SKIPPED, "pre-condition: target gone or already done")
@@ -188,9 +197,24 @@ class Applier:
             return self._failed(plan_id, action, f"pre-condition could not be checked: {exc}", applied=False)
         return self._execute(plan_id, action, handler)
 
+    def _resolve(self, plan_id: str, action: Action) -> Action | None:
+        """The action as the handler runs it: a rollback to ``latest`` names the newest snapshot an earlier plan
+        took on this cloud (from the journal, kept with the action so a re-run restores the same one); None
+        when there is no such snapshot."""
+        if action.type is not ActionType.ROLLBACK or action.params.get("snapshot", LATEST) != LATEST:
+            return action
+        snapshot = ActionHandler.undo(action).get("snapshot")
+        if snapshot is None:
+            snapshot = self.journal.latest_snapshot(self.adapter.name, before=plan_id)
+            if snapshot is None:
+                return None
+            self.journal.record_undo(plan_id, action.action_id, {"snapshot": snapshot})
+        return action.model_copy(update={"params": {**action.params, "snapshot": snapshot}})
+
     def _settle(self, plan_id: str, action: Action) -> str | None:
         """Resolve an action interrupted between intent and outcome: record it if it took effect, else finish it."""
         handler = handler_for(action)
+        action = self._resolve(plan_id, action) or action
         try:
             pending = self._read(handler.pre_condition, action)
         except AdapterError as exc:
@@ -259,7 +283,7 @@ class Applier:
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _outcome(self, plan_id: str, action: Action, state: ActionState, error: str | None = None) -> None:
-        self.journal.record_outcome(plan_id, action.action_id, state, error)
+        self.journal.record_outcome(plan_id, action.action_id, state, error, at=self.clock())
         self.hook("after-outcome", action.action_id)
 
     def _failed(self, plan_id: str, action: Action, why: str, *, applied: bool) -> str:

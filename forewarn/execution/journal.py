@@ -17,6 +17,7 @@ execute returned for its revert is kept in its params under :data:`~forewarn.exe
 from __future__ import annotations
 
 import builtins
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -25,14 +26,15 @@ from sqlalchemy.orm import Session
 from forewarn.errors import PlanError
 from forewarn.execution.actions import UNDO
 from forewarn.execution.order import run_order
+from forewarn.policy.guardrails import ActionRecord
 from forewarn.schemas import Action, ActionReason, ActionState, ActionType, Plan, PlanState, utcnow
-from forewarn.store.models import ActionRow, PlanRow
+from forewarn.store.models import ActionRow, PlanRow, SnapshotRow
 from forewarn.store.repository import Repository
 
 P, A = PlanState, ActionState
 PLAN_TRANSITIONS: dict[PlanState, set[PlanState]] = {
     P.RECOMMENDED: {P.APPROVED, P.CANCELLED},
-    P.APPROVED: {P.RUNNING, P.CANCELLED},
+    P.APPROVED: {P.RUNNING, P.CANCELLED, P.RECOMMENDED},  # back to RECOMMENDED: an approval that could not start
     P.RUNNING: {P.SUCCEEDED, P.FAILED, P.ROLLED_BACK},
 }
 ACTION_TRANSITIONS: dict[ActionState, set[ActionState]] = {
@@ -212,10 +214,13 @@ class Journal:
         error: str | None = None,
         *,
         applied: bool | None = None,
+        at: datetime | None = None,
     ) -> None:
-        """Write how an action ended. ``applied`` (default: state is SUCCEEDED) marks it for revert."""
+        """Write how an action ended, at ``at`` (the applier's clock; default now). ``applied`` (default: state
+        is SUCCEEDED) marks it for revert. A SUCCEEDED outcome is also the guardrails' charge (see
+        :meth:`charges`): one conditional update records both."""
         state = ActionState(state)
-        values: dict[str, Any] = {"error": error, "outcome_at": utcnow()}
+        values: dict[str, Any] = {"error": error, "outcome_at": at or utcnow()}
         if state != A.REVERTED:
             values["applied"] = state == A.SUCCEEDED if applied is None else applied
         self._move_action(plan_id, action_id, state, **values)
@@ -262,11 +267,67 @@ class Journal:
                 last[instance_id] = kind
         return {i for i, kind in last.items() if kind != ActionType.RELEASE.value}
 
+    def charges(self, since: datetime | None = None) -> builtins.list[ActionRecord]:
+        """The actions that succeeded (after ``since``), oldest first: what cooldowns and window budgets count.
+
+        Only a SUCCEEDED outcome charges; a recommend-mode plan not yet run, a dry run (SKIPPED), an action
+        dropped by claims (never journalled as run), a failed or skipped one charge nothing."""
+        query = select(ActionRow).where(ActionRow.state == A.SUCCEEDED.value, ActionRow.outcome_at.is_not(None))
+        if since is not None:
+            query = query.where(ActionRow.outcome_at > since)
+        with self.repo.session() as session:
+            rows = session.scalars(query.order_by(ActionRow.outcome_at, ActionRow.seq)).all()
+            return [
+                ActionRecord(
+                    action_id=r.action_id,
+                    instance_id=r.instance_id,
+                    type=ActionType(r.type),
+                    at=r.outcome_at,
+                    target_instance_id=r.target_instance_id,
+                )
+                for r in rows
+            ]
+
+    def in_flight_migrations(self) -> builtins.list[ActionRecord]:
+        """Migrations of RUNNING plans that have not ended yet (pending or between intent and outcome)."""
+        query = (
+            select(ActionRow, PlanRow.created_at)
+            .join(PlanRow, PlanRow.plan_id == ActionRow.plan_id)
+            .where(
+                PlanRow.state == P.RUNNING.value,
+                ActionRow.type == ActionType.MIGRATE.value,
+                ActionRow.state.in_([A.PENDING.value, A.RUNNING.value]),
+            )
+        )
+        with self.repo.session() as session:
+            return [
+                ActionRecord(
+                    action_id=r.action_id,
+                    instance_id=r.instance_id,
+                    type=ActionType.MIGRATE,
+                    at=created,
+                    target_instance_id=r.target_instance_id,
+                )
+                for r, created in session.execute(query).all()
+            ]
+
     def record_snapshot(self, plan_id: str, snapshot_id: str, *, adapter: str) -> None:
         self.repo.save_snapshot(snapshot_id, adapter=adapter, plan_id=plan_id)
 
     def snapshot_of(self, plan_id: str) -> str | None:
         return self.repo.snapshot_of(plan_id)
+
+    def latest_snapshot(self, adapter: str, *, before: str) -> str | None:
+        """The newest snapshot taken on ``adapter`` for a plan other than ``before``: what a rollback to
+        ``latest`` restores (the plan's own snapshot is the state it started from, not an earlier one)."""
+        query = (
+            select(SnapshotRow.snapshot_id)
+            .where(SnapshotRow.adapter == adapter, SnapshotRow.plan_id != before)
+            .order_by(SnapshotRow.id.desc())
+            .limit(1)
+        )
+        with self.repo.session() as session:
+            return session.scalars(query).first()
 
     # -- internals -----------------------------------------------------------------------------------------
     @staticmethod

@@ -12,8 +12,16 @@ that would break a limit, adding a note naming the guardrail and the instance. L
   (see :data:`SEVERITY`: scale-back, then cordon, then migrate) goes through.
   A fleet share allows ``floor(fleet_size * percent / 100)`` distinct instances.
 
-The circuit breaker trips when the high-risk count grew, since the previous cycle, by more than
-``max-high-risk-jump-percent`` of the fleet: the plan becomes a shadow plan (recorded, never run).
+A migration depends on the cordon of its source in the same plan (so no new work lands while it moves): when
+a guardrail other than the cooldown drops that cordon, its migrations are dropped with it.
+
+Cooldowns, window shares and concurrent migrations are counted from what happened, never from what was
+planned: :class:`GuardrailState` is built each cycle from the journal (``Context.guard_state``), whose
+SUCCEEDED actions (stamped with the time their success was recorded, in the same write) are the only charges.
+So a recommend-mode plan, a dry run, an action dropped by claims or one that failed charges nothing.
+
+The circuit breaker (:mod:`forewarn.policy.breaker`) latches: once tripped by a spike or a slow ramp of the
+high-risk share, plans stay shadow plans (recorded, never run) until calm cycles or an operator's reset.
 Dry-run is not decided here; the applier owns it.
 """
 
@@ -24,7 +32,9 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
+from forewarn.policy import breaker
 from forewarn.policy.actions import PolicyModel
+from forewarn.policy.breaker import BreakerState
 from forewarn.policy.schema import Policy
 from forewarn.schemas import Action, ActionType, Plan, PlanState, PolicyMode, UtcDatetime
 
@@ -57,11 +67,14 @@ class ActionRecord(PolicyModel):
 
 
 class GuardrailState(PolicyModel):
-    """What the guardrails remember between cycles; persist it with ``model_dump`` / ``model_validate``."""
+    """What the guardrails count: ``history`` and ``in_flight_migrations`` come from the journal each cycle (what
+    succeeded, what is still running); the breaker is remembered between cycles (``model_dump`` /
+    ``model_validate``)."""
 
-    history: list[ActionRecord] = Field(default_factory=list)
+    history: list[ActionRecord] = Field(default_factory=list, description="actions that succeeded")
     in_flight_migrations: list[str] = Field(default_factory=list, description="action ids still running")
     last_high_risk_count: int | None = None
+    breaker: BreakerState = Field(default_factory=BreakerState)
 
     def mark_finished(self, action_ids: list[str]) -> None:
         """Migrations that ended (succeeded, failed or reverted) no longer count as concurrent."""
@@ -153,20 +166,22 @@ class _Budget:
         return used
 
 
-def _breaker(policy: Policy, plan: Plan, fleet_size: int, high_risk_count: int, state: GuardrailState) -> bool:
-    if state.last_high_risk_count is None or fleet_size <= 0:
-        return False
-    jump = 100.0 * (high_risk_count - state.last_high_risk_count) / fleet_size
-    limit = policy.guardrails.circuit_breaker.max_high_risk_jump_percent
-    if jump <= limit:
-        return False
-    plan.mode = PolicyMode.SHADOW
-    plan.state = PlanState.SHADOW
-    plan.notes.append(
-        f"circuit-breaker: high-risk instances jumped from {state.last_high_risk_count} to {high_risk_count} "
-        f"({jump:.1f}% of {fleet_size} > {limit:g}%); plan switched to shadow, nothing will run"
-    )
-    return True
+def _breaker(
+    policy: Policy, plan: Plan, fleet_size: int, high_risk_count: int, state: GuardrailState, now: datetime
+) -> bool:
+    """Move the breaker on by this cycle; when it is open, make ``plan`` a shadow plan. Returns whether open."""
+    if fleet_size <= 0:
+        return state.breaker.open
+    if state.breaker.last_share is None and state.last_high_risk_count is not None:  # state of an older version
+        state.breaker.last_share = 100.0 * state.last_high_risk_count / fleet_size
+    share = 100.0 * high_risk_count / fleet_size
+    note = breaker.step(policy.guardrails.circuit_breaker, state.breaker, share, now)
+    if note is not None:
+        plan.notes.append(f"{note} ({high_risk_count} of {fleet_size} instances high-risk)")
+    if state.breaker.open:
+        plan.mode = PolicyMode.SHADOW
+        plan.state = PlanState.SHADOW
+    return state.breaker.open
 
 
 def enforce(
@@ -175,43 +190,40 @@ def enforce(
     """Apply every guardrail to ``plan``; return the limited plan and the state for the next cycle.
 
     Neither input is modified. Dropped actions leave a note naming the guardrail and the instance;
-    kept actions get ``reason.budget_used``.
+    kept actions get ``reason.budget_used``. Nothing is charged here: the journal charges what succeeds.
     """
     plan = plan.model_copy(deep=True)
     new_state = state.model_copy(deep=True)
-    tripped = _breaker(policy, plan, fleet_size, high_risk_count, state)
+    _breaker(policy, plan, fleet_size, high_risk_count, new_state, now)
     budget = _Budget(policy, fleet_size, state, now)
     kept: list[Action] = []
+    uncordoned: set[str] = set()  # sources whose cordon this plan wanted and a guardrail (not a cooldown) dropped
     for action in plan.actions:
         refusal = budget.refusal(action)
+        if refusal is None and action.type is ActionType.MIGRATE and action.instance_id in uncordoned:
+            refusal = "dependency: the cordon of its source was dropped"
         if refusal is not None:
             plan.notes.append(f"guardrail {refusal}: dropped {action.type.value} on {action.instance_id}")
+            if action.type is ActionType.CORDON and not refusal.startswith("cooldown"):
+                uncordoned.add(action.instance_id)  # (a cooldown means a cordon or more is already in force)
             continue
         budget.take(action)
         action.reason.budget_used = budget.used(action)
         kept.append(action)
     plan.actions = kept
     new_state.last_high_risk_count = high_risk_count
-    if not tripped:
-        _remember(new_state, plan, policy, now)
     return plan, new_state
 
 
-def _remember(state: GuardrailState, plan: Plan, policy: Policy, now: datetime) -> None:
-    g = policy.guardrails
-    horizon = max(g.cooldown_minutes, g.max_fleet_percent_per_window.window_minutes)
-    cutoff = now - timedelta(minutes=horizon)
-    flying = set(state.in_flight_migrations)
-    state.history = [r for r in state.history if r.at > cutoff or r.action_id in flying]
+def refusals(plan: Plan, policy: Policy, *, fleet_size: int, state: GuardrailState, now: datetime) -> list[str]:
+    """What keeps ``plan`` from running as it stands now (an approval's check): an open breaker, and each action
+    a guardrail would drop today, counted by the same budget as :func:`enforce`. Empty when it may run."""
+    out = [state.breaker.describe()] if state.breaker.open else []
+    budget = _Budget(policy, fleet_size, state, now)
     for action in plan.actions:
-        state.history.append(
-            ActionRecord(
-                action_id=action.action_id,
-                instance_id=action.instance_id,
-                type=action.type,
-                at=now,
-                target_instance_id=action.target_instance_id,
-            )
-        )
-        if action.type is ActionType.MIGRATE and plan.mode is PolicyMode.AUTO:
-            state.in_flight_migrations.append(action.action_id)
+        refusal = budget.refusal(action)
+        if refusal is None:
+            budget.take(action)
+        else:
+            out.append(f"guardrail {refusal}: {action.type.value} on {action.instance_id}")
+    return out

@@ -71,9 +71,19 @@ class Window(PolicyModel):
 
 
 class CircuitBreaker(PolicyModel):
-    """Fall back to shadow when the high-risk count grows by more than this share of the fleet in a cycle."""
+    """Fall back to shadow (plans recorded, never run) when the high-risk share of the fleet jumps or ramps.
+
+    It trips when the share grew since the previous cycle by more than ``max_high_risk_jump_percent`` points
+    (a spike), or stands more than ``max_high_risk_rise_percent`` points above its trailing baseline (the mean
+    of the last ``baseline_cycles`` cycles while it was closed: a slow ramp). Once tripped it stays open for
+    ``calm_cycles`` calm cycles in a row (no spike, no rise above the baseline, which does not move while it
+    is open), then closes on the next calm one, or when an operator resets it (``forewarn policy reset-breaker``).
+    """
 
     max_high_risk_jump_percent: Percent = 20.0
+    max_high_risk_rise_percent: Percent = 30.0
+    baseline_cycles: Annotated[int, Field(ge=1)] = 12
+    calm_cycles: Annotated[int, Field(ge=0)] = 3
 
 
 class Guardrails(PolicyModel):
@@ -87,6 +97,8 @@ class Guardrails(PolicyModel):
     max_fleet_percent_per_window: Window = Field(default_factory=Window)
     cooldown_minutes: Annotated[float, Field(ge=0.0)] = 30.0
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    max_plan_age_minutes: Annotated[float, Field(gt=0.0)] = 60.0
+    """``plan approve`` refuses a recommended plan older than this (the fleet has moved on: re-plan instead)."""
 
 
 class Fallback(PolicyModel):

@@ -134,7 +134,8 @@ def merge_bands(base: Json, mine: Json, theirs: Json) -> Json:
 
 def merge_guardrails(base: Json, mine: Json, theirs: Json) -> Json:
     """Guardrail state: both runs' action records (by action id) and in-flight migrations, minus the ones
-    this run dropped or finished; this run's high-risk count."""
+    this run dropped or finished; this run's high-risk count and breaker, unless an operator reset the breaker
+    since this run read it."""
     out = deepcopy(theirs) or {}
     before, after = _records(base.get("history", []), "action_id"), _records(mine.get("history", []), "action_id")
     dropped = set(before) - set(after)
@@ -148,6 +149,9 @@ def merge_guardrails(base: Json, mine: Json, theirs: Json) -> Json:
     flying += [a for a in flying_after if a not in flying_before and a not in flying]
     out["in_flight_migrations"] = flying
     out["last_high_risk_count"] = mine.get("last_high_risk_count", out.get("last_high_risk_count"))
+    resets = int((base.get("breaker") or {}).get("resets", 0))
+    if "breaker" in mine and int(((theirs or {}).get("breaker") or {}).get("resets", 0)) <= resets:
+        out["breaker"] = mine["breaker"]  # else an operator reset the breaker meanwhile: the reset stands
     return out
 
 

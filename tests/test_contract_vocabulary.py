@@ -1,0 +1,44 @@
+"""The whole action vocabulary on every adapter, built from policy decisions.
+
+For each action type a policy file says it (one rule), :class:`PolicyEngine` decides on the contract fleet of
+tests/test_adapter_contract.py, the planner asks the adapter what it can do, and the plan runs live through the
+applier to SUCCEEDED; then each action's revert (a rollback's: the plan's own snapshot) restores the state the
+fleet was in before. An action the adapter declares it cannot do (OpenStack: a group's size) never reaches it:
+the plan drops it with the reason and still succeeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from forewarn.schemas import ActionType
+from tests.execution_support import journal
+from tests.test_adapter_contract import (
+    AWS,
+    Cloud,
+    aws_cloud,
+    endpoint,
+    moto_endpoint,
+    openstack_cloud,
+    os_mock,
+    simulated_cloud,
+)
+from tests.vocabulary_support import run_vocabulary
+
+__all__ = ["endpoint", "moto_endpoint", "os_mock"]  # fixtures
+
+
+@pytest.fixture(params=["simulated", AWS, "openstack"])
+def cloud(request: pytest.FixtureRequest) -> Cloud:
+    if request.param == "simulated":
+        return simulated_cloud()
+    if request.param == "aws":
+        return aws_cloud(request.getfixturevalue("endpoint"))
+    return openstack_cloud(request.getfixturevalue("os_mock"))
+
+
+@pytest.mark.parametrize("kind", list(ActionType), ids=lambda k: k.value)
+def test_every_action_runs_from_a_policy_decision_and_reverts(cloud: Cloud, kind: ActionType, tmp_path: Path) -> None:
+    run_vocabulary(cloud.make(), cloud.ids, journal(tmp_path), kind, tmp_path)
