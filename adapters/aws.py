@@ -280,7 +280,9 @@ class AwsAdapter:
     def _remove_empty(self, members: list[Member], count: int) -> None:
         busy = {t.instance_id for t in self.view.tasks({m.instance_id: m for m in members})[0].values()}
         idle = [m for m in members if m.instance_id not in busy]
-        idle.sort(key=lambda m: str(m.ec2.get("LaunchTime", "")), reverse=True)  # newest first
+        # In service before standby (a cordoned instance is held for its release), then newest first; launch
+        # times tie at a second, so the lifecycle decides between a new instance and a cordoned one.
+        idle.sort(key=lambda m: (m.lifecycle == "InService", str(m.ec2.get("LaunchTime", ""))), reverse=True)
         if len(idle) < count:
             raise AdapterError(f"scale: cannot remove {count} instances, only {len(idle)} are empty")
         for member in idle[:count]:

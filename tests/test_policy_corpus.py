@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters.simulated import SimulatedAdapter
-from forewarn import pipeline, service
+from forewarn import pipeline, planning, service
 from forewarn.errors import PolicyError
 from forewarn.policy import load_policy
 from forewarn.schemas import Instance, InstanceState, PlanState, RiskScore, Task
@@ -119,7 +119,7 @@ def test_the_cycle_acts_with_a_valid_policy(tmp_path: Path) -> None:
 
 def test_no_action_is_taken_under_any_malformed_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reached: list[str] = []
-    monkeypatch.setattr(pipeline, "enforce", lambda *a, **k: reached.append("guardrails"))
+    monkeypatch.setattr(planning, "enforce", lambda *a, **k: reached.append("guardrails"))
     monkeypatch.setattr(SimulatedAdapter, "cordon", lambda *a, **k: reached.append("cordon"))
     for path in FILES:
         with pytest.raises(PolicyError):
