@@ -7,7 +7,9 @@ a first model when there is none (ingest, materialize and train run at once), an
 flow runs see the fleet through ``FOREWARN_*`` variables. ``stop`` stops the worker on SIGINT, then the
 flow-run processes it spawned, then the rest, and escalates to SIGKILL by process group; it then checks that
 no process carrying this state directory's marker is left. Everything lives under the state directory, so
-``start`` after ``stop`` picks up where it left off.
+``start`` after ``stop`` picks up where it left off; ``start`` while only some parts of an earlier start run
+(one was killed or crashed) stops those and starts all of it, and the scheduled runs missed while no worker
+ran are skipped rather than started at once.
 """
 
 from __future__ import annotations
@@ -202,7 +204,11 @@ def running(cfg: ServeSettings) -> list[processes.Recorded]:
 
 
 def start(cfg: ServeSettings, say: Callable[[str], None] = print) -> None:
-    """Start everything; on any failure stop what was started and raise one :class:`ServeError`."""
+    """Start everything; on any failure stop what was started and raise one :class:`ServeError`.
+
+    Refused while every recorded part still runs; when only some do (or only their flow runs), those are
+    stopped first and everything is started again from the state directory.
+    """
     recorded, up = processes.read_pidfile(cfg.pidfile), running(cfg)
     if up and len(up) == len(recorded):
         raise ServeError(f"already serving from {cfg.state} (see {cfg.pidfile}); run `make serve-stop` first")
