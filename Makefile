@@ -18,7 +18,7 @@ export MPLBACKEND := Agg
 
 DEMO_OUT ?= out/demo
 
-.PHONY: help install demo test test-fast test-nova nova-env lint serve serve-stop bench clean
+.PHONY: help install demo test test-fast test-nova nova-env lint serve serve-stop soak bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,11 @@ serve: $(STAMP)  ## the fleet service, Prefect server (http://127.0.0.1:4200), e
 
 serve-stop:  ## stop all `make serve` started, flow-run processes included; nothing is left running
 	ops/serve.sh stop
+
+SOAK_MINUTES ?= 30
+
+soak: $(STAMP)  ## tests/test_serve_live.py soaked for SOAK_MINUTES (30): a private serve, kills, restart, checks
+	FOREWARN_SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/pytest -q -s -p no:cacheprovider tests/test_serve_live.py
 
 bench: $(STAMP)  ## speed and memory figures, each beside its floor, as JSON under bench/results
 	@mkdir -p "$(PREFECT_HOME)"

@@ -7,7 +7,9 @@ a first model when there is none (ingest, materialize and train run at once), an
 flow runs see the fleet through ``FOREWARN_*`` variables. ``stop`` stops the worker on SIGINT, then the
 flow-run processes it spawned, then the rest, and escalates to SIGKILL by process group; it then checks that
 no process carrying this state directory's marker is left. Everything lives under the state directory, so
-``start`` after ``stop`` picks up where it left off.
+``start`` after ``stop`` picks up where it left off; ``start`` while only some parts of an earlier start run
+(one was killed or crashed) stops those and starts all of it, and the scheduled runs missed while no worker
+ran are skipped rather than started at once.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from forewarn import processes
-from forewarn.errors import ForewarnError
+from forewarn import processes, serve_api
+from forewarn.serve_api import ServeError
 from forewarn.settings import PROJECT_ROOT
 
 POOL = "forewarn-process"
@@ -36,10 +38,6 @@ DEFAULT_SPEED = 4.0
 """Fleet minutes per wall minute: materialize every 5 wall minutes then keeps features within the policy's
 30-minute freshness (20 fleet minutes apart, plus ingest's), while a day passes in six hours."""
 FIRST_MODEL = ("ingest", "materialize", "train")
-
-
-class ServeError(ForewarnError):
-    """A part of ``forewarn serve`` did not start or stop; the message names the log to read."""
 
 
 class ServeSettings(BaseSettings):
@@ -66,6 +64,10 @@ class ServeSettings(BaseSettings):
     fleet_history_days: float = 7
     fleet_failure_rate_per_day: float = 2.0
     scrape_interval: str = "5s"
+    serve_intervals: dict[str, float] = Field(
+        default_factory=dict,
+        description='Seconds between scheduled runs by deployment, over prefect.yaml (JSON: {"materialize": 60}).',
+    )
 
     @property
     def state(self) -> Path:
@@ -202,12 +204,21 @@ def running(cfg: ServeSettings) -> list[processes.Recorded]:
 
 
 def start(cfg: ServeSettings, say: Callable[[str], None] = print) -> None:
-    """Start everything; on any failure stop what was started and raise one :class:`ServeError`."""
-    if running(cfg):
+    """Start everything; on any failure stop what was started and raise one :class:`ServeError`.
+
+    Refused while every recorded part still runs; when only some do (or only their flow runs), those are
+    stopped first and everything is started again from the state directory.
+    """
+    recorded, up = processes.read_pidfile(cfg.pidfile), running(cfg)
+    if up and len(up) == len(recorded):
         raise ServeError(f"already serving from {cfg.state} (see {cfg.pidfile}); run `make serve-stop` first")
-    leftovers = processes.marked(str(cfg.state))
-    if leftovers:
-        raise ServeError(f"processes of an earlier serve of {cfg.state} still run ({leftovers}); run stop first")
+    if processes.marked(str(cfg.state)):
+        # A part died (killed, crashed, the machine ran out of memory): stop the rest and start all of it again.
+        gone = sorted({entry.name for entry in recorded} - {entry.name for entry in up})
+        say(f"an earlier serve of {cfg.state} is partly running ({', '.join(gone) or 'no part'} gone); stopping it")
+        left = stop(cfg, say)
+        if left:
+            raise ServeError(f"processes of an earlier serve of {cfg.state} still run ({left}); stop them first")
     cfg.logs.mkdir(parents=True, exist_ok=True)
     cfg.pidfile.unlink(missing_ok=True)
     (cfg.state / "steps.pids").unlink(missing_ok=True)
@@ -234,6 +245,9 @@ def _start(cfg: ServeSettings, env: dict[str, str], say: Callable[[str], None]) 
     if cfg.serve_train:
         _first_model(cfg, env, say)
     if cfg.serve_worker:
+        missed = serve_api.skip_missed_runs(cfg.prefect_url)
+        if missed:
+            say(f"  {missed} scheduled run(s) missed while serve was down or training: skipped, not run at once")
         launch("worker", [str(cfg.bin / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"])
         say(f"worker: pool {POOL}; flow runs read {env.get('FOREWARN_SOURCES') or 'no FOREWARN_SOURCES'}")
     if cfg.metrics_port:
@@ -274,17 +288,11 @@ def _start_prefect(cfg: ServeSettings, env: dict[str, str], launch: Launcher, sa
     _step(cfg, env, "deploy", [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "prefect.yaml"])
     say(f"  pool {POOL} and every deployment of prefect.yaml are on the server")
     if cfg.serve_fleet and cfg.serve_act:
-        _set_parameters(cfg, "score-and-allocate/score-and-allocate", {"dry_run": False})
+        serve_api.set_parameters(cfg.prefect_url, "score-and-allocate/score-and-allocate", {"dry_run": False})
         say("  score-and-allocate acts on the simulated fleet (dry_run false; FOREWARN_SERVE_ACT=0 keeps it dry)")
-
-
-def _set_parameters(cfg: ServeSettings, name: str, parameters: dict[str, object]) -> None:
-    """Merge ``parameters`` into a deployment's defaults (what the UI's "Edit" does)."""
-    api = f"{cfg.prefect_url}/api"
-    with urllib.request.urlopen(f"{api}/deployments/name/{name}", timeout=30) as response:
-        deployment = json.loads(response.read())
-    merged = {**(deployment.get("parameters") or {}), **parameters}
-    _post(f"{api}/deployments/{deployment['id']}", {"parameters": merged}, method="PATCH")
+    for flow, seconds in sorted(cfg.serve_intervals.items()):
+        serve_api.set_interval(cfg.prefect_url, f"{flow}/{flow}", seconds)
+        say(f"  {flow} every {seconds:g} s (FOREWARN_SERVE_INTERVALS)")
 
 
 def _first_model(cfg: ServeSettings, env: dict[str, str], say: Callable[[str], None]) -> None:
@@ -300,27 +308,6 @@ def _first_model(cfg: ServeSettings, env: dict[str, str], say: Callable[[str], N
             say(f"  {flow} done ({time.monotonic() - began:.0f} s)")
         if not has_model(env):
             say(f"model: train made none (read {cfg.logs / 'train.log'}); run the train deployment once data is there")
-
-
-def _cancel_runs(cfg: ServeSettings) -> None:
-    """Mark the flow runs left RUNNING, PENDING or CANCELLING as CANCELLED, so the UI does not show them live."""
-    api = f"{cfg.prefect_url}/api"
-    body = {"flow_runs": {"state": {"type": {"any_": ["RUNNING", "PENDING", "CANCELLING"]}}}}
-    try:
-        runs = _post(f"{api}/flow_runs/filter", body)
-        for run in runs if isinstance(runs, list) else []:
-            state = {"type": "CANCELLED", "name": "Cancelled", "message": "stopped by forewarn serve stop"}
-            _post(f"{api}/flow_runs/{run['id']}/set_state", {"state": state, "force": True})
-    except (OSError, ValueError, KeyError):
-        pass  # best effort: the server may already be gone
-
-
-def _post(url: str, body: object, method: str = "POST") -> object:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method=method
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
 
 
 def stop(cfg: ServeSettings, say: Callable[[str], None] = print) -> list[int]:
@@ -342,7 +329,7 @@ def stop(cfg: ServeSettings, say: Callable[[str], None] = print) -> list[int]:
         killed = processes.terminate(sorted(flow_runs), grace=cfg.serve_stop_grace)
         say(f"stopped {len(flow_runs)} flow-run process(es)" + (f", {len(killed)} with SIGKILL" if killed else ""))
     if any(entry.name == "server" and processes.alive(entry.pid) for entry in recorded):
-        _cancel_runs(cfg)
+        serve_api.cancel_live_runs(cfg.prefect_url)
     for entry in reversed(recorded):
         if entry.name != "worker" and processes.alive(entry.pid):
             killed = processes.terminate([entry.pid], grace=cfg.serve_stop_grace)

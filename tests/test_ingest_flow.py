@@ -212,3 +212,21 @@ def test_a_fleet_source_lands_only_the_frames_asked(monkeypatch: pytest.MonkeyPa
     assert len(only.failures) == 1 and len(only.recoveries) == 1
     no_failures = FleetSource(frames=["telemetry"]).pull(since, since + timedelta(hours=1))
     assert no_failures.failures is None and no_failures.recoveries is None and no_failures.telemetry is not None
+
+
+def test_an_overlapping_run_leaves_the_source_to_the_one_ingesting_it(fleet: Path, repository: Repository) -> None:
+    from forewarn.sources.step import HOST, LEASE_TTL
+    from forewarn.store.lease import LeaseStore
+
+    source = DatasetReplaySource(fleet, name="fleet")
+    leases = LeaseStore(repository.engine)
+    leases.create()
+    assert leases.acquire("ingest:fleet", f"{HOST}:1:other-run", ttl=LEASE_TTL)  # PID 1 runs: a live holder
+
+    skipped = ingest_source(source, repository=repository, now=T0 + timedelta(hours=1), retries=0)
+
+    assert skipped.landed and skipped.watermark is None and len(repository.load_telemetry()) == 0
+    assert skipped.summary is not None and "another run is ingesting" in skipped.summary.notes[0]
+    leases.release("ingest:fleet", f"{HOST}:1:other-run")
+    landed = ingest_source(source, repository=repository, now=T0 + timedelta(hours=1), retries=0)
+    assert landed.summary is not None and landed.summary.stored == len(repository.load_telemetry()) > 0

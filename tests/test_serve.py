@@ -120,3 +120,35 @@ def test_stop_never_signals_a_recorded_pid_without_its_marker(tmp_path: Path, mo
     finally:
         stranger.kill()
         stranger.wait()
+
+
+@pytest.mark.slow
+def test_start_after_a_part_died_stops_the_rest_and_starts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forewarn import serve
+
+    cfg = settings(tmp_path, monkeypatch, FOREWARN_SERVE_STOP_GRACE="3")
+    cfg.logs.mkdir(parents=True)
+    env = environment(cfg)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    spawned = [
+        processes.launch(name, sleeper, env=env, log=cfg.logs / name, pidfile=cfg.pidfile, cwd=tmp_path)
+        for name in ("fleet", "server", "worker")
+    ]
+    started: list[ServeSettings] = []
+    monkeypatch.setattr(serve, "_start", lambda cfg, env, say: started.append(cfg))
+    try:
+        spawned[0].kill()  # the fleet service died (kill -9); the server and the worker still run
+        spawned[0].wait()
+        lines: list[str] = []
+
+        serve.start(cfg, say=lines.append)
+
+        assert "partly running (fleet gone)" in lines[0]
+        assert [p.pid for p in spawned if processes.alive(p.pid)] == []
+        assert started == [cfg]
+    finally:
+        for process in spawned:
+            if processes.alive(process.pid):
+                processes.signal_group(process.pid, 9)

@@ -3,13 +3,20 @@ then move the watermark.
 
 A crash anywhere before the commit loses nothing (the watermark has not moved, the next run pulls the same
 span again); a crash between the commit and the move stores nothing twice (the stores drop what they
-already hold). ``hook`` is called at ``fetched``, ``committed`` and ``advanced`` for fault-injection tests.
+already hold). Two runs that overlap (a slow ingest still running when the schedule starts the next) would
+both pull from the same watermark and both store the span, so the step holds the lease ``ingest:SOURCE``
+(:mod:`forewarn.store.lease`) from reading the watermark to moving it; a run that finds it held skips the
+source, which the holder is bringing in. ``hook`` is called at ``fetched``, ``committed`` and ``advanced``
+for fault-injection tests.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
@@ -18,11 +25,16 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from forewarn.errors import AdapterError, ForewarnError
 from forewarn.ingest import IngestSummary, ingest_pulled
 from forewarn.schemas import Model
+from forewarn.store.lease import LeaseHeld, LeaseStore
 from forewarn.store.repository import Repository
 from forewarn.store.watermarks import WatermarkStore
 from forewarn.telemetry.sources import Acknowledging, Pulled, Source
 
 Hook = Callable[[str], None]
+HOST = socket.gethostname()
+LEASE_TTL = timedelta(minutes=10)
+"""How long a source's ingest lease lasts (wall clock): a run killed on another host blocks that source at most
+this long; on this host its lease is given back as soon as its process is seen gone."""
 
 
 class SourceReport(Model):
@@ -91,6 +103,43 @@ def ingest_source(
         ForewarnError: the source could not be pulled or its batch failed validation; the report of the
             caller names it, and the watermark has not moved.
     """
+    leases = LeaseStore(repository.engine)
+    leases.create()
+    name, owner = f"ingest:{source.name}", f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    _drop_if_dead(leases, name)
+    try:
+        with leases.held(name, owner, ttl=LEASE_TTL):
+            return _ingest_source(source, repository, now, retries, backoff, hook)
+    except LeaseHeld as held:
+        watermarks = WatermarkStore(repository.engine)
+        watermarks.create()
+        mark = watermarks.get(source.name)
+        note = f"skipped: another run is ingesting this source ({held})"
+        summary = IngestSummary(source=source.name, notes=[note])
+        kind = str(getattr(source, "kind", ""))
+        return SourceReport(
+            source=source.name, kind=kind, landed=True, watermark_before=mark, watermark=mark, summary=summary
+        )
+
+
+def _drop_if_dead(leases: LeaseStore, name: str) -> None:
+    """Give back lease ``name`` when its holder was a process on this host that is gone (killed mid-ingest)."""
+    holder = leases.holder(name)
+    host, _, rest = holder.owner.partition(":") if holder else ("", "", "")
+    pid = rest.split(":")[0]
+    if holder is None or host != HOST or not pid.isdigit():
+        return
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        leases.release(name, holder.owner)  # only if that dead owner still holds it
+    except PermissionError:
+        pass  # alive, another user's
+
+
+def _ingest_source(
+    source: Source, repository: Repository, now: datetime, retries: int, backoff: float, hook: Hook | None
+) -> SourceReport:
     watermarks = WatermarkStore(repository.engine)
     watermarks.create()
     since = watermarks.get(source.name)
