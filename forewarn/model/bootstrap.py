@@ -23,7 +23,7 @@ import numpy as np
 
 LEVEL = 0.9
 RESAMPLES = 1000
-CELLS_PER_CHUNK = 4_000_000  # resamples x rows held at once: about 32 MB of float64
+CELLS_PER_CHUNK = 1_000_000  # resamples x rows at once: some ten arrays of 8 MB each
 
 
 class RowPart(NamedTuple):
