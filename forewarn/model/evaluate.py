@@ -148,7 +148,9 @@ def event_frame(scores: pd.DataFrame, failures: pd.DataFrame, horizon_minutes: i
 def events_at(ef: EventFrame, probability: np.ndarray, threshold: float) -> Events:
     """The alerts at ``threshold`` of scores given in the input order of :func:`event_frame`."""
     alert = (np.asarray(probability)[ef.order] >= threshold) & ef.up
-    alerts = pd.DataFrame({"instance_id": ef.instance[alert], "event_timestamp": ef.times[alert].to_numpy()})
+    alerts = pd.DataFrame(
+        {"instance_id": ef.instance[alert], "event_timestamp": ef.times[alert].reset_index(drop=True)}
+    )
     leads = _lead_times(alerts, ef.counted, ef.window)
     return Events(
         alert=alert,
