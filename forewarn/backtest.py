@@ -167,11 +167,24 @@ def prepare(dataset: Dataset, horizon_minutes: int, train_fraction: float) -> Pr
 
 
 class Scorer(NamedTuple):
-    """One fitted scorer: its scores on the evaluated rows and on the training rows, and its threshold."""
+    """One fitted scorer: its scores on the evaluated rows and on the training rows, and its threshold.
+
+    ``rank_eval`` and ``rank_train`` order the rows for the matched budget when the scores tie in steps:
+    the model's booster output before isotonic calibration, which orders rows as the calibrated score
+    does (calibration is monotone) and splits its ties, so a budget between two steps can be met.
+    """
 
     p_eval: np.ndarray
     p_train: np.ndarray
     threshold: float
+    rank_eval: np.ndarray | None = None
+    rank_train: np.ndarray | None = None
+
+    def ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scores the matched threshold is chosen on (training rows) and applied to (evaluated rows)."""
+        if self.rank_eval is None or self.rank_train is None:
+            return self.p_train, self.p_eval
+        return self.rank_train, self.rank_eval
 
 
 def _evaluate(eval_part: pd.DataFrame, ef: EventFrame, scorer: Scorer, matched_threshold: float) -> Evaluated:
@@ -184,9 +197,10 @@ def _evaluate(eval_part: pd.DataFrame, ef: EventFrame, scorer: Scorer, matched_t
     metrics["roc_auc"] = _clean(roc_auc(y, p_known))
     metrics["brier"] = brier(y, p_known) if len(y) else None
     metrics["n_samples"], metrics["prevalence"] = len(y), float(y.mean()) if len(y) else None
-    at_budget = events_at(ef, p, matched_threshold)
+    rank_train, rank_eval = scorer.ranks()
+    at_budget = events_at(ef, rank_eval, matched_threshold)
     matched = summarise_events(ef, at_budget, matched_threshold)
-    matched["alert_share_train"] = alert_share(scorer.p_train, matched_threshold)
+    matched["alert_share_train"] = alert_share(rank_train, matched_threshold)
     matched["alert_share_eval"] = float(at_budget.alert.sum() / max(int(ef.up.sum()), 1))
     scores = pd.DataFrame(
         {
@@ -231,7 +245,9 @@ def _fit(rows: Prepared, config: BacktestConfig, say: Progress) -> tuple[dict[st
     logistic_threshold = choose_threshold(train_known[label].to_numpy(), logistic.predict_proba(train_known))
     ev, tr = rows.evaluate, rows.train
     scorers = {
-        "model": Scorer(model.predict_proba(ev), model.predict_proba(tr), model.threshold),
+        "model": Scorer(
+            model.predict_proba(ev), model.predict_proba(tr), model.threshold, model.raw_proba(ev), model.raw_proba(tr)
+        ),
         "static": Scorer(static.predict_proba(ev), static.predict_proba(tr), static.threshold),
         "logistic": Scorer(logistic.predict_proba(ev), logistic.predict_proba(tr), logistic_threshold),
     }
@@ -267,7 +283,7 @@ def run_backtest(
     ef = event_frame(eval_part, failures, horizon)
     budget, budget_source = _budget(scorers, config.alert_budget)
     results = {
-        name: _evaluate(eval_part, ef, scorer, budget_threshold(scorer.p_train, budget))
+        name: _evaluate(eval_part, ef, scorer, budget_threshold(scorer.ranks()[0], budget))
         for name, scorer in scorers.items()
     }
     say(f"bootstrap over instances, {config.resamples:,} resamples")
