@@ -41,8 +41,21 @@ def run_backtest(dataset: str, horizon: str, train_fraction: float, out: Path) -
 
 
 def figure_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per scorer (model and its baselines) with its event-level figures."""
-    return [{"scorer": name, **figures[name]} for name in SCORERS if isinstance(figures.get(name), dict)]
+    """One row per scorer (model and its baselines): each figure with its 90% interval, then the event figures
+    at the matched alert budget, and whether the champion race would promote it."""
+    from forewarn.backtest import KEYS
+    from forewarn.backtest_report import with_ci
+    from forewarn.backtest_stats import EVENT_KEYS
+
+    rows = []
+    for name in SCORERS:
+        if not isinstance(figures.get(name), dict):
+            continue
+        row = {"scorer": name, **{key: with_ci(figures[name], key) for key in KEYS}}
+        matched = figures[name].get("matched", {})
+        row |= {f"matched {key}": with_ci(matched, key) for key in EVENT_KEYS}
+        rows.append(row | {"champion": name == figures.get("champion")})
+    return rows
 
 
 @flow(name="backtest", log_prints=True)
@@ -62,5 +75,6 @@ def backtest(
     out = settings.reports_dir / "backtest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     figures = run_backtest(str(dataset or settings.dataset), horizon, train_fraction, out)
-    create_table_artifact(figure_rows(figures), key="backtest", description=f"Backtest, horizon {horizon}")
+    verdict = f"; the race would promote {figures.get('champion')}: {figures.get('champion_reason', '')}"
+    create_table_artifact(figure_rows(figures), key="backtest", description=f"Backtest, horizon {horizon}{verdict}")
     return f"backtest written to {out}"

@@ -17,17 +17,38 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from forewarn.backtest_stats import (
+    EVENT_KEYS,
+    alert_share,
+    budget_threshold,
+    event_part,
+    instance_codes,
+    race,
+    row_part,
+    with_intervals,
+)
 from forewarn.dataset import Dataset, read_dataset
 from forewarn.errors import ConfigError, InputError
 from forewarn.features.windows import safe_name
 from forewarn.model.baselines import fit_static
-from forewarn.model.evaluate import choose_threshold, event_lead_times, event_metrics, roc_auc
+from forewarn.model.bootstrap import LEVEL, RESAMPLES
+from forewarn.model.evaluate import (
+    EventFrame,
+    Events,
+    brier,
+    choose_threshold,
+    event_frame,
+    events_at,
+    pr_auc,
+    roc_auc,
+    summarise_events,
+)
 from forewarn.model.frame import (
     TRAIN_EVERY_MINUTES,
     dataset_features,
@@ -62,6 +83,8 @@ class BacktestConfig(BaseModel):
     train_fraction: float = Field(default=0.6, gt=0.0, lt=1.0)
     seed: int = 0
     nthread: int = Field(default=2, gt=0)
+    resamples: int = Field(default=RESAMPLES, ge=10)
+    alert_budget: float | None = Field(default=None, gt=0.0, lt=1.0)
 
 
 class Evaluated(BaseModel):
@@ -73,6 +96,8 @@ class Evaluated(BaseModel):
     threshold: float
     metrics: dict[str, Any]
     lead_minutes: list[float]
+    matched: dict[str, Any]
+    events: tuple[Events, Events]
 
 
 def _clean(value: Any) -> Any:
@@ -101,6 +126,22 @@ class Prepared(BaseModel):
     cut: pd.Timestamp
 
 
+def _evaluated_rows(
+    features: pd.DataFrame, later: np.ndarray, columns: list[str], dataset: Dataset, horizon_minutes: int
+) -> pd.DataFrame:
+    """The rows from the cut on, labelled with every failure, their features as float32.
+
+    XGBoost reads its features as float32, so the model's scores do not change; the baselines' change
+    in the eighth digit at most. Only the keys are labelled, so the features are copied once.
+    """
+    keys = features.loc[later, ["instance_id", "event_timestamp"]]
+    labelled = make_labels(keys, dataset.failures, [horizon_minutes], data_end=dataset.end)
+    rows = np.flatnonzero(later)[keys.index.get_indexer(labelled.index)]
+    values = {name: features[name].to_numpy()[rows].astype(np.float32) for name in columns}
+    out = labelled.reset_index(drop=True)
+    return pd.concat([out, pd.DataFrame(values, index=out.index)], axis=1)
+
+
 def prepare(dataset: Dataset, horizon_minutes: int, train_fraction: float) -> Prepared:
     """The training frame exactly as the train flow builds it with ``until`` at the cut, and every later sample.
 
@@ -111,36 +152,118 @@ def prepare(dataset: Dataset, horizon_minutes: int, train_fraction: float) -> Pr
     features = dataset_features(dataset)
     columns = model_feature_names(dataset.metrics)
     cut = cut_time(features, train_fraction)
-    train = join_features(training_labels(dataset, horizon_minutes, until=cut), features, columns)
-    later = features[features["event_timestamp"] >= cut]
-    evaluate = make_labels(later, dataset.failures, [horizon_minutes], data_end=dataset.end)
+    before = (features["event_timestamp"] < cut).to_numpy()
+    train = join_features(training_labels(dataset, horizon_minutes, until=cut), features.loc[before], columns)
+    evaluate = _evaluated_rows(features, ~before, columns, dataset, horizon_minutes)
+    del features
     static_columns = {m: f"{safe_name(m)}_mean_5m" for m in dataset.metrics}
     return Prepared(
         train=train.reset_index(drop=True),
-        evaluate=evaluate.reset_index(drop=True),
+        evaluate=evaluate,
         columns=columns,
         static_columns=static_columns,
         cut=cut,
     )
 
 
-def _evaluate(
-    eval_part: pd.DataFrame, p: np.ndarray, threshold: float, failures: pd.DataFrame, horizon: int
-) -> Evaluated:
+class Scorer(NamedTuple):
+    """One fitted scorer: its scores on the evaluated rows and on the training rows, and its threshold.
+
+    ``rank_eval`` and ``rank_train`` order the rows for the matched budget when the scores tie in steps:
+    the model's booster output before isotonic calibration, which orders rows as the calibrated score
+    does (calibration is monotone) and splits its ties, so a budget between two steps can be met.
+    """
+
+    p_eval: np.ndarray
+    p_train: np.ndarray
+    threshold: float
+    rank_eval: np.ndarray | None = None
+    rank_train: np.ndarray | None = None
+
+    def ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scores the matched threshold is chosen on (training rows) and applied to (evaluated rows)."""
+        if self.rank_eval is None or self.rank_train is None:
+            return self.p_train, self.p_eval
+        return self.rank_train, self.rank_eval
+
+
+def _evaluate(eval_part: pd.DataFrame, ef: EventFrame, scorer: Scorer, matched_threshold: float) -> Evaluated:
+    p = scorer.p_eval
+    own = events_at(ef, p, scorer.threshold)
+    metrics = summarise_events(ef, own, scorer.threshold)
+    known = ef.up & ~ef.censored
+    y, p_known = ef.truthful[known].astype(float), p[ef.order][known]
+    metrics["pr_auc"] = _clean(pr_auc(y, p_known)) if y.sum() else None
+    metrics["roc_auc"] = _clean(roc_auc(y, p_known))
+    metrics["brier"] = brier(y, p_known) if len(y) else None
+    metrics["n_samples"], metrics["prevalence"] = len(y), float(y.mean()) if len(y) else None
+    rank_train, rank_eval = scorer.ranks()
+    at_budget = events_at(ef, rank_eval, matched_threshold)
+    matched = summarise_events(ef, at_budget, matched_threshold)
+    matched["alert_share_train"] = alert_share(rank_train, matched_threshold)
+    matched["alert_share_eval"] = float(at_budget.alert.sum() / max(int(ef.up.sum()), 1))
     scores = pd.DataFrame(
         {
             "instance_id": eval_part["instance_id"].to_numpy(),
             "event_timestamp": eval_part["event_timestamp"].to_numpy(),
             "probability": p,
+            "label": eval_part[label_column(ef_horizon(ef))].to_numpy(),
+            "censored": eval_part[censored_column(ef_horizon(ef))].to_numpy(dtype=bool),
         }
     )
-    metrics = event_metrics(scores, failures, threshold=threshold, horizon_minutes=horizon)
-    known = ~eval_part[censored_column(horizon)].to_numpy(dtype=bool)
-    metrics["roc_auc"] = _clean(roc_auc(eval_part[label_column(horizon)].to_numpy()[known], p[known]))
-    leads = event_lead_times(scores, failures, threshold=threshold, horizon_minutes=horizon)
-    scores["label"] = eval_part[label_column(horizon)].to_numpy()
-    scores["censored"] = ~known
-    return Evaluated(scores=scores, threshold=threshold, metrics=metrics, lead_minutes=leads.tolist())
+    return Evaluated(
+        scores=scores,
+        threshold=scorer.threshold,
+        metrics=metrics,
+        lead_minutes=own.leads.dropna().tolist(),
+        matched=matched,
+        events=(own, at_budget),
+    )
+
+
+def ef_horizon(ef: EventFrame) -> int:
+    """The horizon in minutes of an event frame."""
+    return int(ef.window / pd.Timedelta(minutes=1))
+
+
+def _fit(rows: Prepared, config: BacktestConfig, say: Progress) -> tuple[dict[str, Scorer], list[dict[str, Any]]]:
+    """Fit the three scorers on the training rows; their scores on both parts and their static rules."""
+    horizon, label = config.horizon_minutes, label_column(config.horizon_minutes)
+    train_known = rows.train[~rows.train[censored_column(horizon)].astype(bool)]
+    if train_known[label].sum() == 0 or rows.evaluate.empty:
+        raise InputError(
+            f"the training part (first {config.train_fraction:.0%} in time) has no failure within {horizon} min, "
+            "or nothing is left to evaluate; use a longer --horizon or another --train-fraction",
+            field="--train-fraction",
+        )
+    say(f"training XGBoost on {len(train_known):,} rows, one per instance per {TRAIN_EVERY_MINUTES} min")
+    train_cfg = TrainConfig(horizon_minutes=horizon, seed=config.seed, nthread=config.nthread)
+    model = train_model(rows.train, rows.columns, label, train_cfg)
+    say("fitting the static thresholds and the logistic regression")
+    static = fit_static(train_known, rows.static_columns, label)
+    logistic = fit_logistic(train_known, rows.columns, label)
+    logistic_threshold = choose_threshold(train_known[label].to_numpy(), logistic.predict_proba(train_known))
+    ev, tr = rows.evaluate, rows.train
+    scorers = {
+        "model": Scorer(
+            model.predict_proba(ev), model.predict_proba(tr), model.threshold, model.raw_proba(ev), model.raw_proba(tr)
+        ),
+        "static": Scorer(static.predict_proba(ev), static.predict_proba(tr), static.threshold),
+        "logistic": Scorer(logistic.predict_proba(ev), logistic.predict_proba(tr), logistic_threshold),
+    }
+    return scorers, [r.model_dump() for r in static.rules]
+
+
+def _budget(scorers: dict[str, Scorer], given: float | None) -> tuple[float, str]:
+    """The matched alert budget and where it comes from."""
+    if given is not None:
+        return given, "given"
+    static = scorers["static"]
+    share = alert_share(static.p_train, static.threshold)
+    if share > 0:
+        return share, "the static rules' alert share on the training rows"
+    model = scorers["model"]
+    return alert_share(model.p_train, model.threshold), "the model's alert share on the training rows (no static rule)"
 
 
 def run_backtest(
@@ -153,48 +276,57 @@ def run_backtest(
     dataset = dataset_dir if isinstance(dataset_dir, Dataset) else read_dataset(dataset_dir)
     say(f"features for {len(dataset.telemetry):,} rows, {len(dataset.metrics)} metrics")
     rows = prepare(dataset, horizon, config.train_fraction)
-    label, columns = label_column(horizon), rows.columns
+    scorers, rules = _fit(rows, config, say)
     eval_part, cut = rows.evaluate, rows.cut
-    train_known = rows.train[~rows.train[censored_column(horizon)].astype(bool)]
-    if train_known[label].sum() == 0 or eval_part.empty:
-        raise InputError(
-            f"the training part (first {config.train_fraction:.0%} in time) has no failure within {horizon} min, "
-            "or nothing is left to evaluate; use a longer --horizon or another --train-fraction",
-            field="--train-fraction",
-        )
-    say(f"training XGBoost on {len(train_known):,} rows, one per instance per {TRAIN_EVERY_MINUTES} min")
-    train_cfg = TrainConfig(horizon_minutes=horizon, seed=config.seed, nthread=config.nthread)
-    model = train_model(rows.train, columns, label, train_cfg)
-    say("fitting the static thresholds and the logistic regression")
-    static = fit_static(train_known, rows.static_columns, label)
-    logistic = fit_logistic(train_known, columns, label)
-    p_logistic_train = logistic.predict_proba(train_known)
-    logistic_threshold = choose_threshold(train_known[label].to_numpy(), p_logistic_train)
     say(f"evaluating {len(eval_part):,} rows")
     failures = dataset.failures
+    ef = event_frame(eval_part, failures, horizon)
+    budget, budget_source = _budget(scorers, config.alert_budget)
     results = {
-        "model": _evaluate(eval_part, model.predict_proba(eval_part), model.threshold, failures, horizon),
-        "static": _evaluate(eval_part, static.predict_proba(eval_part), static.threshold, failures, horizon),
-        "logistic": _evaluate(eval_part, logistic.predict_proba(eval_part), logistic_threshold, failures, horizon),
+        name: _evaluate(eval_part, ef, scorer, budget_threshold(scorer.ranks()[0], budget))
+        for name, scorer in scorers.items()
     }
+    say(f"bootstrap over instances, {config.resamples:,} resamples")
+    codes = instance_codes(ef)
+    figures: dict[str, dict[str, Any]] = {}
+    for name, result in results.items():
+        figures[name] = {key: _clean(result.metrics.get(key)) for key in KEYS}
+        figures[name]["matched"] = {
+            key: _clean(result.matched.get(key)) for key in (*EVENT_KEYS, "alert_share_train", "alert_share_eval")
+        }
+    figures = with_intervals(
+        figures,
+        {name: row_part(ef, scorers[name].p_eval, codes) for name in results},
+        {name: event_part(ef, r.events[0], codes) for name, r in results.items()},
+        {name: event_part(ef, r.events[1], codes) for name, r in results.items()},
+        len(codes),
+        count=config.resamples,
+        seed=config.seed,
+    )
     fail_times = pd.to_datetime(failures["timestamp"], utc=True)
     summary: dict[str, Any] = {
         "horizon_minutes": horizon,
         "events_train": int(((fail_times > rows.train["event_timestamp"].min()) & (fail_times <= cut)).sum()),
         "events_eval": int(results["model"].metrics["n_failures"]),
+        "alert_budget": budget,
+        **figures,
     }
-    for name, result in results.items():
-        summary[name] = {key: _clean(result.metrics.get(key)) for key in KEYS}
+    summary["champion"], summary["champion_reason"] = race(figures)
     summary["details"] = {
         "train_fraction": config.train_fraction,
-        "rows_train": len(train_known),
+        "rows_train": int((~rows.train[censored_column(horizon)].astype(bool)).sum()),
         "rows_eval": len(eval_part),
         "eval_from": cut.isoformat(),
         "train_every_minutes": TRAIN_EVERY_MINUTES,
         "instances": int(dataset.telemetry["instance_id"].nunique()),
+        "instances_resampled": len(codes),
+        "resamples": config.resamples,
+        "interval_level": LEVEL,
+        "alert_budget_source": budget_source,
         "metrics": list(dataset.metrics),
-        "features": len(columns),
-        "static_rules": [r.model_dump() for r in static.rules],
+        "features": len(rows.columns),
+        "static_rules": rules,
         "per_method": {name: {k: _clean(v) for k, v in r.metrics.items()} for name, r in results.items()},
+        "matched_thresholds": {name: _clean(r.matched["threshold"]) for name, r in results.items()},
     }
     return summary, results

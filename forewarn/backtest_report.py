@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from forewarn.backtest import KEYS, Evaluated
+from forewarn.backtest import KEYS, METHODS, Evaluated
+from forewarn.backtest_stats import EVENT_KEYS, verdict
 
 COLOURS = {"model": "tab:blue", "static": "tab:orange", "logistic": "tab:green"}
 
@@ -85,23 +86,88 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def with_ci(figures: dict[str, Any], key: str) -> str:
+    """``0.050 [0.021-0.094]``: the figure and its 90% interval, or the figure alone (minutes as integers)."""
+    ci, value = figures.get(f"{key}_ci"), figures.get(key)
+    if value is None:
+        return "n/a"
+    form = ".0f" if key.endswith("_minutes") else ".3f"
+    text = format(value, form)
+    return text if ci is None else f"{text} [{format(ci[0], form)}-{format(ci[1], form)}]"
+
+
+def _share(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def ratio_sentence(summary: dict[str, Any], base: str) -> str:
+    """Whether the model can be told apart from ``base``, in words, with the ratio and its interval."""
+    ratio = summary["model"].get(f"ratio_to_{base}", {})
+    call = verdict(ratio) if ratio else "indistinguishable"
+    if ratio.get("pr_auc") is None:
+        return f"The model cannot be compared with the {base} baseline here (its PR-AUC is undefined)."
+    ci = ratio.get("ci")
+    span = f", 90% interval {ci[0]:.2f}-{ci[1]:.2f}" if ci else ", no interval"
+    figure = f"PR-AUC {ratio['pr_auc']:.2f} times the {base} baseline's{span}"
+    if call == "better":
+        return f"The model beats the {base} baseline on this data ({figure})."
+    if call == "worse":
+        return f"The model does worse than the {base} baseline on this data ({figure})."
+    return f"The model cannot be told apart from the {base} baseline on this data ({figure}: the interval contains 1)."
+
+
+def headline(summary: dict[str, Any]) -> list[str]:
+    """The report's first paragraph: does the model beat the static rules, and what would be promoted."""
+    champion = summary.get("champion", "?")
+    return [
+        ratio_sentence(summary, "static") + " " + ratio_sentence(summary, "logistic"),
+        f"The champion race would promote **{champion}** ({summary.get('champion_reason', '')}).",
+    ]
+
+
+def matched_lines(summary: dict[str, Any]) -> list[str]:
+    """The matched-budget table: every scorer alerting the same share of instance-time on training rows."""
+    budget, details = summary.get("alert_budget"), summary.get("details", {})
+    lines = [
+        f"At a matched alert budget of {100 * (budget or 0):.2f}% of instance-time "
+        f"({details.get('alert_budget_source', '?')}), thresholds chosen on the training rows:",
+        "",
+        "| scorer | event_recall | alert_precision | median_lead_minutes | alert share train | alert share eval |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in METHODS:
+        m = summary[name].get("matched", {})
+        cells = [with_ci(m, k) for k in EVENT_KEYS] + [
+            _cell(m.get("alert_share_train")),
+            _cell(m.get("alert_share_eval")),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(summary: dict[str, Any], dataset: str) -> str:
-    """The report text: the figures of every scorer side by side, then the plots."""
+    """The report text: the verdict in words, the figures with intervals, the matched budget, then the plots."""
     details = summary.get("details", {})
     lines = [
         f"# Backtest of `{dataset}`",
+        "",
+        *headline(summary),
         "",
         f"Horizon {summary['horizon_minutes']} minutes; the model the train flow ships when trained on the first "
         f"{details.get('train_fraction', 0):.0%} of the rows in time (one row per instance per "
         f"{details.get('train_every_minutes', '?')} min: {details.get('rows_train', 0):,} rows with a known label, "
         f"{summary['events_train']} failures), evaluated on every sample from {details.get('eval_from', '?')} "
-        f"({details.get('rows_eval', 0):,} rows, {summary['events_eval']} failures).",
+        f"({details.get('rows_eval', 0):,} rows, {summary['events_eval']} failures). Intervals: 90%, from "
+        f"{details.get('resamples', '?')} bootstrap resamples of the {details.get('instances_resampled', '?')} "
+        "evaluated instances (whole instances). Comparisons of recall, precision and lead use the matched budget "
+        "below; the first table gives each scorer at its own operating point.",
         "",
         "| scorer | " + " | ".join(KEYS) + " |",
         "|---|" + "---|" * len(KEYS),
     ]
-    for name in ("model", "static", "logistic"):
-        lines.append(f"| {name} | " + " | ".join(_cell(summary[name][k]) for k in KEYS) + " |")
+    for name in METHODS:
+        lines.append(f"| {name} | " + " | ".join(with_ci(summary[name], k) for k in KEYS) + " |")
+    lines += ["", *matched_lines(summary)]
     rules = details.get("static_rules", [])
     described = ", ".join(f"`{r['column']} {r['direction']} {r['limit']:.4g}`" for r in rules) or "none"
     lines += ["", f"Static rules fit on the training part: {described}.", ""]

@@ -104,11 +104,22 @@ def test_backtest_command_writes_the_json_and_the_report(tmp_path: Path) -> None
     summary = json.loads(out.read_text())
     assert summary["horizon_minutes"] == 30
     assert summary["events_train"] > 0 and summary["events_eval"] > 0
-    for method in METHODS:
-        assert sorted(summary[method]) == sorted(KEYS)
+    for method in METHODS:  # today's keys, each figure's 90% interval, the same at the matched budget
+        assert set(KEYS) <= set(summary[method])
+        for key in ("pr_auc", "roc_auc", "event_recall", "alert_precision", "median_lead_minutes"):
+            assert f"{key}_ci" in summary[method]
+        matched = summary[method]["matched"]
+        assert {"event_recall", "event_recall_ci", "alert_precision_ci", "median_lead_minutes_ci"} <= set(matched)
+    assert all(summary["model"][f"ratio_to_{base}"].keys() == {"pr_auc", "ci"} for base in ("static", "logistic"))
+    assert summary["champion"] in METHODS and summary["alert_budget"] > 0
+    low, high = summary["model"]["roc_auc_ci"]
+    assert low <= summary["model"]["roc_auc"] <= high
+    assert abs(summary["logistic"]["matched"]["alert_share_train"] - summary["alert_budget"]) < 0.01
     assert summary["model"]["event_recall"] >= 0.5 and summary["model"]["roc_auc"] > 0.8
     assert summary["details"]["static_rules"][0]["column"] == "disk_lat_ms_mean_5m"
-    assert (report / "report.md").read_text().count("| model |") == 1
+    text = (report / "report.md").read_text()
+    assert text.count("| model |") == 2  # own operating point, matched budget
+    assert "the static baseline on this data" in text.split("\n\n")[1]  # the verdict comes first
     assert all((report / name).stat().st_size > 1000 for name in ("pr_curve.png", "calibration.png", "lead_times.png"))
 
 

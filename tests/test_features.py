@@ -300,3 +300,16 @@ def test_workload_features_of_an_instance_ignore_the_others() -> None:
     )
     mine = full[full["instance_id"] == "b"].reset_index(drop=True)
     pd.testing.assert_frame_equal(alone[list(WORKLOAD_FEATURES)], mine[list(WORKLOAD_FEATURES)], check_exact=True)
+
+
+def test_runs_of_whole_instances_give_the_same_features_as_the_whole_fleet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory is bounded by computing window statistics a few instances at a time; the values must not move."""
+    from forewarn.features import windows
+
+    telemetry_frame, errors, failures = _random_inputs(3)
+    whole = compute_window_features(telemetry_frame, errors=errors, failures=failures)
+    ids = np.sort(telemetry_frame["instance_id"].astype(str).to_numpy())
+    monkeypatch.setattr(windows, "CHUNK_ROWS", 7)
+    chunks = windows.instance_chunks(ids, 7)
+    assert len(chunks) > 1 and all(ids[c.start] != ids[c.start - 1] for c in chunks[1:])  # never splits an instance
+    pd.testing.assert_frame_equal(compute_window_features(telemetry_frame, errors=errors, failures=failures), whole)

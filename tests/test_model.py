@@ -352,3 +352,12 @@ def test_roc_auc_on_known_cases() -> None:
     assert roc_auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.5)
     assert roc_auc(np.array([1, 1, 0, 0]), np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(0.0)
     assert np.isnan(roc_auc(np.array([0, 0]), np.array([0.1, 0.2])))
+
+
+def test_event_metrics_with_no_alert_at_all() -> None:
+    """A threshold above every score (a zero alert budget) catches nothing and raises nothing."""
+    times = pd.date_range("2024-01-01", periods=20, freq="5min", tz="UTC")
+    scores = pd.DataFrame({"instance_id": "a", "event_timestamp": times, "probability": np.linspace(0, 1, 20)})
+    failures = pd.DataFrame({"instance_id": ["a"], "timestamp": [times[-3]]})
+    result = event_metrics(scores, failures, threshold=float("inf"), horizon_minutes=30)
+    assert result["event_recall"] == 0.0 and result["n_alerts"] == 0 and result["median_lead_minutes"] is None

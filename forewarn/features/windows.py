@@ -174,6 +174,40 @@ def _window_block(frame: pd.DataFrame, count: int, minutes: int, targets: np.nda
     return out
 
 
+CHUNK_ROWS = 50_000
+"""Window statistics are computed on runs of whole instances of about this many rows, so their helpers
+(five columns per metric, and the rolling copies of them) stay bounded whatever the fleet's size."""
+
+
+def instance_chunks(instance_ids: np.ndarray, rows: int = CHUNK_ROWS) -> list[slice]:
+    """Contiguous slices of whole instances (rows sorted by instance), each of at most ``rows`` rows unless
+    one instance alone has more."""
+    if len(instance_ids) == 0:
+        return [slice(0, 0)]
+    starts = np.r_[0, np.flatnonzero(instance_ids[1:] != instance_ids[:-1]) + 1]
+    ends = np.r_[starts[1:], len(instance_ids)]
+    chunks, begin = [], 0
+    for start, end in zip(starts, ends, strict=True):
+        if end - begin > rows and start > begin:
+            chunks.append(slice(begin, int(start)))
+            begin = int(start)
+    chunks.append(slice(begin, len(instance_ids)))
+    return chunks
+
+
+def _window_blocks(frame: pd.DataFrame, count: int, minutes: int, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`_window_block` over :func:`instance_chunks` of ``frame``, joined: the same values, bounded memory.
+    ``targets`` (sorted row positions) are split among the chunks and made local to each."""
+    chunks = instance_chunks(frame["instance_id"].to_numpy())
+    if len(chunks) == 1:
+        return _window_block(frame, count, minutes, targets)
+    parts = []
+    for chunk in chunks:
+        local = targets[(targets >= chunk.start) & (targets < chunk.stop)] - chunk.start
+        parts.append(_window_block(frame.iloc[chunk], count, minutes, local))
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
 def _thin(frame: pd.DataFrame, every_minutes: int) -> pd.DataFrame:
     """Keep each instance's last row in every ``every_minutes`` bucket (features are computed before)."""
     bucket = frame["event_timestamp"].dt.floor(f"{every_minutes}min")
@@ -223,7 +257,7 @@ def compute_window_features(
     targets = np.flatnonzero((stamps > pd.Timestamp(since)).to_numpy()) if since is not None else np.arange(len(frame))
     columns: dict[str, np.ndarray] = {}
     for window, minutes in WINDOWS.items():
-        block = _window_block(frame, len(chosen), minutes, targets)
+        block = _window_blocks(frame, len(chosen), minutes, targets)
         for i, metric in enumerate(chosen):
             for stat in WINDOW_STATS[window]:
                 columns[f"{safe_name(metric)}_{stat}_{window}"] = block[f"m{i}_{stat}"]
@@ -233,18 +267,19 @@ def compute_window_features(
             "event_timestamp": stamps.iloc[targets].reset_index(drop=True),
         }
     )
-    out = pd.concat(
-        [
-            keys,
-            pd.DataFrame(columns, index=keys.index),
-            error_counts(keys, errors),
-            event_features(keys, failures, instances),
-            workload_features(keys, workloads, instances),
-            velocity_features(keys, velocity),
-        ],
-        axis=1,
-    )
+    del frame, stamps
+    for part in (
+        error_counts(keys, errors),
+        event_features(keys, failures, instances),
+        workload_features(keys, workloads, instances),
+        velocity_features(keys, velocity),
+    ):
+        for name in part.columns:
+            if name not in KEYS:
+                columns[name] = part[name].reindex(keys.index).to_numpy(dtype=float)
     names = all_feature_names(chosen)
-    out = out[[*KEYS, *names]]
-    out[names] = out[names].astype(float)
+    values = {name: columns.pop(name) for name in names}  # one copy into the frame's block, helpers freed
+    columns.clear()
+    out = pd.DataFrame({"instance_id": keys["instance_id"], "event_timestamp": keys["event_timestamp"], **values})
+    del values
     return _thin(out, every_minutes) if every_minutes else out

@@ -17,7 +17,7 @@ have been predicted by these scores. Undefined ratios are None.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -83,10 +83,98 @@ def choose_threshold(y_true: np.ndarray, p: np.ndarray, *, min_precision: float 
     return float(thresholds[int(np.argmax(f1))])
 
 
-def _runs(flags: pd.Series, instance: pd.Series) -> int:
-    """Count runs of consecutive True flags within each instance (rows already sorted by instance, time)."""
-    starts = flags & ~(flags.shift(fill_value=False) & (instance == instance.shift()))
-    return int(starts.sum())
+def _run_starts(flags: np.ndarray, same_instance: np.ndarray) -> np.ndarray:
+    """Where a run of consecutive True flags within an instance starts (rows sorted by instance, time)."""
+    previous = np.r_[False, flags[:-1]]
+    return flags & ~(previous & same_instance)
+
+
+class EventFrame(NamedTuple):
+    """The threshold-free part of the event-level view: rows sorted by (instance, time), labelled once.
+
+    ``order`` maps sorted rows back to the input rows; ``up`` is False where the instance is down;
+    ``truthful`` and ``censored`` are the labels of the horizon; ``counted`` the failures counted.
+    """
+
+    instance: np.ndarray
+    times: pd.Series
+    order: np.ndarray
+    up: np.ndarray
+    truthful: np.ndarray
+    censored: np.ndarray
+    same_instance: np.ndarray
+    counted: pd.DataFrame
+    window: pd.Timedelta
+
+
+class Events(NamedTuple):
+    """What the alerts of one scorer at one threshold did: per row, and per counted failure."""
+
+    alert: np.ndarray
+    true_starts: np.ndarray
+    false_starts: np.ndarray
+    leads: pd.Series
+
+
+def event_frame(scores: pd.DataFrame, failures: pd.DataFrame, horizon_minutes: int) -> EventFrame:
+    """Sort and label the rows of ``scores`` (``instance_id``, ``event_timestamp``) once for any threshold."""
+    for column in ("instance_id", "event_timestamp"):
+        if column not in scores.columns:
+            raise InputError(f"scores frame has no column '{column}'", field=column)
+    window = pd.Timedelta(minutes=int(horizon_minutes))
+    keys = pd.DataFrame(
+        {
+            "instance_id": scores["instance_id"].astype(str).to_numpy(),
+            "event_timestamp": pd.to_datetime(scores["event_timestamp"], utc=True).to_numpy(),
+        }
+    )
+    order = np.lexsort((keys["event_timestamp"].to_numpy(), keys["instance_id"].to_numpy()))
+    frame = keys.iloc[order].reset_index(drop=True)
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    fails = failures.assign(
+        instance_id=failures["instance_id"].astype(str), timestamp=pd.to_datetime(failures["timestamp"], utc=True)
+    )
+    start, end = frame["event_timestamp"].min(), frame["event_timestamp"].max()
+    counted = fails[(fails["timestamp"] > start) & (fails["timestamp"] <= end + window)]
+    labelled = make_labels(frame, fails, [horizon_minutes])  # drops rows where the instance is down
+    up = frame.index.isin(labelled.index)
+    truthful = labelled[label_column(horizon_minutes)].reindex(frame.index).fillna(0).to_numpy().astype(bool)
+    censored = labelled[censored_column(horizon_minutes)].reindex(frame.index).fillna(False).to_numpy().astype(bool)
+    instance = frame["instance_id"].to_numpy()
+    same = np.r_[False, instance[1:] == instance[:-1]]
+    return EventFrame(instance, frame["event_timestamp"], order, up, truthful, censored, same, counted, window)
+
+
+def events_at(ef: EventFrame, probability: np.ndarray, threshold: float) -> Events:
+    """The alerts at ``threshold`` of scores given in the input order of :func:`event_frame`."""
+    alert = (np.asarray(probability)[ef.order] >= threshold) & ef.up
+    alerts = pd.DataFrame(
+        {"instance_id": ef.instance[alert], "event_timestamp": ef.times[alert].reset_index(drop=True)}
+    )
+    leads = _lead_times(alerts, ef.counted, ef.window)
+    return Events(
+        alert=alert,
+        true_starts=_run_starts(alert & ef.truthful, ef.same_instance),
+        false_starts=_run_starts(alert & ~ef.truthful & ~ef.censored, ef.same_instance),
+        leads=leads,
+    )
+
+
+def summarise_events(ef: EventFrame, events: Events, threshold: float) -> dict[str, Any]:
+    """Event recall, alert precision, median lead and the raw counts of :func:`events_at`."""
+    false_alarms, true_runs = int(events.false_starts.sum()), int(events.true_starts.sum())
+    n_caught = int(events.leads.notna().sum())
+    n_failures = len(ef.counted)
+    return {
+        "event_recall": n_caught / n_failures if n_failures else None,
+        "alert_precision": true_runs / (true_runs + false_alarms) if true_runs + false_alarms else None,
+        "median_lead_minutes": float(events.leads.dropna().median()) if n_caught else None,
+        "n_failures": n_failures,
+        "n_caught": n_caught,
+        "n_false_alarms": false_alarms,
+        "n_alerts": int(events.alert.sum()),
+        "threshold": float(threshold),
+    }
 
 
 def event_metrics(
@@ -100,70 +188,26 @@ def event_metrics(
         threshold: the operating threshold; scores at or above it are alerts.
         horizon_minutes: H.
     """
-    for column in ("instance_id", "event_timestamp", "probability"):
-        if column not in scores.columns:
-            raise InputError(f"scores frame has no column '{column}'", field=column)
-    window = pd.Timedelta(minutes=int(horizon_minutes))
-    frame = (
-        scores[["instance_id", "event_timestamp", "probability"]]
-        .assign(
-            instance_id=scores["instance_id"].astype(str),
-            event_timestamp=pd.to_datetime(scores["event_timestamp"], utc=True),
-        )
-        .sort_values(["instance_id", "event_timestamp"], kind="mergesort")
-        .reset_index(drop=True)
-    )
-    fails = failures.assign(
-        instance_id=failures["instance_id"].astype(str), timestamp=pd.to_datetime(failures["timestamp"], utc=True)
-    )
-    start, end = frame["event_timestamp"].min(), frame["event_timestamp"].max()
-    counted = fails[(fails["timestamp"] > start) & (fails["timestamp"] <= end + window)]
-
-    labelled = make_labels(frame, fails, [horizon_minutes])  # drops rows where the instance is down
-    alert = (frame["probability"] >= threshold) & frame.index.isin(labelled.index)
-    leads = _lead_times(frame.loc[alert, ["instance_id", "event_timestamp"]], counted, window)
-    truthful = labelled[label_column(horizon_minutes)].reindex(frame.index).fillna(0).astype(bool)
-    censored = labelled[censored_column(horizon_minutes)].reindex(frame.index).fillna(False).astype(bool)
-    false_alarms = _runs(alert & ~truthful & ~censored, frame["instance_id"])
-    true_runs = _runs(alert & truthful, frame["instance_id"])
-
-    known = labelled[~labelled[censored_column(horizon_minutes)]]
-    y, p = known[label_column(horizon_minutes)].to_numpy(), known["probability"].to_numpy()
-    n_caught = int(leads.notna().sum())
-    n_failures = len(counted)
-    return {
-        "event_recall": n_caught / n_failures if n_failures else None,
-        "alert_precision": true_runs / (true_runs + false_alarms) if true_runs + false_alarms else None,
-        "pr_auc": pr_auc(y, p) if y.sum() else None,
-        "median_lead_minutes": float(leads.dropna().median()) if n_caught else None,
-        "brier": brier(y, p) if len(y) else None,
-        "n_failures": n_failures,
-        "n_caught": n_caught,
-        "n_false_alarms": false_alarms,
-        "n_alerts": int(alert.sum()),
-        "n_samples": len(y),
-        "prevalence": float(y.mean()) if len(y) else None,
-        "threshold": float(threshold),
-    }
+    if "probability" not in scores.columns:
+        raise InputError("scores frame has no column 'probability'", field="probability")
+    ef = event_frame(scores, failures, horizon_minutes)
+    probability = scores["probability"].to_numpy(dtype=float)
+    out = summarise_events(ef, events_at(ef, probability, threshold), threshold)
+    known = ef.up & ~ef.censored
+    y, p = ef.truthful[known].astype(float), probability[ef.order][known]
+    out["pr_auc"] = pr_auc(y, p) if y.sum() else None
+    out["brier"] = brier(y, p) if len(y) else None
+    out["n_samples"] = len(y)
+    out["prevalence"] = float(y.mean()) if len(y) else None
+    return out
 
 
 def event_lead_times(
     scores: pd.DataFrame, failures: pd.DataFrame, *, threshold: float, horizon_minutes: int
 ) -> np.ndarray:
     """Lead times in minutes of the caught failures (those counted by :func:`event_metrics`), for plots."""
-    window = pd.Timedelta(minutes=int(horizon_minutes))
-    frame = scores[["instance_id", "event_timestamp", "probability"]].reset_index(drop=True)
-    frame = frame.assign(
-        instance_id=frame["instance_id"].astype(str), event_timestamp=pd.to_datetime(frame["event_timestamp"], utc=True)
-    )
-    fails = failures.assign(
-        instance_id=failures["instance_id"].astype(str), timestamp=pd.to_datetime(failures["timestamp"], utc=True)
-    )
-    start, end = frame["event_timestamp"].min(), frame["event_timestamp"].max()
-    counted = fails[(fails["timestamp"] > start) & (fails["timestamp"] <= end + window)]
-    labelled = make_labels(frame[["instance_id", "event_timestamp"]], fails, [horizon_minutes])
-    alert = (frame["probability"] >= threshold) & frame.index.isin(labelled.index)
-    leads = _lead_times(frame.loc[alert, ["instance_id", "event_timestamp"]], counted, window)
+    ef = event_frame(scores, failures, horizon_minutes)
+    leads = events_at(ef, scores["probability"].to_numpy(dtype=float), threshold).leads
     return leads.dropna().to_numpy(dtype=float)
 
 

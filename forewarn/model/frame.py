@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 
 from forewarn.dataset import Dataset
@@ -135,11 +136,16 @@ def join_features(labelled: pd.DataFrame, features: pd.DataFrame, names: list[st
     missing = [c for c in (*KEYS, *names) if c not in features.columns]
     if missing:
         raise InputError("the feature frame lacks a column of the model", field=missing[0])
-    right = features[[*KEYS, *names]].drop_duplicates(subset=list(KEYS), keep="last")
-    right = right.assign(instance_id=right["instance_id"].astype(str), event_timestamp=_utc(right["event_timestamp"]))
-    left = labelled.assign(
-        instance_id=labelled["instance_id"].astype(str), event_timestamp=_utc(labelled["event_timestamp"])
-    )
-    joined = left.merge(right, on=list(KEYS), how="left", validate="many_to_one")
-    joined.index = labelled.index
-    return joined[[*labelled.columns, *(n for n in names if n not in labelled.columns)]]
+    right = pd.MultiIndex.from_arrays([features["instance_id"].astype(str), _utc(features["event_timestamp"])])
+    last = np.flatnonzero(~right.duplicated(keep="last"))
+    left = pd.MultiIndex.from_arrays([labelled["instance_id"].astype(str), _utc(labelled["event_timestamp"])])
+    found = right[last].get_indexer(left) if len(last) else np.full(len(left), -1)
+    hit = found >= 0
+    rows = last[np.where(hit, found, 0)] if len(last) else np.zeros(len(left), dtype=int)
+    values = {  # only the rows asked for are copied, not the feature frame
+        name: np.where(hit, features[name].to_numpy(dtype=float)[rows] if len(last) else np.nan, np.nan)
+        for name in names
+        if name not in labelled.columns
+    }
+    out = labelled.assign(instance_id=left.get_level_values(0), event_timestamp=left.get_level_values(1))
+    return pd.concat([out, pd.DataFrame(values, index=labelled.index)], axis=1)
