@@ -15,28 +15,10 @@ import pytest
 
 from forewarn.schemas import ActionType
 from tests.execution_support import journal
-from tests.test_adapter_contract import (
-    AWS,
-    Cloud,
-    aws_cloud,
-    endpoint,
-    moto_endpoint,
-    openstack_cloud,
-    os_mock,
-    simulated_cloud,
-)
+from tests.test_adapter_contract import Cloud, cloud, endpoint, moto_endpoint, os_mock
 from tests.vocabulary_support import run_vocabulary
 
-__all__ = ["endpoint", "moto_endpoint", "os_mock"]  # fixtures
-
-
-@pytest.fixture(params=["simulated", AWS, "openstack"])
-def cloud(request: pytest.FixtureRequest) -> Cloud:
-    if request.param == "simulated":
-        return simulated_cloud()
-    if request.param == "aws":
-        return aws_cloud(request.getfixturevalue("endpoint"))
-    return openstack_cloud(request.getfixturevalue("os_mock"))
+__all__ = ["cloud", "endpoint", "moto_endpoint", "os_mock"]  # fixtures, the contract test's own
 
 
 @pytest.mark.parametrize("kind", list(ActionType), ids=lambda k: k.value)
