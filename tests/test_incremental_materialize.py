@@ -168,3 +168,31 @@ def test_small_offline_parts_are_merged_without_losing_a_row(tmp_path: Path) -> 
     assert len(found) == 3 and found[0].stem.endswith(offline.MERGED)  # 12 merged, then the 2 newest
     table = pd.concat([pd.read_parquet(part) for part in found], ignore_index=True)
     pd.testing.assert_frame_equal(table, pd.concat(frames, ignore_index=True), check_exact=True)
+
+
+@pytest.mark.parametrize(("step_samples", "most_steps"), [(200, 40), (10_000_000, 1)])
+def test_a_first_run_goes_in_steps_bounded_by_samples_and_equals_the_full_computation(
+    tmp_path: Path, step_samples: int, most_steps: int
+) -> None:
+    """A small budget splits the history into many steps (halving the first day); a large one takes the whole
+    sparse span in one step (doubling); either way every row is computed once and exactly."""
+    telemetry, errors, failures = _fleet()
+    repo = Repository(f"sqlite:///{tmp_path / 'history.db'}")
+    repo.create_all()
+    repo.save_telemetry(telemetry, source="test")
+    repo.save_errors(errors)
+    repo.save_failures(failures)
+    written: list[pd.DataFrame] = []
+    now = END + pd.Timedelta(minutes=1)
+    outcome = materialize_history(
+        repo,
+        lambda m: _Capture(m, written),  # type: ignore[arg-type,return-value]
+        now=now.to_pydatetime(),
+        backfill=timedelta(days=200),  # months of nothing before the first row
+        step_samples=step_samples,
+    )
+    assert 1 <= len(written) <= most_steps and (len(written) > 5) == (step_samples < 1_000)
+    got = pd.concat(written, ignore_index=True).sort_values(["instance_id", "event_timestamp"], ignore_index=True)
+    expected = _full(telemetry, errors, failures).sort_values(["instance_id", "event_timestamp"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert outcome.new_rows == len(telemetry) == outcome.feature_rows

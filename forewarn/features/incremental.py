@@ -8,8 +8,9 @@ Terms:
         names. The window-feature view is re-typed to it and records it (:func:`with_metrics`); a metric
         with no sample in that span has disappeared, and models trained on it say so when they score.
 
-Each run reads one bounded window per table (at most :data:`CHUNK` of new rows at a time, so a first run
-over a long history stays bounded too), computes window features for the new rows only (the look-back is
+Each run reads one bounded window per table, a step of at most :data:`STEP_SAMPLES` new samples (counted on
+the time index before reading; a step spans minutes of a large fleet or months of sparse daily data, so a first
+run over a long history stays bounded in memory and takes few steps), computes window features for the new rows only (the look-back is
 their windows' input, not output; the values are exactly those of a full computation, see
 :func:`~forewarn.features.windows.compute_window_features`'s ``since``), appends them to the offline store as
 one part, pushes each instance's latest row online, and then moves the watermark to the end of what it wrote.
@@ -33,7 +34,10 @@ from forewarn.store.watermarks import WatermarkStore
 
 WATERMARK = "materialize"
 CHUNK = timedelta(hours=24)
-"""The most new rows one step of a run computes at once (a first run over days goes in such steps)."""
+"""The first span a step tries; it then doubles while the step holds under half of :data:`STEP_SAMPLES`."""
+STEP_SAMPLES = 6_000_000
+"""The most new samples one step computes at once (100 minutes of 10,000 instances with six metrics)."""
+MIN_STEP = timedelta(minutes=1)
 LOOKBACK = timedelta(minutes=LOOKBACK_MINUTES)
 
 OpenGlue = Callable[[list[str]], FeatureStoreGlue]
@@ -91,6 +95,23 @@ def _window(
     return features, len(telemetry), new, metrics
 
 
+def _step_end(repo: Repository, start: datetime, now: datetime, first: timedelta, budget: int) -> datetime:
+    """The end of the next step from ``start``: ``first`` long, doubled while it holds under half the
+    ``budget`` of samples (sparse history), halved while it holds more (a large fleet), never past ``now``."""
+    end = min(start + first, now)
+    count = repo.telemetry_samples_between(start, end)
+    while count > budget and end - start > MIN_STEP:
+        end = start + max((end - start) / 2, MIN_STEP)
+        count = repo.telemetry_samples_between(start, end)
+    while count < budget // 2 and end < now:
+        longer = min(start + 2 * (end - start), now)
+        more = repo.telemetry_samples_between(start, longer)
+        if more > budget:
+            break
+        end, count = longer, more
+    return end
+
+
 def materialize_history(
     repo: Repository,
     open_glue: OpenGlue,
@@ -99,6 +120,7 @@ def materialize_history(
     velocity: VelocityLimits | None = None,
     backfill: timedelta = timedelta(days=30),
     chunk: timedelta = CHUNK,
+    step_samples: int = STEP_SAMPLES,
 ) -> MaterializeOutcome:
     """Materialize the telemetry that arrived since the ``materialize`` watermark, up to ``now``.
 
@@ -108,7 +130,8 @@ def materialize_history(
         now: the cycle's time: rows after it are left for a later run.
         velocity: the concurrency limits in force, for the velocity features.
         backfill: how far back a first run (no watermark yet) starts.
-        chunk: the most new rows computed at once.
+        chunk: the first span a step tries (see :func:`_step_end`).
+        step_samples: the most new samples one step computes at once.
     """
     marks = WatermarkStore(repo.engine)
     marks.create()
@@ -117,7 +140,7 @@ def materialize_history(
     start = since if since is not None else now - backfill
     glue: FeatureStoreGlue | None = None
     while start < now:
-        end = min(start + chunk, now)
+        end = _step_end(repo, start, now, chunk, step_samples)
         features, read, new, metrics = _window(repo, start, end, velocity)
         outcome.rows_read += read
         if new:

@@ -337,6 +337,13 @@ class HistoryStore:
             query = query.where(t.timestamp > start)
         return _telemetry_wide(self.engine, query)  # the time index covers the query: no table reads
 
+    def telemetry_samples_between(self, start: datetime, end: datetime) -> int:
+        """How many samples (one metric of one row each) have ``start < timestamp <= end``: an index count."""
+        t = TelemetrySampleRow
+        query = select(func.count()).select_from(t).where(t.timestamp > start, t.timestamp <= end)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def telemetry_keys_between(self, start: datetime | None, end: datetime) -> pd.DataFrame:
         """The (``instance_id``, ``timestamp``) of every telemetry row with ``start < timestamp <= end``."""
         t = TelemetrySampleRow
