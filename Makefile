@@ -41,7 +41,7 @@ test: $(STAMP)  ## lint, type-check and run every test tier (the real-Nova tier 
 	$(BIN)/ruff check .
 	$(BIN)/mypy forewarn adapters flows
 	$(MAKE) --no-print-directory test-nova
-	$(BIN)/pytest -q
+	BIN=$(BIN) scripts/run-tests.sh
 
 nova-env: $(STAMP)  ## the separate virtualenv with real Nova and Placement for tests/nova
 	scripts/nova-env.sh

@@ -96,8 +96,10 @@ def throwaway_postgres(prefix: str = "forewarn_test") -> Iterator[str]:
     status = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
     if "15 main" not in status:
         unavailable("no PostgreSQL 15 cluster 'main' (apt-get install -y postgresql)")
-    if "online" not in status:
-        subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True, capture_output=True, timeout=120)
+    if "online" not in status:  # the other pytest process of `make test` may be starting it too
+        started = subprocess.run(["pg_ctlcluster", "15", "main", "start"], capture_output=True, text=True, timeout=120)
+        status = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+        assert "online" in status, f"PostgreSQL 15 did not start: {started.stderr.strip()}"
     name, password = f"{prefix}_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     _psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
     _psql(f"CREATE DATABASE {name} OWNER {name}")

@@ -25,6 +25,8 @@ import yaml
 from forewarn.settings import PROJECT_ROOT
 from tests.servers import free_port, start, stop
 
+pytestmark = pytest.mark.serve  # runs in its own pytest process beside the rest (scripts/run-tests.sh)
+
 BIN = PROJECT_ROOT / ".venv" / "bin"
 SERVE = PROJECT_ROOT / "ops" / "serve.sh"
 DEPLOYMENTS = {d["name"] for d in yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]}

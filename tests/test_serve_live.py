@@ -5,7 +5,7 @@ Prefect server and process worker.
 Then the fleet service and the worker are killed with SIGKILL in the middle of a score-and-allocate run,
 `serve start` brings it back, a few more cycles run, the schedules are paused, and everything is checked from
 the Prefect API, the journal over the serve's history database and the fleet's own API. Headless Chromium
-screenshots the UI; `serve stop` must leave nothing. FOREWARN_SOAK_MINUTES (default 2.5; `make soak`: 30) is
+screenshots the UI; `serve stop` must leave nothing. FOREWARN_SOAK_MINUTES (default 1.5; `make soak`: 30) is
 how long the first part runs; with FOREWARN_UPDATE_DOCS_IMG=1 the runs page goes to docs/img/serve-ui.png.
 """
 
@@ -40,7 +40,9 @@ from tests.serve_live_support import (
 )
 from tests.servers import require_binary
 
-SOAK_MINUTES = float(os.environ.get("FOREWARN_SOAK_MINUTES", "2.5"))
+pytestmark = pytest.mark.serve  # runs in its own pytest process beside the rest (scripts/run-tests.sh)
+
+SOAK_MINUTES = float(os.environ.get("FOREWARN_SOAK_MINUTES", "1.5"))
 LONG = SOAK_MINUTES >= 15
 """A long soak (`make soak`) also asks for work moved on a prediction, not only restores after failures."""
 SPEED = float(os.environ.get("FOREWARN_SOAK_SPEED", "8"))

@@ -22,6 +22,8 @@ from forewarn import processes
 from forewarn.settings import PROJECT_ROOT
 from tests.servers import free_port
 
+pytestmark = pytest.mark.serve  # runs in its own pytest process beside the rest (scripts/run-tests.sh)
+
 SERVE = PROJECT_ROOT / "ops" / "serve.sh"
 BIN = Path(os.environ.get("FOREWARN_BIN", Path(sys.executable).parent))
 

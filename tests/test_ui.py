@@ -16,6 +16,8 @@ from forewarn.settings import PROJECT_ROOT
 from tests.servers import require_binary
 from tests.test_deploy import Served, served
 
+pytestmark = pytest.mark.serve  # runs in its own pytest process beside the rest (scripts/run-tests.sh)
+
 __all__ = ["served"]
 
 FLAGS = [

@@ -23,6 +23,8 @@ from forewarn.schemas import ActionState, Plan
 from tests.servers import start, stop, throwaway_postgres
 from tests.test_deploy import BIN, SERVE, alive, prime_history, run, serve_env
 
+pytestmark = pytest.mark.serve  # runs in its own pytest process beside the rest (scripts/run-tests.sh)
+
 DEPLOYMENT = "score-and-allocate/score-and-allocate"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 RACE_POLICY = """\
