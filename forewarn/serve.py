@@ -34,6 +34,7 @@ from forewarn.serve_api import ServeError
 from forewarn.settings import PROJECT_ROOT
 
 POOL = "forewarn-process"
+DAY_SECONDS = 86_400.0
 DEFAULT_SPEED = 4.0
 """Fleet minutes per wall minute: materialize every 5 wall minutes then keeps features within the policy's
 30-minute freshness (20 fleet minutes apart, plus ingest's), while a day passes in six hours."""
@@ -293,6 +294,12 @@ def _start_prefect(cfg: ServeSettings, env: dict[str, str], launch: Launcher, sa
     for flow, seconds in sorted(cfg.serve_intervals.items()):
         serve_api.set_interval(cfg.prefect_url, f"{flow}/{flow}", seconds)
         say(f"  {flow} every {seconds:g} s (FOREWARN_SERVE_INTERVALS)")
+    if cfg.serve_fleet and cfg.speed != 1 and "train" not in cfg.serve_intervals:
+        # prefect.yaml trains daily by the wall clock; on a fleet at 4x that is every four fleet days, and the
+        # model outlives the policy's max-model-age-hours. Train once a fleet day instead.
+        seconds = DAY_SECONDS / cfg.speed
+        serve_api.set_interval(cfg.prefect_url, "train/train", seconds, replace_cron=True)
+        say(f"  train every {seconds:g} s: once a day of the fleet at {cfg.speed:g}x")
 
 
 def _first_model(cfg: ServeSettings, env: dict[str, str], say: Callable[[str], None]) -> None:

@@ -44,14 +44,17 @@ def set_parameters(url: str, name: str, parameters: dict[str, object]) -> None:
     post(f"{url}/api/deployments/{found['id']}", {"parameters": merged}, method="PATCH")
 
 
-def set_interval(url: str, name: str, seconds: float) -> None:
-    """Set a deployment's interval schedule to ``seconds``; the server drops the runs it had scheduled ahead."""
+def set_interval(url: str, name: str, seconds: float, *, replace_cron: bool = False) -> None:
+    """Set a deployment's interval schedule to ``seconds``; the server drops the runs it had scheduled ahead.
+    With ``replace_cron``, a cron schedule becomes that interval too (a daily cron on a fleet's faster clock)."""
     found = deployment(url, name)
-    intervals = [s for s in found.get("schedules") or [] if "interval" in (s.get("schedule") or {})]
+    schedules = found.get("schedules") or []
+    intervals = [s for s in schedules if replace_cron or "interval" in (s.get("schedule") or {})]
     if not intervals:
         raise ServeError(f"FOREWARN_SERVE_INTERVALS names {name}, which has no interval schedule in prefect.yaml")
     for schedule in intervals:
-        body = {"schedule": {**schedule["schedule"], "interval": seconds}}
+        kept = {k: v for k, v in (schedule["schedule"] or {}).items() if k in {"timezone", "anchor_date"}}
+        body = {"schedule": {**kept, "interval": seconds}}
         post(f"{url}/api/deployments/{found['id']}/schedules/{schedule['id']}", body, method="PATCH")
 
 

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
-from forewarn import processes
+from forewarn import processes, serve_api
 from forewarn.fleet_service.wire import pulled_from_json
 from forewarn.settings import PROJECT_ROOT
 from tests.serve_live_support import (
@@ -157,6 +157,8 @@ def test_serve_soaks_survives_kills_and_stops_clean(tmp_path: Path) -> None:
         run([str(SERVE)], env)
         started |= {e.pid for e in processes.read_pidfile(state / "serve.pids")}
         fleet_url = f"http://127.0.0.1:{env['FOREWARN_FLEET_PORT']}"
+        train = serve_api.deployment(api.url, "train/train")["schedules"]
+        assert [s["schedule"].get("interval") for s in train] == [86_400 / SPEED], "not a fleet day"
         soak(api, SOAK_MINUTES)
         assert_runs_and_risk_tables(api)
 

@@ -10,8 +10,8 @@ Terms:
 
 Each run reads one bounded window per table, a step of at most :data:`STEP_SAMPLES` new samples (counted on
 the time index before reading; a step spans minutes of a large fleet or months of sparse daily data, so a first
-run over a long history stays bounded in memory and takes few steps), computes window features for the new rows only (the look-back is
-their windows' input, not output; the values are exactly those of a full computation, see
+run over a long history stays bounded in memory and takes few steps), computes window features for the new
+rows only (the look-back is their windows' input, not output; the values are exactly those of a full computation, see
 :func:`~forewarn.features.windows.compute_window_features`'s ``since``), appends them to the offline store as
 one part, pushes each instance's latest row online, and then moves the watermark to the end of what it wrote.
 A sample that arrives behind the watermark (late) gets no feature row of its own and does not change rows
