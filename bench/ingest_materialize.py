@@ -7,15 +7,17 @@ drop and is timed through ``ingest_files`` and ``materialize_history``, stage by
 
 - ingest: read (CSV parse), screen (row checks and the already-stored keys), validate (the Great
   Expectations suite), insert (samples, instances, quarantine), other (bookkeeping);
-- materialize: read (the new rows and the look-back, errors, failures, instances), windows (the feature
-  computation), offline (the parquet part), online (the Feast push), other (registry, watermark).
+- materialize: read (the new rows, the late ones, the look-back kept by the run before, errors, failures,
+  instances), windows (the feature computation), offline (the parquet part), online (the Feast push), keep
+  (the look-back for the next run), other (registry, watermark).
 
 Each stage is printed beside a floor measured in the same run on the same data: what the stage cannot go
 below on this machine with the same tools (the CSV read by pandas alone; the same checks as one vectorised
 pandas pass; the driver's bare executemany into an identically indexed scratch table; the driver's bare
-fetch of the same rows; one grouped pass over every sample read; pyarrow writing the same frame; the
-driver's bare insert of the same (instance, feature) cells). Per-instance costs scale with the fleet, so a
-smaller run is projected to 10,000 instances linearly (fixed costs scaled too: the projection errs high).
+fetch of the new rows plus pyarrow reading the kept look-back; one grouped pass over every sample read;
+pyarrow writing the same frame; the driver's bare insert of the same (instance, feature) cells; pyarrow
+writing the kept look-back). Per-instance costs scale with the fleet, so a smaller run is projected to
+10,000 instances linearly (fixed costs scaled too: the projection errs high).
 The loop keeps up when the projected total fits in one period. Peak RSS is sampled during the timed part.
 
 Run: ``.venv/bin/python -m bench.ingest_materialize [INSTANCES]``; prints a table, then one JSON object.
@@ -45,6 +47,7 @@ import pyarrow.parquet as pq
 import forewarn.features.incremental as incremental
 import forewarn.ingest as ingest
 from forewarn.dataset import Dataset, write_dataset
+from forewarn.features import lookback
 from forewarn.features.incremental import LOOKBACK, WATERMARK, materialize_history
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.ingest import ingest_files, open_repository
@@ -190,7 +193,7 @@ def insert_floor(db: Path, new: pd.DataFrame) -> float:
 
 
 def read_floor(db: Path, since: pd.Timestamp) -> tuple[float, int]:
-    """The driver's bare fetch of the rows materialize reads (the look-back and the new rows)."""
+    """The driver's bare fetch of the new rows (the caller adds pyarrow's read of the kept look-back)."""
     bound = since.tz_localize(None).strftime("%Y-%m-%d %H:%M:%S.%f")
     query = "SELECT id, instance_id, timestamp, metric, value FROM telemetry_samples WHERE timestamp > ?"
     with sqlite3.connect(db) as con:
@@ -241,7 +244,8 @@ def run(instances: int = TARGET) -> dict[str, Any]:
         def glue_for(metrics: list[str]) -> FeatureStoreGlue:
             return FeatureStoreGlue(settings.features_dir, settings=settings, metrics=metrics)
 
-        materialize_history(repo, glue_for, now=cut.to_pydatetime())  # the views applied, one part written
+        cache = settings.features_dir / "lookback.parquet"  # as the materialize flow keeps it
+        materialize_history(repo, glue_for, now=cut.to_pydatetime(), cache=cache)  # views applied, look-back kept
         new = fleet_telemetry(ids, new_stamps, seed=10**6)
         drop = write_dataset(
             Dataset(
@@ -265,15 +269,17 @@ def run(instances: int = TARGET) -> dict[str, Any]:
         for name in ("save_telemetry", "save_instances", "save_quarantine", "save_failures", "save_errors"):
             stages.wrap(repo, name, "ingest.insert")
         read: dict[str, pd.DataFrame] = {}
-        between = repo.telemetry_between
+        read_step = lookback.read_step
 
-        def keep(*args: Any, **kwargs: Any) -> pd.DataFrame:
-            read["telemetry"] = between(*args, **kwargs)
-            return read["telemetry"]
+        def keep(*args: Any, **kwargs: Any) -> tuple[pd.DataFrame, int]:
+            read["telemetry"], last_id = read_step(*args, **kwargs)
+            return read["telemetry"], last_id
 
-        repo.telemetry_between = keep  # type: ignore[method-assign]  # the frame materialize reads, for the windows' floor
-        for name in ("telemetry_between", "errors_between", "failures_between", "instances_frame", "workloads_between"):
+        lookback.read_step = keep  # type: ignore[assignment]  # the frame materialize reads, for the windows' floor
+        stages.wrap(lookback, "read_step", "materialize.read")
+        for name in ("errors_between", "failures_between", "instances_frame", "workloads_between"):
             stages.wrap(repo, name, "materialize.read")
+        stages.wrap(lookback, "keep", "materialize.keep")
         stages.wrap(incremental, "compute_window_features", "materialize.windows")
 
         def timed_glue(metrics: list[str]) -> FeatureStoreGlue:
@@ -288,7 +294,7 @@ def run(instances: int = TARGET) -> dict[str, Any]:
             summary = ingest_files(drop, repository=repo, now=end.to_pydatetime() + timedelta(seconds=1))
             ingest_s = time.perf_counter() - began
             began = time.perf_counter()
-            outcome = materialize_history(repo, timed_glue, now=end.to_pydatetime())
+            outcome = materialize_history(repo, timed_glue, now=end.to_pydatetime(), cache=cache)
             materialize_s = time.perf_counter() - began
             cpu_s = time.process_time() - cpu_began
         assert summary.stored == len(new) and outcome.new_rows == len(new), (summary.stored, outcome.new_rows)
@@ -298,7 +304,9 @@ def run(instances: int = TARGET) -> dict[str, Any]:
             v for k, v in seconds.items() if k.startswith("materialize.") and k != "materialize.other"
         )
 
-        read_s, samples_read = read_floor(db, cut - LOOKBACK)
+        read_s, samples_read = read_floor(db, cut)
+        kept = pq.read_table(cache).to_pandas()
+        read_s += _timed(lambda: pq.read_table(cache))
         features = glue_for(list(METRICS))
         frame = pd.read_parquet(sorted(features.offline_path.glob("*.parquet"))[-1])
         floors = {
@@ -310,6 +318,7 @@ def run(instances: int = TARGET) -> dict[str, Any]:
             "materialize.windows": windows_floor(read["telemetry"]),
             "materialize.offline": _timed(lambda: pq.write_table(pa.Table.from_pandas(frame), root / "floor.parquet")),
             "materialize.online": online_floor(outcome.pushed * (frame.shape[1] - 2)),
+            "materialize.keep": _timed(lambda: pq.write_table(pa.Table.from_pandas(kept), root / "floor-kept.parquet")),
         }
     extra = {
         "setup_seconds": round(setup_s, 1),
@@ -340,7 +349,7 @@ def _report(
     order = [
         f"{side}.{stage}"
         for side in ("ingest", "materialize")
-        for stage in ("read", "screen", "validate", "insert", "windows", "offline", "online", "other")
+        for stage in ("read", "screen", "validate", "insert", "windows", "offline", "online", "keep", "other")
     ]
     stages = {
         key: {
@@ -353,7 +362,8 @@ def _report(
     }
     print(
         f"{instances:,} instances, {PERIOD_MINUTES}-minute period, {outcome.new_rows:,} new rows, "
-        f"{samples_read:,} samples read with the look-back (setup {extra['setup_seconds']:.0f} s, not timed)",
+        f"{samples_read:,} samples read from the database, the look-back kept from the run before "
+        f"(setup {extra['setup_seconds']:.0f} s, not timed)",
         file=sys.stderr,
     )
     print(f"{'stage':22s} {'seconds':>9s} {'floor':>9s} {'per 10k':>9s}", file=sys.stderr)

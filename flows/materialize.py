@@ -34,5 +34,6 @@ def materialize(dataset: str | None = None, dry_run: bool = True, at: str | None
         now=now,
         velocity=ctx.policy.velocity_limits(),
         backfill=timedelta(days=ctx.settings.train_days),
+        cache=ctx.settings.features_dir / "lookback.parquet",
     )
     return outcome.summary()

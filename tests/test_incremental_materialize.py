@@ -94,12 +94,21 @@ class _Capture:
         return int(features["instance_id"].nunique())
 
 
-def test_incremental_materialize_equals_full_recomputation_with_a_gap_and_a_late_sample(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["look-back-read", "look-back-kept"])
+def test_incremental_materialize_equals_full_recomputation_with_a_gap_and_a_late_sample(
+    tmp_path: Path, cached: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the look-back read from the database each run, or kept from the run before (the late sample then
+    comes from "stored since"), the rows are the same."""
+    cache = tmp_path / "lookback.parquet" if cached else None
     telemetry, errors, failures = _fleet()
     late_at = START + pd.Timedelta(hours=7, minutes=31)
     late = (telemetry["instance_id"] == "a") & (telemetry["timestamp"] == late_at)
     repo = Repository(f"sqlite:///{tmp_path / 'history.db'}")
     repo.create_all()
+    reads: list[datetime] = []
+    read = repo.telemetry_between
+    monkeypatch.setattr(repo, "telemetry_between", lambda start, end: reads.append(start) or read(start, end))
     repo.save_errors(errors)
     repo.save_failures(failures)
     written: list[pd.DataFrame] = []
@@ -110,7 +119,7 @@ def test_incremental_materialize_equals_full_recomputation_with_a_gap_and_a_late
         if now == late_at + pd.Timedelta(minutes=9):  # the 07:31 sample arrives after the 07:35 run
             arrived |= late
         repo.save_telemetry(telemetry[arrived], source="test")
-        materialize_history(repo, lambda metrics: _Capture(metrics, written), now=now.to_pydatetime())  # type: ignore[arg-type,return-value]
+        materialize_history(repo, lambda metrics: _Capture(metrics, written), now=now.to_pydatetime(), cache=cache)  # type: ignore[arg-type,return-value]
         stored = now
     got = pd.concat(written, ignore_index=True).sort_values(["instance_id", "event_timestamp"], ignore_index=True)
     before = _full(telemetry[~late], errors, failures)
@@ -126,6 +135,8 @@ def test_incremental_materialize_equals_full_recomputation_with_a_gap_and_a_late
     assert late_at not in set(got.loc[got["instance_id"] == "a", "event_timestamp"])  # behind the watermark
     assert set(got["instance_id"]) == {"a", "b", "c"} and len(got) == len(expected)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    look_backs = sum(1 for start, now in zip(reads, steps, strict=True) if start < now - LOOKBACK)
+    assert look_backs == (1 if cached else len(steps))  # kept: only the first run reads its look-back
     changed = after.set_index(["instance_id", "event_timestamp"]).loc["a"].loc[arrival + pd.Timedelta(minutes=1)]
     unchanged = before.set_index(["instance_id", "event_timestamp"]).loc["a"].loc[arrival + pd.Timedelta(minutes=1)]
     assert changed["cpu_mean_1h"] != pytest.approx(unchanged["cpu_mean_1h"], rel=0, abs=0)  # the late sample counts

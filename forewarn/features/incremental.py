@@ -23,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 
+from forewarn.features import lookback
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.features.windows import LOOKBACK_MINUTES, METRICS, compute_window_features, metrics_of
 from forewarn.schemas import VelocityLimits
@@ -73,14 +75,23 @@ def ordered_metrics(found: list[str]) -> list[str]:
     return [m for m in METRICS if m in found] + sorted(m for m in found if m not in METRICS)
 
 
+@dataclass
+class _Step:
+    features: pd.DataFrame
+    telemetry: pd.DataFrame
+    new: int
+    metrics: list[str]
+    last_id: int
+
+
 def _window(
-    repo: Repository, start: datetime, end: datetime, velocity: VelocityLimits | None
-) -> tuple[pd.DataFrame, int, int, list[str]]:
-    """Feature rows of the telemetry in ``(start, end]``, with rows read, new rows and the metric set."""
-    telemetry = repo.telemetry_between(start - LOOKBACK, end)
+    repo: Repository, start: datetime, end: datetime, velocity: VelocityLimits | None, cache: Path | None
+) -> _Step:
+    """Feature rows of the telemetry in ``(start, end]``, with what was read, new rows and the metric set."""
+    telemetry, last_id = lookback.read_step(repo, cache, start, end, LOOKBACK)
     new = int((telemetry["timestamp"] > pd.Timestamp(start)).sum())
     if not new:
-        return pd.DataFrame(), len(telemetry), 0, []
+        return _Step(pd.DataFrame(), telemetry, 0, [], last_id)
     metrics = ordered_metrics(metrics_of(telemetry))
     features = compute_window_features(
         telemetry,
@@ -92,7 +103,7 @@ def _window(
         metrics=metrics,
         since=pd.Timestamp(start),
     )
-    return features, len(telemetry), new, metrics
+    return _Step(features, telemetry, new, metrics, last_id)
 
 
 def _step_end(repo: Repository, start: datetime, now: datetime, first: timedelta, budget: int) -> datetime:
@@ -121,6 +132,7 @@ def materialize_history(
     backfill: timedelta = timedelta(days=30),
     chunk: timedelta = CHUNK,
     step_samples: int = STEP_SAMPLES,
+    cache: Path | None = None,
 ) -> MaterializeOutcome:
     """Materialize the telemetry that arrived since the ``materialize`` watermark, up to ``now``.
 
@@ -132,6 +144,8 @@ def materialize_history(
         backfill: how far back a first run (no watermark yet) starts.
         chunk: the first span a step tries (see :func:`_step_end`).
         step_samples: the most new samples one step computes at once.
+        cache: where to keep each step's look-back for the next run (:mod:`~forewarn.features.lookback`);
+            None reads it from the database every time.
     """
     marks = WatermarkStore(repo.engine)
     marks.create()
@@ -141,19 +155,21 @@ def materialize_history(
     glue: FeatureStoreGlue | None = None
     while start < now:
         end = _step_end(repo, start, now, chunk, step_samples)
-        features, read, new, metrics = _window(repo, start, end, velocity)
-        outcome.rows_read += read
-        if new:
-            if glue is None or glue.metrics != metrics:
-                glue = open_glue(metrics)
-                if glue.registered_metrics() != metrics:
+        step = _window(repo, start, end, velocity, cache)
+        features = step.features
+        outcome.rows_read += len(step.telemetry)
+        if step.new:
+            if glue is None or glue.metrics != step.metrics:
+                glue = open_glue(step.metrics)
+                if glue.registered_metrics() != step.metrics:
                     glue.apply()  # the views re-typed for this metric set, which they record
             glue.append_offline(features)
             outcome.pushed = glue.push_online(features)
             outcome.until = marks.advance(WATERMARK, end, note=f"{len(features)} feature rows")
-            outcome.new_rows += new
+            lookback.keep(repo, cache, step.telemetry, end=end, last_id=step.last_id, lookback=LOOKBACK)
+            outcome.new_rows += step.new
             outcome.feature_rows += len(features)
             outcome.instances.update(features["instance_id"].astype(str))
-            outcome.metrics = metrics
+            outcome.metrics = step.metrics
         start = end
     return outcome

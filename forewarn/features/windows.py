@@ -195,7 +195,21 @@ def instance_chunks(instance_ids: np.ndarray, rows: int = CHUNK_ROWS) -> list[sl
     return chunks
 
 
-def _window_blocks(frame: pd.DataFrame, count: int, minutes: int, targets: np.ndarray) -> dict[str, np.ndarray]:
+def _window_input(
+    frame: pd.DataFrame, targets: np.ndarray, since: pd.Timestamp | None, minutes: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows a window of ``minutes`` needs for rows after ``since``, and the targets' positions in them: those
+    after ``since - minutes`` (each target's own block starts after it, and its previous block's suffix too),
+    so a short window of an incremental run does not go over the whole look-back."""
+    if since is None:
+        return frame, targets
+    needed = np.flatnonzero((frame["timestamp"] > pd.Timestamp(since) - pd.Timedelta(minutes=minutes)).to_numpy())
+    if len(needed) == len(frame):
+        return frame, targets
+    return frame.iloc[needed].reset_index(drop=True), np.searchsorted(needed, targets)
+
+
+def _window_blocks(frame: pd.DataFrame, targets: np.ndarray, count: int, minutes: int) -> dict[str, np.ndarray]:
     """:func:`_window_block` over :func:`instance_chunks` of ``frame``, joined: the same values, bounded memory.
     ``targets`` (sorted row positions) are split among the chunks and made local to each."""
     chunks = instance_chunks(frame["instance_id"].to_numpy())
@@ -257,7 +271,7 @@ def compute_window_features(
     targets = np.flatnonzero((stamps > pd.Timestamp(since)).to_numpy()) if since is not None else np.arange(len(frame))
     columns: dict[str, np.ndarray] = {}
     for window, minutes in WINDOWS.items():
-        block = _window_blocks(frame, len(chosen), minutes, targets)
+        block = _window_blocks(*_window_input(frame, targets, since, minutes), len(chosen), minutes)
         for i, metric in enumerate(chosen):
             for stat in WINDOW_STATS[window]:
                 columns[f"{safe_name(metric)}_{stat}_{window}"] = block[f"m{i}_{stat}"]

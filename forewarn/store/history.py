@@ -337,6 +337,20 @@ class HistoryStore:
             query = query.where(t.timestamp > start)
         return _telemetry_wide(self.engine, query)  # the time index covers the query: no table reads
 
+    def max_sample_id(self) -> int:
+        """The highest telemetry sample id stored (0 when none): what a later read of "stored since" starts after."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(TelemetrySampleRow.id))).scalar() or 0)
+
+    def telemetry_stored_since(self, after_id: int, start: datetime, end: datetime) -> pd.DataFrame:
+        """Telemetry stored after sample ``after_id`` with ``start < timestamp <= end``, wide (late samples)."""
+        t = TelemetrySampleRow
+        raw_time = type_coerce(t.timestamp, String) if self.engine.dialect.name == "sqlite" else t.timestamp
+        query = select(t.id, t.instance_id, raw_time, t.metric, t.value).where(
+            t.id > after_id, t.timestamp > start, t.timestamp <= end
+        )
+        return _telemetry_wide(self.engine, query)
+
     def telemetry_samples_between(self, start: datetime, end: datetime) -> int:
         """How many samples (one metric of one row each) have ``start < timestamp <= end``: an index count."""
         t = TelemetrySampleRow
