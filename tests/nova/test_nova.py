@@ -68,7 +68,10 @@ class ForewarnOnNova(integrated_helpers.ProviderUsageBaseTestCase):
         adapter.live_migrate(server["id"], "host2", key="lm")
         self._wait_for_server_parameter(server, {"OS-EXT-SRV-ATTR:host": "host2", "status": "ACTIVE"})
         adapter.live_migrate(server["id"], "host2", key="lm")  # the same key: nothing sent
-        history = adapter.migration_status(server["id"])
+        deadline = time.monotonic() + 60  # Nova marks the migration completed just after the server is ACTIVE
+        while (history := adapter.migration_status(server["id"]))[0]["status"] != "completed":
+            assert time.monotonic() < deadline, history
+            time.sleep(0.2)
         assert history[0]["kind"] == "live-migration" and history[0]["status"] == "completed"
         assert (history[0]["source"], history[0]["dest"]) == ("host1", "host2")
         assert adapter.health(server["id"])
