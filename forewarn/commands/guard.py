@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from forewarn.errors import ForewarnError, InputError
 from forewarn.redact import redact
@@ -119,11 +119,11 @@ def report(exc: BaseException) -> typer.Exit:
 class GuardedGroup(TyperGroup):
     """The command group whose every failure is one line (see :func:`describe`)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, typer.Exit, typer.Abort):
-            raise
+        except (TyperException, typer.Exit, typer.Abort):
+            raise  # usage errors and exits: typer prints them and knows their codes
         except Exception as exc:
             if os.environ.get("FOREWARN_DEBUG", "") not in ("", "0"):
                 raise
