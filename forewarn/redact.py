@@ -13,9 +13,13 @@ Masking too much is harmless; masking too little is a leak, so the patterns are 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from typing import Annotated
 from urllib.parse import quote, unquote
+
+from pydantic import AfterValidator
 
 MASK = "***"
 
@@ -81,3 +85,32 @@ def redact(text: object) -> str:
     for secret in sorted(known_secrets(), key=len, reverse=True):
         out = out.replace(secret, MASK)
     return out
+
+
+Redacted = Annotated[str, AfterValidator(redact)]
+"""A model field that is redacted as it is set: source names, error notes, anything stored or shown."""
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a log record before any handler writes or ships it: message, arguments and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Put a :class:`RedactingFilter` on every logging handler now configured (Prefect's console and API
+    handlers included), once; call it after logging is set up."""
+    loggers = [
+        logging.getLogger(),
+        *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)),
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
