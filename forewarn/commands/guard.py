@@ -87,6 +87,10 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return BAD_INPUT, f"error: not a database URL: {one_line(exc)}; check FOREWARN_DATABASE_URL"
     if "botocore.exceptions.NoRegionError" in names:
         return BAD_INPUT, "error: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the profile)"
+    if "botocore.exceptions.ProfileNotFound" in names:
+        return BAD_INPUT, f"error: {one_line(exc)}: check AWS_PROFILE and the AWS config file"
+    if "botocore.exceptions.NoCredentialsError" in names:
+        return BAD_INPUT, "error: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile"
     prefect = _prefect_start(exc)
     if prefect is not None:
         return FAILED, f"failed: {prefect}"
