@@ -91,6 +91,12 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return BAD_INPUT, f"error: {one_line(exc)}: check AWS_PROFILE and the AWS config file"
     if "botocore.exceptions.NoCredentialsError" in names:
         return BAD_INPUT, "error: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile"
+    if names & {
+        "requests.exceptions.InvalidSchema",
+        "requests.exceptions.MissingSchema",
+        "requests.exceptions.InvalidURL",
+    }:
+        return BAD_INPUT, f"error: not a usable URL: {one_line(exc)}; give http://host:port or https://host:port"
     prefect = _prefect_start(exc)
     if prefect is not None:
         return FAILED, f"failed: {prefect}"

@@ -8,6 +8,8 @@ in the arguments as ``{tmp}``), the exit code and the texts the error line must 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +214,10 @@ CASES = [
     Case("aws-no-region", ["plan", "approve", "plan-x"], 2, ["AWS_REGION"], NO_REGION, _no_aws_region),
     Case("aws-no-groups", ["plan", "approve", "plan-x"], 2, ["FOREWARN_AWS_GROUPS"], {"FOREWARN_CLOUD": "aws"}),
     # flags: durations, times, paths
+    Case(
+        "prometheus-ftp", ["ingest", "prometheus", "--url", f"ftp://u:{SECRET}@h/"], 2, ["not a usable URL", "http://"]
+    ),
+    Case("prometheus-no-scheme", ["ingest", "prometheus", "--url", "prometheus:9090"], 2, ["not a usable URL"]),
     Case("since-huge", ["ingest", "prometheus", "--url", "http://127.0.0.1:1", "--since", "999999999w"], 2, ["since"]),
     Case("since-word", ["ingest", "prometheus", "--url", "http://127.0.0.1:1", "--since", "yesterday"], 2, ["since"]),
     Case("since-zero", ["ingest", "prometheus", "--url", "http://127.0.0.1:1", "--since", "0m"], 2, ["since"]),
@@ -314,4 +320,21 @@ def test_prefect_server_that_does_not_start_is_one_line_saying_what_to_set(monke
     assert "prefect server start" in line
 
 
-assert os.sep == "/"  # the cases write POSIX paths
+@pytest.mark.slow
+def test_forewarn_run_when_prefects_server_does_not_start_in_time(tmp_path: Path) -> None:
+    """End to end, in a fresh process and Prefect home: the real start-up time-out of Prefect's temporary server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "FOREWARN_"))}
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "FOREWARN_HOME": str(tmp_path / "home"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    (tmp_path / "prefect").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "forewarn.cli", "run", "train"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("failed:")]
+    assert "did not start within 0 s" in line and "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in line
