@@ -122,6 +122,9 @@ def run_flow(
 
     if at is not None:
         at = parse_time(at).isoformat()  # one clear line for a bad time, before Prefect starts
+    from forewarn.settings import get_settings
+
+    get_settings()  # and for a bad FOREWARN_* setting
     from flows import FLOWS
 
     if flow not in FLOWS:

@@ -59,7 +59,8 @@ def _prefect_start(exc: BaseException) -> str | None:
     )
 
 
-def _settings(exc: BaseException) -> str | None:
+def _validation(exc: BaseException) -> str | None:
+    """A pydantic ValidationError (settings, or a model built from flags) as one line naming the field."""
     if "pydantic_core._pydantic_core.ValidationError" not in _names(exc):
         return None
     from pydantic import ValidationError
@@ -67,8 +68,13 @@ def _settings(exc: BaseException) -> str | None:
     from forewarn.settings import settings_error
 
     assert isinstance(exc, ValidationError)
-    prefix = "FOREWARN_" if exc.title == "Settings" else f"{exc.title}."
-    return str(settings_error(exc, prefix=prefix)) if exc.title.endswith("Settings") else None
+    if exc.title == "Settings":
+        return str(settings_error(exc))
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "value"
+    value = first.get("input")
+    got = f", got {value!r}" if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+    return f"{exc.title} field '{where}': {first['msg']}{got}"
 
 
 def describe(exc: BaseException) -> tuple[int, str]:
@@ -78,9 +84,9 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return BAD_INPUT, f"error: {one_line(exc)}"
     if isinstance(exc, ForewarnError):
         return FAILED, f"failed: {one_line(exc)}"
-    settings = _settings(exc)
-    if settings is not None:
-        return BAD_INPUT, f"error: {one_line(settings)}"
+    invalid = _validation(exc)
+    if invalid is not None:
+        return BAD_INPUT, f"error: {one_line(invalid)}"
     if "sqlalchemy.exc.DBAPIError" in names or "sqlalchemy.exc.OperationalError" in names:
         return FAILED, f"failed: {one_line(_database(exc))}"
     if "sqlalchemy.exc.ArgumentError" in names:
