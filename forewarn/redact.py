@@ -13,6 +13,7 @@ Masking too much is harmless; masking too little is a leak, so the patterns are 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -62,17 +63,26 @@ def _url_secrets(text: str) -> set[str]:
     return {s for s in found if s and s != MASK}
 
 
-def known_secrets() -> set[str]:
+def known_secrets() -> frozenset[str]:
     """The secrets held in the settings of :data:`SECRET_SETTINGS` now, as written, decoded and re-quoted."""
+    return _secrets_of(tuple(os.environ.get(name, "") for name in SECRET_SETTINGS))
+
+
+@functools.lru_cache(maxsize=8)
+def _secrets_of(values: tuple[str, ...]) -> frozenset[str]:
     secrets: set[str] = set()
-    for name in SECRET_SETTINGS:
-        value = os.environ.get(name, "")
+    for name, value in zip(SECRET_SETTINGS, values, strict=True):
         if not value:
             continue
         found = {value} if name in _WHOLE_SECRETS else _url_secrets(value)
         for secret in found:
             secrets |= {secret, unquote(secret), quote(unquote(secret), safe="")}
-    return {s for s in secrets if len(s) >= _MIN_LITERAL}
+    return frozenset(s for s in secrets if len(s) >= _MIN_LITERAL)
+
+
+@functools.lru_cache(maxsize=8)
+def _longest_first(secrets: frozenset[str]) -> list[str]:
+    return sorted(secrets, key=len, reverse=True)
 
 
 def redact(text: object) -> str:
@@ -82,7 +92,7 @@ def redact(text: object) -> str:
         return out
     out = _USERINFO.sub(lambda m: f"{m.group('head')}{MASK}@", out)
     out = _PARAM.sub(lambda m: f"{m.group('head')}{MASK}", out)
-    for secret in sorted(known_secrets(), key=len, reverse=True):
+    for secret in _longest_first(known_secrets()):
         out = out.replace(secret, MASK)
     return out
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
+from forewarn.commands.guard import report
 from forewarn.errors import ForewarnError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,8 +28,6 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ForewarnError as exc:
-            from forewarn.commands.guard import report
-
             raise report(exc) from None
 
     return wrapper  # type: ignore[return-value]

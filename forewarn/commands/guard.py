@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
@@ -27,6 +28,7 @@ from forewarn.redact import redact
 BAD_INPUT, FAILED = 2, 1
 MAX_LINE = 400
 DEBUG_HINT = "set FOREWARN_DEBUG=1 to see the traceback"
+err = Console(stderr=True)
 _PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
 
 
@@ -124,8 +126,6 @@ def describe(exc: BaseException) -> tuple[int, str]:
 
 def report(exc: BaseException) -> typer.Exit:
     """Print ``exc`` as one line on stderr and return the :class:`typer.Exit` to raise."""
-    from forewarn.commands.common import err
-
     code, line = describe(exc)
     head, _, rest = line.partition(": ")
     err.print(f"[red]{head}:[/] {escape(rest)}", highlight=False, soft_wrap=True)
