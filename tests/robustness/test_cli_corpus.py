@@ -227,6 +227,8 @@ CASES = [
     Case("run-at-year-99999", ["run", "materialize", "--at", "99999-01-01T00:00:00Z"], 2, ["99999"]),
     Case("run-bad-cloud", ["run", "train"], 2, ["FOREWARN_CLOUD", "allowed"], {"FOREWARN_CLOUD": "gcp"}),
     Case("simulate-days-huge", ["simulate", "--days", "1e308", "--out", "{tmp}/ds"], 2, ["days", "366"]),
+    Case("run-at-year-1", ["run", "materialize", "--at", "0001-01-01T00:00:00Z"], 2, ["--at", "0001"]),
+    Case("run-at-year-2250", ["run", "materialize", "--at", "2250-01-01T00:00:00Z"], 2, ["--at", "1900 to 2200"]),
     Case("run-unknown-flow", ["run", "everything"], 2, ["flow", "allowed: ingest"]),
     Case("dataset-missing", ["dataset", "check", "{tmp}/absent"], 2, ["absent"]),
     Case("dataset-is-file", ["dataset", "check", "{tmp}/p.yaml"], 2, ["p.yaml"], setup=write("p.yaml", GOOD)),
