@@ -70,7 +70,7 @@ def _validation(exc: BaseException) -> str | None:
     from forewarn.settings import settings_error
 
     assert isinstance(exc, ValidationError)
-    if exc.title == "Settings":
+    if exc.title.endswith("Settings"):  # Settings, ScaleSettings, ServeSettings: all FOREWARN_*
         return str(settings_error(exc))
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "value"

@@ -193,6 +193,7 @@ CASES = [
     Case("horizon-text", ["plan", "list"], 2, ["FOREWARN_HORIZON_MINUTES"], {"FOREWARN_HORIZON_MINUTES": "soon"}),
     Case("train-days-inf", ["plan", "list"], 2, ["FOREWARN_TRAIN_DAYS", "finite"], {"FOREWARN_TRAIN_DAYS": "inf"}),
     Case("step-zero", ["plan", "list"], 2, ["FOREWARN_STEP_MINUTES"], {"FOREWARN_STEP_MINUTES": "0"}),
+    Case("serve-port-text", ["serve", "status"], 2, ["FOREWARN_PREFECT_PORT"], {"FOREWARN_PREFECT_PORT": "http"}),
     Case(
         "database-url-nonsense",
         ["plan", "list"],
