@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from forewarn.dataset import TELEMETRY_KEYS, read_errors, read_workloads
 from forewarn.errors import ConfigError, DatasetError, ValidationFailed
-from forewarn.redact import Redacted
+from forewarn.redacted import Redacted
 from forewarn.schemas import Instance, Model, new_id, utcnow
 from forewarn.sources.dedupe import new_errors, new_workloads
 from forewarn.sources.prometheus import PrometheusPull

@@ -17,10 +17,7 @@ import functools
 import logging
 import os
 import re
-from typing import Annotated
 from urllib.parse import quote, unquote
-
-from pydantic import AfterValidator
 
 MASK = "***"
 
@@ -95,10 +92,6 @@ def redact(text: object) -> str:
     for secret in _longest_first(known_secrets()):
         out = out.replace(secret, MASK)
     return out
-
-
-Redacted = Annotated[str, AfterValidator(redact)]
-"""A model field that is redacted as it is set: source names, error notes, anything stored or shown."""
 
 
 class RedactingFilter(logging.Filter):

@@ -24,7 +24,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from forewarn.errors import AdapterError, ForewarnError
 from forewarn.ingest import IngestSummary, ingest_pulled
-from forewarn.redact import Redacted
+from forewarn.redacted import Redacted
 from forewarn.schemas import Model
 from forewarn.store.lease import LeaseHeld, LeaseStore
 from forewarn.store.repository import Repository

@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.dataset import Dataset
-from forewarn.redact import Redacted
+from forewarn.redacted import Redacted
 from forewarn.schemas import Instance, Model, UtcDatetime, VelocityLimits, utcnow
 from forewarn.settings import get_settings
 from forewarn.store.engine import make_engine as make_engine
