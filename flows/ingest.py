@@ -17,6 +17,7 @@ from prefect.states import Failed, State
 
 from forewarn import compose, service
 from forewarn.clock import clock_for
+from forewarn.redact import install_log_redaction
 from forewarn.sources.step import SourceReport, failed_report, ingest_source
 from forewarn.store.repository import Repository
 from forewarn.telemetry.sources import Source
@@ -52,6 +53,7 @@ def ingest(dataset: str | None = None, dry_run: bool = True, at: str | None = No
         dry_run: unused; ingest changes no cloud.
         at: the cycle's time (RFC 3339), to run on recorded data; default: the wall clock.
     """
+    install_log_redaction()  # a source's URL may carry a password; no log line of this run shows it
     ctx = service.context(dry_run=dry_run)
     now = clock_for(at).now()
     logger = get_run_logger()

@@ -1,7 +1,7 @@
 """The ``forewarn`` command line: run any flow on demand, steer plans, check policies and datasets.
 
-Every command catches Forewarn's own errors and prints them as one line; exit code 2 means bad input,
-1 a failed run.
+Every failure of every command is one line (forewarn/commands/guard.py); exit code 2 means bad input,
+1 a failed run; FOREWARN_DEBUG=1 shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import typer
 
 from forewarn.commands import backtest, fleet, ingest, model, plan, policy, replay, serve
 from forewarn.commands.common import console, friendly
+from forewarn.commands.guard import GuardedGroup
 from forewarn.errors import InputError
 
 # Libraries' deprecation notices are for their developers, not for an operator reading a run.
@@ -32,7 +33,10 @@ HELP = (
     "FOREWARN_POLICY, FOREWARN_CLOUD, FOREWARN_DRY_RUN."
 )
 
-app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False)
+# GuardedGroup: whatever a command raises is one line and exit 2 (bad input) or 1 (failed run).
+app = typer.Typer(
+    cls=GuardedGroup, help=HELP, no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False
+)
 dataset_app = typer.Typer(help="Check datasets in the Forewarn dataset format.", no_args_is_help=True)
 bench_app = typer.Typer(help="Speed and memory figures, each beside its floor.", no_args_is_help=True)
 app.add_typer(plan.app, name="plan")
@@ -118,6 +122,9 @@ def run_flow(
 
     if at is not None:
         at = parse_time(at).isoformat()  # one clear line for a bad time, before Prefect starts
+    from forewarn.settings import get_settings
+
+    get_settings()  # and for a bad FOREWARN_* setting
     from flows import FLOWS
 
     if flow not in FLOWS:

@@ -68,6 +68,11 @@ class SimulatedClock:
         return self.current
 
 
+EARLIEST, LATEST = 1900, 2200
+"""The years a cycle's time may fall in: a cycle subtracts and adds up to ten years (policy durations, training
+windows) and pandas' timestamps end in 1677 and 2262."""
+
+
 def parse_time(value: str | datetime | pd.Timestamp, *, field: str = "--at") -> datetime:
     """An RFC 3339 time (``2024-05-01T12:00:00Z``; no zone means UTC) as an aware UTC datetime.
 
@@ -83,6 +88,8 @@ def parse_time(value: str | datetime | pd.Timestamp, *, field: str = "--at") -> 
     if pd.isna(stamp):
         raise ConfigError(f"'{value}' is not a time", field=field, allowed=["2024-05-01T12:00:00Z"])
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if not EARLIEST <= stamp.year <= LATEST:
+        raise ConfigError(f"'{value}' is outside the years {EARLIEST} to {LATEST} a cycle can run in", field=field)
     return stamp.to_pydatetime()
 
 

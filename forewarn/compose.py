@@ -45,9 +45,17 @@ def cloud(ctx: Context, dataset: Dataset | None = None, *, at: datetime | None =
         groups = [g.strip() for g in s.aws_groups.split(",") if g.strip()]
         if not groups:
             raise ConfigError("name the Auto Scaling groups to manage", field="FOREWARN_AWS_GROUPS")
-        return AwsAdapter(
-            groups, endpoint_url=s.aws_endpoint_url or None, dry_run=ctx.dry_run, state_dir=s.home / "aws"
-        )
+        from botocore.exceptions import NoRegionError
+
+        try:
+            return AwsAdapter(
+                groups, endpoint_url=s.aws_endpoint_url or None, dry_run=ctx.dry_run, state_dir=s.home / "aws"
+            )
+        except NoRegionError:
+            raise ConfigError(
+                "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the AWS profile)",
+                field="AWS_REGION",
+            ) from None
     if s.cloud == "openstack":
         from adapters.openstack import OpenStackAdapter
 

@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from forewarn.dataset import TELEMETRY_KEYS, read_errors, read_workloads
 from forewarn.errors import ConfigError, DatasetError, ValidationFailed
+from forewarn.redacted import Redacted
 from forewarn.schemas import Instance, Model, new_id, utcnow
 from forewarn.sources.dedupe import new_errors, new_workloads
 from forewarn.sources.prometheus import PrometheusPull
@@ -44,12 +45,14 @@ ROUND_OFF = 1e-9
 """Prometheus values this close below 0 (or above 1 for fractions) are round-off, not bad values."""
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_DURATION = timedelta(days=3650)
+"""The longest duration a flag or source spec may give (ten years)."""
 
 
 class IngestSummary(Model):
     """What one ingestion stored, what it quarantined and why, and what the suite said."""
 
-    source: str
+    source: Redacted
     batch_id: str | None = None
     stored: int = Field(0, description="telemetry rows stored")
     samples: int = Field(0, description="metric values stored (rows x metrics, absent samples not counted)")
@@ -73,7 +76,12 @@ def parse_duration(text: str, *, field: str) -> timedelta:
     parts = _DURATION.findall(cleaned)
     if not parts or "".join(n + u for n, u in parts) != cleaned:
         raise ConfigError(f"'{text}' is not a duration such as 6h, 90m, 1h30m or 2d", field=field)
-    total = sum((timedelta(**{_UNITS[unit]: int(number)}) for number, unit in parts), timedelta())
+    try:
+        total = sum((timedelta(**{_UNITS[unit]: int(number)}) for number, unit in parts), timedelta())
+    except OverflowError:
+        total = timedelta.max
+    if total > MAX_DURATION:
+        raise ConfigError(f"'{text}' is longer than {MAX_DURATION.days}d, the longest allowed", field=field)
     if total <= timedelta(0):
         raise ConfigError(f"'{text}' must be longer than zero", field=field)
     return total

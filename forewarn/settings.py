@@ -6,11 +6,16 @@ Moving from the embedded defaults to a cluster changes these settings, never cod
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from forewarn.errors import ConfigError
+from forewarn.redact import redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,11 +61,20 @@ class Settings(BaseSettings):
         description="Where a cycle without --at takes its time: the machine's clock, or the fleet service's "
         "(FOREWARN_FLEET_URL, default http://127.0.0.1:9108), needed when the fleet runs at a speed other than 1.",
     )
-    horizon_minutes: int = Field(default=60, gt=0)
+    horizon_minutes: int = Field(default=60, gt=0, le=525_600)
     train_days: float = Field(
-        default=30, gt=0, description="Training reads this many days of history, ending at the cycle's time."
+        default=30,
+        gt=0,
+        le=3_650,
+        allow_inf_nan=False,
+        description="Training reads this many days of history, ending at the cycle's time.",
     )
-    step_minutes: int = Field(default=5, gt=0)
+    step_minutes: int = Field(default=5, gt=0, le=1_440)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Every value as ``repr`` shows it, with passwords in URLs masked (see :mod:`forewarn.redact`)."""
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if isinstance(value, str) else value
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under ``home``."""
@@ -79,6 +93,26 @@ class Settings(BaseSettings):
         return self.home / "reports"
 
 
+def settings_error(exc: ValidationError, prefix: str = "FOREWARN_") -> ConfigError:
+    """A settings :class:`ValidationError` as one line naming the variable and what is allowed (no value that
+    could be a secret is echoed unmasked)."""
+    first = exc.errors()[0]
+    name = prefix + "_".join(str(part) for part in first["loc"]).upper()
+    expected = str(first.get("ctx", {}).get("expected", ""))
+    allowed = re.findall(r"'([^']*)'", expected) or None
+    value = first.get("input")
+    got = f", got {redact(value)!r}" if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+    message = f"{first['msg']}{got}" if allowed is None else f"not one of the allowed values{got}"
+    return ConfigError(message, field=name, allowed=allowed)
+
+
 def get_settings() -> Settings:
-    """Settings read now from the environment."""
-    return Settings()
+    """Settings read now from the environment.
+
+    Raises:
+        ConfigError: a FOREWARN_* variable holds a value it cannot take; one line naming it.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None

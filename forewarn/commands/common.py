@@ -6,10 +6,10 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import typer
 from rich.console import Console
 
-from forewarn.errors import ForewarnError, InputError
+from forewarn.commands.guard import report
+from forewarn.errors import ForewarnError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,17 +18,16 @@ err = Console(stderr=True)
 
 
 def friendly(func: F) -> F:
-    """Print Forewarn's own errors as one line and exit 2 (bad input) or 1 (a failed run)."""
+    """Print Forewarn's own errors as one line, redacted, and exit 2 (bad input) or 1 (a failed run).
+
+    Anything else a command raises ends in :class:`forewarn.commands.guard.GuardedGroup`, one line too.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except InputError as exc:
-            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
         except ForewarnError as exc:
-            err.print(f"[red]failed:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            raise report(exc) from None
 
     return wrapper  # type: ignore[return-value]

@@ -39,13 +39,14 @@ def policy_check(
     Prints one line per bad file, as file:line:column, the key path, what is wrong and the allowed values;
     exits 2 if any file is bad.
     """
+    from forewarn.commands.guard import one_line
     from forewarn.policy.review import check_paths, github_annotation
 
     checked, problems = check_paths(paths)
     for problem in problems:
         if output is Format.GITHUB:
             print(github_annotation(problem), flush=True)
-        err.print(f"[red]error:[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(one_line(problem, 1000))}", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(2)
     console.print(f"{len(checked)} policy file(s) valid", highlight=False)

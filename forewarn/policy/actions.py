@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forewarn.policy.numbers import MAX_COUNT, within
 from forewarn.schemas import ActionType
 
 
@@ -26,14 +27,11 @@ class PolicyModel(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=kebab, populate_by_name=True)
 
 
-Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-
-
 class Split(PolicyModel):
     """Whether a splittable task may be cut into chunks of at least ``min_chunk`` of its demand."""
 
     enabled: bool = False
-    min_chunk: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    min_chunk: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False), within(0.0, 1.0, lo_open=True)] = 0.25
 
 
 class MigrateParams(PolicyModel):
@@ -47,23 +45,23 @@ class ScaleBackParams(PolicyModel):
     """Shrink the load placed on the instance to ``factor`` of its capacity, keeping ``reserve_buffer`` free."""
 
     type: Literal["scale-back"] = "scale-back"
-    factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
-    reserve_buffer: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    factor: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False), within(0.0, 1.0, lo_open=True)] = 0.7
+    reserve_buffer: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False), within(0.0, 1.0, hi_open=True)] = 0.0
 
 
 class ReserveBufferParams(PolicyModel):
     """Keep ``fraction`` of the instance's capacity free as a buffer."""
 
     type: Literal["reserve-buffer"] = "reserve-buffer"
-    fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    fraction: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False), within(0.0, 1.0, hi_open=True)] = 0.1
 
 
 class AutoscaleParams(PolicyModel):
     """Let the instance's group scale between ``min`` and ``max`` instances."""
 
     type: Literal["autoscale"] = "autoscale"
-    min: Annotated[int, Field(ge=0)] = 1
-    max: Annotated[int, Field(ge=1)] = 10
+    min: Annotated[int, Field(ge=0, le=MAX_COUNT), within(0, MAX_COUNT)] = 1
+    max: Annotated[int, Field(ge=1, le=MAX_COUNT), within(1, MAX_COUNT)] = 10
 
 
 class CordonParams(PolicyModel):

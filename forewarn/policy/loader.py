@@ -120,7 +120,8 @@ def _schema_error(exc: ValidationError, ctx: _Context) -> PolicyError:
 def _explain(error: Any) -> tuple[str, list[str] | None]:
     """A pydantic error as a message and, for choices and booleans, the allowed values."""
     kind, value = error["type"], error.get("input")
-    got = f", got {value!r}" if isinstance(value, str | int | float | bool) else ""
+    shown = repr(value) if isinstance(value, str | int | float | bool) else ""
+    got = f", got {shown if len(shown) <= 60 else shown[:57] + '...'}" if shown else ""
     if kind == "missing":
         return f"required key '{error['loc'][-1]}' is missing", None
     if kind in ("enum", "literal_error"):
@@ -164,17 +165,55 @@ def load_policy_text(text: str, source: str = "<string>") -> Policy:
     return policy
 
 
-def load_policy(path: str | FilePath) -> Policy:
-    """Read and validate the policy file at ``path``.
+MAX_POLICY_BYTES = 1024 * 1024
+"""A policy file larger than this (1 MiB) is refused unread; the largest shipped one is a few kB."""
+
+
+def read_policy_text(path: str | FilePath, *, within: str | FilePath | None = None) -> str:
+    """The text of the policy file at ``path``, read only if it is a regular UTF-8 file of at most
+    :data:`MAX_POLICY_BYTES` and, given ``within``, resolves inside that folder: a symlink leading out of
+    it is refused before it is read, so no message ever shows what it points at.
+
+    Raises:
+        PolicyError: naming the file, and the line and column of a byte that is not UTF-8.
+    """
+    file = FilePath(path)
+    if not file.exists() and not file.is_symlink():
+        raise PolicyError("policy file not found", file=file)
+    try:
+        target = file.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise PolicyError("a broken or looping symlink; refused", file=file) from None
+    if within is not None and not target.is_relative_to(FilePath(within).resolve()):
+        raise PolicyError(f"a symlink to a file outside {within}; refused unread", file=file)
+    if target.is_dir():
+        raise PolicyError("is a directory, not a policy file", file=file)
+    if not target.is_file():
+        raise PolicyError("not a regular file (a device, pipe or socket); refused unread", file=file)
+    size = target.stat().st_size
+    if size > MAX_POLICY_BYTES:
+        raise PolicyError(f"is {size:,} bytes; a policy file is at most {MAX_POLICY_BYTES:,} bytes", file=file)
+    try:
+        data = target.read_bytes()[: MAX_POLICY_BYTES + 1]
+    except OSError as exc:
+        raise PolicyError(f"cannot be read: {exc.strerror or exc}", file=file) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        row, column = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
+        raise PolicyError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot start or continue a character",
+            file=file,
+            row=row,
+            column=column,
+        ) from None
+
+
+def load_policy(path: str | FilePath, *, within: str | FilePath | None = None) -> Policy:
+    """Read (see :func:`read_policy_text`) and validate the policy file at ``path``.
 
     Raises:
         PolicyError: the file is missing, unreadable or invalid; the message names file, line and field.
     """
-    file = FilePath(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError("policy file not found", file=file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"cannot read policy file: {exc}", file=file) from None
-    return load_policy_text(text, source=str(file))
+    return load_policy_text(read_policy_text(path, within=within), source=str(path))

@@ -29,8 +29,22 @@ def _policy_files(path: Path) -> list[Path]:
     return [path]
 
 
+def check_file(file: Path, within: Path | None = None) -> PolicyError | None:
+    """The problem with one policy file, or None; never raises, whatever the bytes (each problem is one line)."""
+    try:
+        load_policy(file, within=within)
+    except PolicyError as exc:
+        return exc
+    except RecursionError:
+        return PolicyError("nested too deeply to check", file=file)
+    except Exception as exc:  # one bad file must not stop the check of the others
+        return PolicyError(f"cannot be checked: {type(exc).__name__}: {str(exc)[:200]}", file=file)
+    return None
+
+
 def check_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[PolicyError]]:
-    """Check policy files; a folder means every ``*.yaml``/``*.yml`` under it.
+    """Check policy files; a folder means every ``*.yaml``/``*.yml`` under it, each confined to that folder
+    (a symlink leading out of it is refused unread).
 
     Returns:
         The files checked and one error per bad file (or missing path), each naming file, line, column, key.
@@ -39,18 +53,19 @@ def check_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[PolicyErr
     errors: list[PolicyError] = []
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             errors.append(PolicyError("policy file not found", file=path))
             continue
+        # a folder confines its files; a file named directly may be a symlink only within its own folder
+        folder = path if path.is_dir() else path.absolute().parent if path.is_symlink() else None
         files = _policy_files(path)
         if not files:
             errors.append(PolicyError("no *.yaml policy files in this folder", file=path))
         for file in files:
             checked.append(file)
-            try:
-                load_policy(file)
-            except PolicyError as exc:
-                errors.append(exc)
+            problem = check_file(file, within=folder)
+            if problem is not None:
+                errors.append(problem)
     return checked, errors
 
 

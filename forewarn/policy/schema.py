@@ -20,11 +20,20 @@ from typing import Annotated
 from pydantic import Field
 
 from forewarn.policy.actions import ACTIONS, ActionSpec, PolicyModel, get_action
+from forewarn.policy.numbers import (
+    MAX_CYCLES,
+    TEN_YEARS_HOURS,
+    YEAR_MINUTES,
+    Count,
+    Cycles,
+    MetricValue,
+    Minutes,
+    Percent,
+    PositiveMinutes,
+    Probability,
+    within,
+)
 from forewarn.schemas import ActionType, Band, PolicyMode, VelocityLimits
-
-Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0)]
 
 Problem = tuple[tuple[str | int, ...], str]
 """A semantic problem: the YAML path of the offending key and what is wrong."""
@@ -42,7 +51,7 @@ class Bands(PolicyModel):
 
     high: Threshold = Field(default_factory=lambda: Threshold(enter=0.6, exit=0.45))
     moderate: Threshold = Field(default_factory=lambda: Threshold(enter=0.3, exit=0.2))
-    min_dwell_minutes: Annotated[float, Field(ge=0.0)] = 10.0
+    min_dwell_minutes: Minutes = 10.0
 
 
 class Match(PolicyModel):
@@ -67,7 +76,7 @@ class Window(PolicyModel):
     """At most ``percent`` of the fleet touched within any ``window_minutes``."""
 
     percent: Percent = 25.0
-    window_minutes: Annotated[float, Field(gt=0.0)] = 60.0
+    window_minutes: PositiveMinutes = 60.0
 
 
 class CircuitBreaker(PolicyModel):
@@ -82,8 +91,8 @@ class CircuitBreaker(PolicyModel):
 
     max_high_risk_jump_percent: Percent = 20.0
     max_high_risk_rise_percent: Percent = 30.0
-    baseline_cycles: Annotated[int, Field(ge=1)] = 12
-    calm_cycles: Annotated[int, Field(ge=0)] = 3
+    baseline_cycles: Annotated[int, Field(ge=1, le=MAX_CYCLES), within(1, MAX_CYCLES, unit=" cycles")] = 12
+    calm_cycles: Cycles = 3
 
 
 class Guardrails(PolicyModel):
@@ -95,20 +104,24 @@ class Guardrails(PolicyModel):
     max_actions_per_type: dict[ActionType, Count] = Field(default_factory=dict)
     max_fleet_percent_per_cycle: Percent = 10.0
     max_fleet_percent_per_window: Window = Field(default_factory=Window)
-    cooldown_minutes: Annotated[float, Field(ge=0.0)] = 30.0
+    cooldown_minutes: Minutes = 30.0
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
-    max_plan_age_minutes: Annotated[float, Field(gt=0.0)] = 60.0
+    max_plan_age_minutes: PositiveMinutes = 60.0
     """``plan approve`` refuses a recommended plan older than this (the fleet has moved on: re-plan instead)."""
 
 
 class Fallback(PolicyModel):
     """Static policy for when the model cannot be trusted: any threshold reached -> ``action``."""
 
-    max_model_age_hours: Annotated[float, Field(gt=0.0)] = 48.0
+    max_model_age_hours: Annotated[
+        float,
+        Field(gt=0.0, le=TEN_YEARS_HOURS, allow_inf_nan=False),
+        within(0.0, TEN_YEARS_HOURS, lo_open=True, unit=" hours (ten years)"),
+    ] = 48.0
     """A model is stale when the data it learned from ended longer ago than this, by the cycle's clock."""
-    max_feature_age_minutes: Annotated[float, Field(gt=0.0)] = 30.0
+    max_feature_age_minutes: PositiveMinutes = 30.0
     """Features older than this at the cycle's time count as missing: the fallback decides that instance."""
-    static_thresholds: dict[str, float] = Field(default_factory=dict)
+    static_thresholds: dict[str, MetricValue] = Field(default_factory=dict)
     action: ActionType = ActionType.CORDON
 
 
@@ -118,7 +131,9 @@ class Policy(PolicyModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     mode: PolicyMode = PolicyMode.SHADOW
-    horizon_minutes: Annotated[int, Field(gt=0)] = 60
+    horizon_minutes: Annotated[
+        int, Field(gt=0, le=YEAR_MINUTES), within(0, YEAR_MINUTES, lo_open=True, unit=" minutes (a year)")
+    ] = 60
     bands: Bands = Field(default_factory=Bands)
     rules: list[Rule] = Field(default_factory=list)
     opt_out_tag: str = Field(default="forewarn/opt-out", min_length=1)

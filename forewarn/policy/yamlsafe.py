@@ -21,6 +21,9 @@ MAX_ALIASES = 100
 MAX_NODES = 20_000
 """Refused above this many nodes once every alias is expanded (the 'billion laughs' attack)."""
 
+MAX_DEPTH = 64
+"""Refused when mappings and lists nest deeper than this (a policy nests five levels at most)."""
+
 _CORE = "tag:yaml.org,2002:"
 ALLOWED_TAGS = frozenset(
     f"{_CORE}{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
@@ -72,6 +75,10 @@ class PolicyYamlLoader(yaml.SafeLoader):
         part = str(index.value) if isinstance(index, ScalarNode) else index if isinstance(index, int) else None
         if part is not None:
             self.path.append(part)
+        if len(self.path) > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            message = f"nested more than {MAX_DEPTH} levels deep; a policy nests a few levels at most"
+            raise self.fail(mark, message, tuple(self.path[:3]))
         try:
             return self._compose(parent, index)
         finally:
@@ -150,8 +157,9 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Path, Pos
     Raises:
         PolicyError: on a syntax error, a duplicate key, a tag that builds objects, or an alias bomb.
     """
-    loader = PolicyYamlLoader(text, source)
+    loader: PolicyYamlLoader | None = None
     try:
+        loader = PolicyYamlLoader(text, source)  # the reader refuses NUL and other control characters here
         node = loader.get_single_node()
         if node is None:
             raise PolicyError("the file is empty; a policy needs at least a name", file=source, row=1, column=1)
@@ -159,6 +167,17 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Path, Pos
         positions: dict[Path, Position] = {(): _position(node.start_mark, node.start_mark)}
         _record(node, (), positions, loader)
         data = loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        at_line, at_column = _line_column(text, exc.position)
+        character = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise PolicyError(
+            f"the character {character} is not allowed in a policy file (control characters and NUL are not text)",
+            file=source,
+            row=at_line,
+            column=at_column,
+        ) from None
+    except RecursionError:
+        raise PolicyError(f"nested too deeply to read (at most {MAX_DEPTH} levels)", file=source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         row, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
@@ -167,5 +186,12 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, dict[Path, Pos
     except yaml.YAMLError as exc:
         raise PolicyError(f"YAML error: {str(exc).splitlines()[0]}", file=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, positions
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of character ``position`` of ``text``."""
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1

@@ -28,7 +28,7 @@ class _Spec(BaseModel):
 
     name: str | None = Field(None, description="Key of the watermark; default: kind and where it reads.")
     retries: int = Field(2, ge=0, le=10, description="Pulls tried again on a transient error.")
-    backoff: float = Field(1.0, ge=0, description="Seconds before the first retry; doubles each time.")
+    backoff: float = Field(1.0, ge=0, le=300, description="Seconds before the first retry; doubles each time.")
 
     def default_name(self) -> str:
         raise NotImplementedError
@@ -50,8 +50,8 @@ class PrometheusSpec(_Spec):
     max_window: str = "6h"
     lag: str | None = None
     instances: dict[str, str] = Field(default_factory=dict, description="instance label -> fleet instance id")
-    timeout: float = Field(10, gt=0, description="Seconds per HTTP request.")
-    attempts: int = Field(3, ge=1, description="Tries per HTTP request.")
+    timeout: float = Field(10, gt=0, le=600, description="Seconds per HTTP request.")
+    attempts: int = Field(3, ge=1, le=20, description="Tries per HTTP request.")
 
     def default_name(self) -> str:
         return f"prometheus:{safe_name(self.url)}"

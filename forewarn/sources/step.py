@@ -24,6 +24,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from forewarn.errors import AdapterError, ForewarnError
 from forewarn.ingest import IngestSummary, ingest_pulled
+from forewarn.redacted import Redacted
 from forewarn.schemas import Model
 from forewarn.store.lease import LeaseHeld, LeaseStore
 from forewarn.store.repository import Repository
@@ -40,14 +41,14 @@ this long; on this host its lease is given back as soon as its process is seen g
 class SourceReport(Model):
     """What one source's step did: counts, the watermark before and after, and why it failed if it did."""
 
-    source: str
+    source: Redacted
     kind: str = ""
     landed: bool = False
     attempts: int = 0
     watermark_before: datetime | None = None
     watermark: datetime | None = None
     summary: IngestSummary | None = None
-    error: str | None = Field(None, description="why the source did not land (the last attempt's error)")
+    error: Redacted | None = Field(None, description="why the source did not land (the last attempt's error)")
 
     def row(self) -> dict[str, Any]:
         s = self.summary

@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import Executable
 
 from forewarn.errors import InputError
+from forewarn.redact import redact
 from forewarn.schemas import new_id, utcnow
 from forewarn.store.models import ErrorEventRow, FailureEventRow, TelemetryBatchRow, TelemetrySampleRow, WorkloadRow
 
@@ -190,7 +191,7 @@ class HistoryStore:
         times = pd.to_datetime(frame["timestamp"], utc=True)
         batch = {
             "batch_id": batch_id,
-            "source": source,
+            "source": redact(source)[:500],
             "row_count": len(frame),
             "quarantined_count": quarantined,
             "start": times.min().to_pydatetime() if len(frame) else None,

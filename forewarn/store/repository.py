@@ -15,6 +15,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.dataset import Dataset
+from forewarn.redacted import Redacted
 from forewarn.schemas import Instance, Model, UtcDatetime, VelocityLimits, utcnow
 from forewarn.settings import get_settings
 from forewarn.store.engine import make_engine as make_engine
@@ -28,7 +29,7 @@ INSTANCE_COLUMNS = ("instance_id", "cpu_capacity", "memory_capacity", "group", "
 class QuarantineRecord(Model):
     """A row refused by validation: where it came from, why, and its values."""
 
-    source_file: str
+    source_file: Redacted
     line: int | None = None
     reason: str
     row: dict[str, Any] = Field(default_factory=dict)

@@ -24,6 +24,7 @@ import yaml
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from forewarn.errors import InputError, TransientAdapterError
+from forewarn.redact import redact
 from forewarn.telemetry.base import check_step, utc
 
 DEFAULT_QUERIES_PATH = Path(__file__).with_name("queries.yaml")
@@ -125,7 +126,7 @@ class PrometheusSource:
             try:
                 response = self._session.get(f"{self.url}/api/v1/query_range", params=params, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                raise _Retryable(redact(f"{type(exc).__name__}: {exc}")) from exc
             if response.status_code >= 500:
                 raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]}")
             return response
@@ -133,7 +134,9 @@ class PrometheusSource:
         try:
             return attempt()
         except _Retryable as exc:
-            raise TransientAdapterError(f"Prometheus at {self.url} failed {self.attempts} times: {exc}") from None
+            raise TransientAdapterError(
+                redact(f"Prometheus at {self.url} failed {self.attempts} times: {exc}")
+            ) from None
 
     def query_range(self, metric: str, query: str, start: float, end: float, step_seconds: int) -> list[dict[str, Any]]:
         """The raw ``matrix`` result of one query between two Unix times (both inclusive)."""
