@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import Field
 from sqlalchemy import select
 
-from forewarn.dataset import TELEMETRY_KEYS, read_errors, read_workloads
+from forewarn.dataset import TELEMETRY_KEYS
 from forewarn.errors import ConfigError, DatasetError, ValidationFailed
 from forewarn.schemas import Instance, Model, new_id, utcnow
 from forewarn.sources.dedupe import new_errors, new_workloads
@@ -38,6 +38,7 @@ from forewarn.telemetry.prometheus import load_queries
 from forewarn.telemetry.rows import Reasons, parse_failures, parse_telemetry, read_raw
 from forewarn.telemetry.screen import Screened, screen, screen_failures
 from forewarn.telemetry.sources import Pulled
+from forewarn.telemetry.tables import read_errors_lenient, read_workloads_lenient
 from forewarn.validation import FRACTION_METRICS, ValidationReport, validate_telemetry
 
 ROUND_OFF = 1e-9
@@ -146,31 +147,50 @@ class Batch:
 
 
 def commit(repository: Repository, batch: Batch, summary: IngestSummary, now: datetime) -> IngestSummary:
-    """Gate the good telemetry with the suite, then store everything not stored yet, with the quarantine.
+    """Gate the good telemetry with the suite, then store everything not stored yet, with the quarantine, in
+    one transaction: a batch is stored whole or not at all.
 
     Telemetry and failures were screened against the stored (instance, time) keys; errors and workloads are
-    checked here (:mod:`forewarn.sources.dedupe`), so the same batch committed twice stores nothing twice.
+    checked here (:mod:`forewarn.sources.dedupe`), and so are quarantine records (by file, line and reason),
+    so the same batch committed twice stores nothing twice.
     """
     telemetry = batch.telemetry or Screened(good=pd.DataFrame(columns=list(TELEMETRY_KEYS)))
     summary.validation = _gate(telemetry.good, batch.metrics, now, gaps_ok=batch.gaps_ok)
-    summary.instances = repository.save_instances(batch.instances) if batch.instances else 0
-    if not telemetry.good.empty or telemetry.records or batch.quarantined:
-        telemetry.records = [*batch.quarantined, *telemetry.records]
-        _store(repository, telemetry, summary, batch.metrics)
-    if batch.failures is not None:
-        summary.failures = repository.save_failures(batch.failures.good) if not batch.failures.good.empty else 0
-        repository.save_quarantine(batch.failures.records)
-    if batch.errors is not None and not batch.errors.empty:
-        summary.errors = repository.save_errors(new_errors(repository.engine, batch.errors))
-    if batch.workloads is not None and not batch.workloads.empty:
-        summary.workloads = repository.save_workloads(new_workloads(repository.engine, batch.workloads))
-    if batch.recoveries is not None and not batch.recoveries.empty:
-        summary.recoveries = repository.record_recoveries(batch.recoveries)
+    errors = new_errors(repository.engine, batch.errors) if batch.errors is not None and len(batch.errors) else None
+    workloads = (
+        new_workloads(repository.engine, batch.workloads)
+        if batch.workloads is not None and len(batch.workloads)
+        else None
+    )
+    quarantined = _new_records(repository, [*batch.quarantined, *telemetry.records])
+    failure_records = _new_records(repository, batch.failures.records) if batch.failures is not None else []
+    with repository.transaction():
+        summary.instances = repository.save_instances(batch.instances) if batch.instances else 0
+        if not telemetry.good.empty or quarantined:
+            telemetry.records = quarantined
+            _store(repository, telemetry, summary, batch.metrics)
+        if batch.failures is not None:
+            summary.failures = repository.save_failures(batch.failures.good) if not batch.failures.good.empty else 0
+            repository.save_quarantine(failure_records)
+        summary.errors = repository.save_errors(errors) if errors is not None and len(errors) else 0
+        summary.workloads = repository.save_workloads(workloads) if workloads is not None and len(workloads) else 0
+        if batch.recoveries is not None and not batch.recoveries.empty:
+            summary.recoveries = repository.record_recoveries(batch.recoveries)
     _count(summary, telemetry, *([batch.failures] if batch.failures is not None else []))
     for record in batch.quarantined:
         for reason in record.reason.split("; "):
             summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
     return summary
+
+
+def _new_records(repository: Repository, records: list[QuarantineRecord]) -> list[QuarantineRecord]:
+    """The records of lines not quarantined yet from the same file for the same reason (lines of files only:
+    a live source's records have no line and are kept)."""
+    files = {r.source_file for r in records if r.line is not None}
+    if not files:
+        return records
+    seen = {(name, *key) for name in files for key in repository.quarantined_keys(name)}
+    return [r for r in records if r.line is None or (r.source_file, r.line, r.reason) not in seen]
 
 
 def _store(repository: Repository, screened: Screened, summary: IngestSummary, metrics: list[str]) -> None:
@@ -209,8 +229,9 @@ def ingest_files(
     step_minutes: int | None = None,
     now: datetime | None = None,
 ) -> IngestSummary:
-    """Ingest a dataset directory: telemetry and failures screened row by row; errors, workloads and
-    instances checked whole. Every file is read before anything is stored.
+    """Ingest a dataset directory: telemetry, failures, errors and workloads screened row by row (an empty
+    metric cell is a missing value: the row's other values are stored); instances checked whole. Every file
+    is read before anything is stored, and everything is stored in one transaction.
 
     Args:
         directory: a directory in the dataset format.
@@ -230,6 +251,7 @@ def ingest_files(
     known = {i.instance_id for i in fleet} | {i.instance_id for i in repository.load_instances()}
     table = read_raw(telemetry_path, TELEMETRY_KEYS)
     frame, parsed, metrics = parse_telemetry(table)
+    parsed.add(parsed.text.eq("") & frame[metrics].isna().all(axis=1), "every metric is empty")
     screened = screen(
         frame,
         metrics=metrics,
@@ -240,6 +262,7 @@ def ingest_files(
         refused=table.refused,
         known_instances=known or None,
         now=now,
+        gaps_ok=True,
         stored=_stored_keys(repository, TelemetrySampleRow, frame),
     )
     ftable = read_raw(failures_path, TELEMETRY_KEYS, allow_empty=True)
@@ -254,8 +277,8 @@ def ingest_files(
         stored=_stored_keys(repository, FailureEventRow, fframe),
         now=pd.Timestamp(now),
     )
-    errors = read_errors(optional["errors"]) if optional["errors"] else None
-    workloads = read_workloads(optional["workloads"]) if optional["workloads"] else None
+    errors, error_records = read_errors_lenient(optional["errors"]) if optional["errors"] else (None, [])
+    workloads, workload_records = read_workloads_lenient(optional["workloads"]) if optional["workloads"] else (None, [])
     summary = IngestSummary(source=str(telemetry_path))
     if step_minutes is not None and not screened.good.empty:
         normalised = normalise(screened.good, step_minutes=step_minutes)
@@ -269,6 +292,8 @@ def ingest_files(
         errors=errors,
         workloads=workloads,
         instances=fleet,
+        quarantined=[*error_records, *workload_records],
+        gaps_ok=True,
     )
     return commit(repository, batch, summary, now)
 
