@@ -45,6 +45,13 @@ ROUND_OFF = 1e-9
 """Prometheus values this close below 0 (or above 1 for fractions) are round-off, not bad values."""
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+LONGEST = timedelta(days=366)
+"""The longest duration (of ``--since`` or a step): a year of history per run is plenty, and a longer span
+would be thousands of queries."""
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 class IngestSummary(Model):
@@ -73,8 +80,13 @@ def parse_duration(text: str, *, field: str) -> timedelta:
     cleaned = text.strip().lower()
     parts = _DURATION.findall(cleaned)
     if not parts or "".join(n + u for n, u in parts) != cleaned:
-        raise ConfigError(f"'{text}' is not a duration such as 6h, 90m, 1h30m or 2d", field=field)
-    total = sum((timedelta(**{_UNITS[unit]: int(number)}) for number, unit in parts), timedelta())
+        raise ConfigError(f"'{_shown(text)}' is not a duration such as 6h, 90m, 1h30m or 2d", field=field)
+    try:
+        total = sum((timedelta(**{_UNITS[unit]: int(number)}) for number, unit in parts), timedelta())
+    except OverflowError:
+        total = timedelta.max
+    if total > LONGEST:
+        raise ConfigError(f"'{_shown(text)}' is longer than {LONGEST.days} days", field=field)
     if total <= timedelta(0):
         raise ConfigError(f"'{text}' must be longer than zero", field=field)
     return total

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from forewarn.features.store import FeatureStoreGlue
-from forewarn.features.windows import LOOKBACK_MINUTES, METRICS, compute_window_features, metrics_of
+from forewarn.features.windows import CLIPPED, LOOKBACK_MINUTES, METRICS, compute_window_features, metrics_of
 from forewarn.schemas import VelocityLimits
 from forewarn.store.repository import Repository
 from forewarn.store.watermarks import WatermarkStore
@@ -52,6 +52,8 @@ class MaterializeOutcome:
     pushed: int = 0
     instances: set[str] = field(default_factory=set)
     metrics: list[str] = field(default_factory=list)
+    clipped: int = 0
+    """Window feature values that overflowed or exceeded the feature limit and were clipped to it."""
 
     def summary(self) -> str:
         if not self.new_rows:
@@ -61,6 +63,7 @@ class MaterializeOutcome:
             f"materialized {self.feature_rows:,} feature rows for {len(self.instances):,} instances from "
             f"{self.new_rows:,} new telemetry rows ({self.rows_read:,} read with the look-back), metrics "
             f"{', '.join(self.metrics)}; watermark {self.until.isoformat() if self.until else '-'}"
+            + (f"; {self.clipped:,} feature value(s) clipped (absurd telemetry)" if self.clipped else "")
         )
 
 
@@ -130,6 +133,7 @@ def materialize_history(
             outcome.until = marks.advance(WATERMARK, end, note=f"{len(features)} feature rows")
             outcome.new_rows += new
             outcome.feature_rows += len(features)
+            outcome.clipped += int(features.attrs.get(CLIPPED, 0))
             outcome.instances.update(features["instance_id"].astype(str))
             outcome.metrics = metrics
         start = end

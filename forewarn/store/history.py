@@ -193,7 +193,7 @@ class HistoryStore:
         """Thread id -> the connection of the transaction that thread has open on this store."""
         if "_transactions" not in self.__dict__:
             self.__dict__["_transactions"] = {}
-        return self.__dict__["_transactions"]  # type: ignore[no-any-return]
+        return self.__dict__["_transactions"]
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
