@@ -227,7 +227,9 @@ def read_telemetry(path: Path) -> pd.DataFrame:
         {"instance_id": _ids(frame, "instance_id", path), "timestamp": _timestamps(frame, "timestamp", path)}
     )
     for column in metrics:
-        out[str(column)] = _numbers(frame, column, path, bound=upper_bound(str(column)))
+        # the bound of the metric's kind, fractions aside: a dataset of percentages is still a dataset (ingestion,
+        # which knows cpu and memory as fractions, quarantines them)
+        out[str(column)] = _numbers(frame, column, path, bound=upper_bound(str(column), fractions=()))
     return out.sort_values(["instance_id", "timestamp"], kind="stable").reset_index(drop=True)
 
 

@@ -176,10 +176,12 @@ def commit(repository: Repository, batch: Batch, summary: IngestSummary, now: da
     )
     quarantined = _new_records(repository, [*batch.quarantined, *telemetry.records])
     failure_records = _new_records(repository, batch.failures.records) if batch.failures is not None else []
+    telemetry.records = quarantined
+    if batch.failures is not None:
+        batch.failures.records = failure_records
     with repository.transaction():
         summary.instances = repository.save_instances(batch.instances) if batch.instances else 0
         if not telemetry.good.empty or quarantined:
-            telemetry.records = quarantined
             _store(repository, telemetry, summary, batch.metrics)
         if batch.failures is not None:
             summary.failures = repository.save_failures(batch.failures.good) if not batch.failures.good.empty else 0
@@ -188,8 +190,9 @@ def commit(repository: Repository, batch: Batch, summary: IngestSummary, now: da
         summary.workloads = repository.save_workloads(workloads) if workloads is not None and len(workloads) else 0
         if batch.recoveries is not None and not batch.recoveries.empty:
             summary.recoveries = repository.record_recoveries(batch.recoveries)
-    _count(summary, telemetry, *([batch.failures] if batch.failures is not None else []))
-    for record in batch.quarantined:
+    summary.already_stored += telemetry.already_stored + (batch.failures.already_stored if batch.failures else 0)
+    for record in [*quarantined, *failure_records]:
+        summary.quarantined += 1
         for reason in record.reason.split("; "):
             summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
     return summary
@@ -215,14 +218,6 @@ def _store(repository: Repository, screened: Screened, summary: IngestSummary, m
     summary.batch_id = batch_id
     summary.stored = len(good)
     summary.samples = int(good[metrics].notna().to_numpy().sum()) if metrics else 0
-
-
-def _count(summary: IngestSummary, *screened: Screened) -> None:
-    for part in screened:
-        summary.quarantined += len(part.records)
-        summary.already_stored += part.already_stored
-        for reason, count in part.reasons.items():
-            summary.reasons[reason] = summary.reasons.get(reason, 0) + count
 
 
 def _find(root: Path, stem: str, *, required: bool) -> Path | None:

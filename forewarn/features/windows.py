@@ -164,34 +164,34 @@ def _window_block(frame: pd.DataFrame, count: int, minutes: int, targets: np.nda
     suffix_ok &= (codes[suffix_safe] == codes[targets]) & (block[suffix_safe] == block[targets] - 1)
     reverse = slice(None, None, -1)
     out: dict[str, np.ndarray] = {}
-    for i in range(count):
-        y = frame[f"m{i}"].to_numpy(dtype=float)
-        valid = ~np.isnan(y)
-        ref_own = np.nan_to_num(y[first_row], nan=0.0)
-        ref_next = np.where(next_is_following, np.nan_to_num(y[nxt_ok], nan=0.0), 0.0)
-        parts = []
-        for ref, hours, order in ((ref_own, hours_prefix, slice(None)), (ref_next, hours_suffix, reverse)):
-            z = np.where(valid, y - ref, 0.0)
-            t = np.where(valid, hours, 0.0)
-            sums = pd.DataFrame({"n": valid.astype(float), "z": z, "zz": z * z, "t": t, "tt": t * t, "tz": t * z})
-            summed = _grouped(sums.iloc[order], group[order], "sum")[order]
-            peak = _grouped(pd.DataFrame({"y": np.where(valid, y, -np.inf)}).iloc[order], group[order], "max")
-            parts.append((summed, peak[order][:, 0]))
-        (pre, pre_max), (suf, suf_max) = parts
-        total = pre[targets] + np.where(suffix_ok[:, None], suf[suffix_safe], 0.0)
-        peak = np.maximum(pre_max[targets], np.where(suffix_ok, suf_max[suffix_safe], -np.inf))
-        n, sz, szz, st, stt, stz = total.T
-        ref = ref_own[targets]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n > 0, ref + sz / n, np.nan)
-            var = np.maximum(szz / n - (sz / n) ** 2, 0.0)
-            denominator = n * stt - st * st
-            defined = (n >= 2) & (denominator > 1e-12 * np.maximum(n * stt, 1e-12))
-            slope = np.where(defined, (n * stz - st * sz) / denominator, np.nan)
-        some = n > 0
-        out[f"m{i}_mean"], out[f"m{i}_slope"] = _clip(mean, some), _clip(slope, defined)
-        out[f"m{i}_max"] = _clip(np.where(some, peak, np.nan), some)
-        with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # an absurd value overflows; _clip bounds the results
+        for i in range(count):
+            y = frame[f"m{i}"].to_numpy(dtype=float)
+            valid = ~np.isnan(y)
+            ref_own = np.nan_to_num(y[first_row], nan=0.0)
+            ref_next = np.where(next_is_following, np.nan_to_num(y[nxt_ok], nan=0.0), 0.0)
+            parts = []
+            for ref, hours, order in ((ref_own, hours_prefix, slice(None)), (ref_next, hours_suffix, reverse)):
+                z = np.where(valid, y - ref, 0.0)
+                t = np.where(valid, hours, 0.0)
+                sums = pd.DataFrame({"n": valid.astype(float), "z": z, "zz": z * z, "t": t, "tt": t * t, "tz": t * z})
+                summed = _grouped(sums.iloc[order], group[order], "sum")[order]
+                peak = _grouped(pd.DataFrame({"y": np.where(valid, y, -np.inf)}).iloc[order], group[order], "max")
+                parts.append((summed, peak[order][:, 0]))
+            (pre, pre_max), (suf, suf_max) = parts
+            total = pre[targets] + np.where(suffix_ok[:, None], suf[suffix_safe], 0.0)
+            peak = np.maximum(pre_max[targets], np.where(suffix_ok, suf_max[suffix_safe], -np.inf))
+            n, sz, szz, st, stt, stz = total.T
+            ref = ref_own[targets]
+            with np.errstate(divide="ignore"):
+                mean = np.where(n > 0, ref + sz / n, np.nan)
+                var = np.maximum(szz / n - (sz / n) ** 2, 0.0)
+                denominator = n * stt - st * st
+                defined = (n >= 2) & (denominator > 1e-12 * np.maximum(n * stt, 1e-12))
+                slope = np.where(defined, (n * stz - st * sz) / denominator, np.nan)
+            some = n > 0
+            out[f"m{i}_mean"], out[f"m{i}_slope"] = _clip(mean, some), _clip(slope, defined)
+            out[f"m{i}_max"] = _clip(np.where(some, peak, np.nan), some)
             out[f"m{i}_std"] = _clip(np.where(some, np.sqrt(var), np.nan), some)
     return out
 

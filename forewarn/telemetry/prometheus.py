@@ -244,13 +244,15 @@ def _short(value: object, limit: int = 200) -> str:
 
 
 def _points(values: object, metric: str) -> list[tuple[float, float]]:
-    """``[[unix time, "value"], ...]`` as floats; a point that is not such a pair is one InputError line."""
+    """``[[unix time, "value"], ...]`` as floats; a point that is not such a pair is one InputError line (the
+    message says "(time, value)": square brackets would read as markup where the CLI prints it)."""
     if not isinstance(values, list):
-        raise InputError(f"a series' values are {type(values).__name__}, not a list of [time, value]", field=metric)
+        kind = type(values).__name__
+        raise InputError(f"a series' values are {kind}, not a list of (time, value) pairs", field=metric)
     out = []
     for point in values:
         if not isinstance(point, list | tuple) or len(point) != 2:
-            raise InputError(f"a sample is {_short(point, 60)}, not a [time, value] pair", field=metric)
+            raise InputError(f"a sample is {_short(point, 60)}, not a (time, value) pair", field=metric)
         try:
             when, value = float(point[0]), float(point[1])
         except (TypeError, ValueError):

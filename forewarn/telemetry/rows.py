@@ -120,27 +120,46 @@ def _header(names: Sequence[str], path: Path, required: Sequence[str]) -> list[s
     return columns
 
 
-def _split(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (line, fields) of each non-blank line; plain splitting unless the text has quotes."""
+def _split(text: str) -> tuple[list[str], list[tuple[int, list[str]]], list[Refused]]:
+    """Header, (line, fields) of each non-blank line, and lines refused for an unclosed quote; plain
+    splitting unless the text has quotes."""
     if '"' not in text:
         lines = text.replace("\r\n", "\n").split("\n")
         rows = [(n, line.split(",")) for n, line in enumerate(lines[1:], start=2) if line.strip()]
-        return (lines[0].split(",") if lines else []), rows
+        return (lines[0].split(",") if lines else []), rows, []
+    all_lines = text.split("\n")
     reader = csv.reader(io.StringIO(text))
     header = next(reader, [])
-    rows = []
-    for fields in reader:
-        if any(cell.strip() for cell in fields):
-            rows.append((reader.line_num, fields))
-    return header, rows
+    rows: list[tuple[int, list[str]]] = []
+    broken: list[Refused] = []
+    offset, done = 0, reader.line_num
+    while True:
+        restart = None
+        try:
+            for fields in reader:
+                first, done = offset + done + 1, reader.line_num
+                if offset + done > first and len(fields) != len(header):
+                    restart = first  # a quote left open swallowed the lines after it
+                    break
+                if any(cell.strip() for cell in fields):
+                    rows.append((offset + done, fields))
+        except csv.Error:
+            restart = offset + done + 1
+        if restart is None:
+            return header, rows, broken
+        shown = cap(all_lines[restart - 1]) if restart <= len(all_lines) else ""
+        broken.append(Refused(restart, "a quote is never closed on this line", {"text": shown}))
+        reader = csv.reader(io.StringIO("\n".join(all_lines[restart:])))
+        offset, done = restart, 0
 
 
 def _read_csv(path: Path, required: Sequence[str], allow_empty: bool) -> RawTable:
     text, unreadable = _decode(path)
     if not text.strip():
         raise DatasetError("file is empty; a header row is required", file=path, row=1)
-    header, rows = _split(text)
+    header, rows, broken = _split(text)
     columns = _header(header, path, required)
+    unreadable += broken
     if not rows and not unreadable and not allow_empty:
         raise DatasetError("has a header but no data rows", file=path, row=2)
     width = len(columns)
