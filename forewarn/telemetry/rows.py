@@ -123,6 +123,7 @@ def _header(names: Sequence[str], path: Path, required: Sequence[str]) -> list[s
 def _split(text: str) -> tuple[list[str], list[tuple[int, list[str]]], list[Refused]]:
     """Header, (line, fields) of each non-blank line, and lines refused for an unclosed quote; plain
     splitting unless the text has quotes."""
+    rows: list[tuple[int, list[str]]] = []
     if '"' not in text:
         lines = text.replace("\r\n", "\n").split("\n")
         rows = [(n, line.split(",")) for n, line in enumerate(lines[1:], start=2) if line.strip()]
@@ -130,7 +131,6 @@ def _split(text: str) -> tuple[list[str], list[tuple[int, list[str]]], list[Refu
     all_lines = text.split("\n")
     reader = csv.reader(io.StringIO(text))
     header = next(reader, [])
-    rows: list[tuple[int, list[str]]] = []
     broken: list[Refused] = []
     offset, done = 0, reader.line_num
     while True:
