@@ -7,7 +7,8 @@ The score-and-allocate flow, its Dask-sharded twin, ``forewarn replay`` and the 
 2. restore: the work stranded on failed instances is moved to healthy ones, through the journal;
 3. score: the latest features of every instance that is up, and the model's calibrated risk. Features
    older than the policy's ``fallback.max-feature-age-minutes`` at the cycle's time (or newer than it)
-   count as missing: that instance is decided by the policy's fallback, not by the model;
+   count as missing: that instance is decided by the policy's fallback, not by the model; so is an instance
+   whose features are out of range (absurd telemetry), with the reason in the plan's notes;
 4. decide, allocate, guard: the policy's bands and rules, the allocator, the guardrails; an instance back
    in the low band gets a release of what Forewarn held there, as an action of the plan;
 5. journal and apply: the plan is written before anything runs, then run when the mode approves it;
@@ -55,6 +56,7 @@ class OnlineScoring:
 
     def __call__(self, instance_ids: Sequence[str], now: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
         features = pipeline.online_features(self.glue, instance_ids, self.model)
+        features = pipeline.set_aside_absurd(features, self.model.feature_names if self.model else None)
         return pipeline.score(self.model, features, now=now), features
 
 
@@ -76,8 +78,9 @@ class FrameScoring:
         return upto.groupby("instance_id", sort=False).tail(1).reset_index(drop=True)
 
     def __call__(self, instance_ids: Sequence[str], now: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
-        rows = self.latest(instance_ids, now)
-        return (self.scorer(rows, now) if len(rows) else []), rows
+        rows = pipeline.set_aside_absurd(self.latest(instance_ids, now))
+        scorable = rows[rows["event_timestamp"].notna().to_numpy()]
+        return (self.scorer(scorable, now) if len(scorable) else []), rows
 
 
 def stale_instances(
@@ -191,6 +194,7 @@ def run_cycle(
     up_ids = [i.instance_id for i in up]
     tasks = [t for t in cloud.list_tasks() if t.instance_id in set(up_ids)]
     scores, features = scoring(up_ids, now)
+    unscorable: dict[str, str] = dict(features.attrs.get(pipeline.UNSCORABLE, {}))
     max_age = timedelta(minutes=ctx.policy.fallback.max_feature_age_minutes)
     stale = stale_instances(features, up_ids, now, max_age)
     if stale:
@@ -214,6 +218,7 @@ def run_cycle(
         can=capabilities(cloud),
         cloud=cloud.name,
     )
+    planned.plan.notes += [f"{i}: {why}" for i, why in sorted(unscorable.items()) if i in set(up_ids)]
     if claim is not None and planned.plan.state == PlanState.APPROVED and planned.plan.actions:
         planned.plan = claim(planned.plan, now)
     plan = pipeline.apply_plan(ctx.journal, applier, planned.plan)

@@ -6,6 +6,7 @@ is line 1) and the column of the first problem. ``write_dataset`` writes the sam
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import DatasetError
+from forewarn.validation import upper_bound
 
 TELEMETRY_KEYS = ("instance_id", "timestamp")
 FAILURE_COLUMNS = ("instance_id", "timestamp")
@@ -21,6 +23,19 @@ FAILURE_OPTIONAL = ("type", "root_cause", "recovery_minutes")
 ERROR_COLUMNS = ("instance_id", "timestamp", "severity", "category", "message")
 WORKLOAD_COLUMNS = ("task_id", "instance_id", "start", "end", "cpu", "memory")
 WORKLOAD_OPTIONAL = ("kind", "data_size", "expected_duration")
+DATASET_FILES = tuple(
+    f"{stem}{suffix}"
+    for stem in ("telemetry", "failures", "errors", "instances", "workloads")
+    for suffix in (".csv", ".parquet")
+)
+"""Every file name of the dataset format: what a writer removes from its folder before writing."""
+MAX_LINE_BYTES = 64 * 1024
+"""The longest line a dataset CSV may have; a longer one is refused (checked) or quarantined (ingested)."""
+NAN_TEXT = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "null", "NULL", "None"})
+"""Texts some tools write for a missing number; the format's missing value is an empty cell."""
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)$")
+"""A timestamp with a date, a time and a zone (seconds optional): bare dates and zone-less times are refused."""
+_SCAN_CHUNK = 1 << 20
 
 
 @dataclass
@@ -57,7 +72,37 @@ def _line(index: int) -> int:
     return int(index) + 2
 
 
+def scan_lines(path: Path, max_line: int = MAX_LINE_BYTES) -> None:
+    """Refuse a CSV with a NUL byte or a line longer than ``max_line`` bytes, naming the line.
+
+    Streams the file in 1 MiB chunks, so a 64 MB line costs a scan, not a parse: the CSV parser would
+    otherwise cut a value at a NUL in silence and hold a huge line in memory several times over.
+    """
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise DatasetError(f"cannot be read: {exc.strerror or exc}", file=path) from None
+    line, run = 1, 0  # run: bytes of the current line seen so far
+    with handle:
+        while chunk := handle.read(_SCAN_CHUNK):
+            nul = chunk.find(b"\x00")
+            if nul >= 0:
+                at = line + chunk.count(b"\n", 0, nul)
+                raise DatasetError("has a NUL byte; a cell must be text without NUL", file=path, row=at)
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+            lengths = np.diff(np.r_[-1 - run, ends]) - 1 if len(ends) else np.array([run + len(chunk)])
+            long = np.flatnonzero(lengths > max_line)
+            if len(long):
+                raise DatasetError(f"line is longer than {max_line:,} bytes", file=path, row=line + int(long[0]))
+            run = len(chunk) - 1 - int(ends[-1]) if len(ends) else run + len(chunk)
+            line += len(ends)
+    if run > max_line:
+        raise DatasetError(f"line is longer than {max_line:,} bytes", file=path, row=line)
+
+
 def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix != ".parquet" and path.exists():
+        scan_lines(path)
     try:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
@@ -97,13 +142,13 @@ def _timestamps(frame: pd.DataFrame, column: str, path: Path, *, optional: bool 
         blank = parsed.isna()
     else:
         text = raw.astype(str).str.strip()
-        blank = (text == "") | (text == "nan") | (text == "NaT")
-        parsed = pd.to_datetime(text.where(~blank), utc=True, errors="coerce", format="ISO8601")
+        blank = text == ""
+        parsed = pd.to_datetime(text.where(~blank & zoned(text)), utc=True, errors="coerce", format="ISO8601")
     bad = np.flatnonzero(parsed.isna() & ~blank)
     if len(bad):
-        value = raw.iloc[bad[0]]
+        value = _shown(raw.iloc[bad[0]])
         raise DatasetError(
-            f"'{value}' is not a timestamp; use RFC 3339 such as 2024-03-01T12:00:00Z",
+            f"'{value}' is not a timestamp with a zone; use RFC 3339 such as 2024-03-01T12:00:00Z",
             file=path,
             row=_line(bad[0]),
             field=column,
@@ -114,20 +159,50 @@ def _timestamps(frame: pd.DataFrame, column: str, path: Path, *, optional: bool 
     return parsed
 
 
-def _numbers(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
+def _shown(value: object, limit: int = 40) -> str:
+    """A cell as it may appear in a message: at most ``limit`` characters."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def zoned(text: pd.Series) -> pd.Series:
+    """True where a timestamp text has a date, a time and a zone (:data:`RFC3339`); checked once per distinct
+    text, since telemetry repeats the same times for every instance."""
+    codes, uniques = pd.factorize(text)
+    good = np.array([bool(RFC3339.match(str(u))) for u in uniques], dtype=bool)
+    return pd.Series(good[codes] & (codes >= 0), index=text.index)
+
+
+def _numbers(frame: pd.DataFrame, column: str, path: Path, *, bound: float | None = None) -> pd.Series:
+    """Floats; an empty cell is missing (NaN); text, 'nan', infinity and (with ``bound``) a magnitude above it
+    are refused."""
     raw = frame[column]
     if pd.api.types.is_numeric_dtype(raw):
         values = raw.astype(float)
     else:
         text = raw.astype(str).str.strip()
-        blank = text.isin(["", "nan", "NaN", "NA"])
-        values = pd.to_numeric(text.where(~blank), errors="coerce")
+        blank = text == ""
+        values = pd.to_numeric(text.where(~blank & ~text.isin(NAN_TEXT)), errors="coerce")
         bad = np.flatnonzero(values.isna() & ~blank)
         if len(bad):
-            raise DatasetError(f"'{raw.iloc[bad[0]]}' is not a number", file=path, row=_line(bad[0]), field=column)
-    infinite = np.flatnonzero(np.isinf(values.to_numpy(dtype=float)))
+            hint = "; leave the cell empty for a missing value" if text.iloc[bad[0]] in NAN_TEXT else ""
+            raise DatasetError(
+                f"'{_shown(raw.iloc[bad[0]])}' is not a number{hint}", file=path, row=_line(bad[0]), field=column
+            )
+    array = values.to_numpy(dtype=float)
+    infinite = np.flatnonzero(np.isinf(array))
     if len(infinite):
         raise DatasetError("must be finite", file=path, row=_line(infinite[0]), field=column)
+    if bound is not None:
+        with np.errstate(invalid="ignore"):
+            huge = np.flatnonzero(np.abs(array) > bound)
+        if len(huge):
+            raise DatasetError(
+                f"{array[huge[0]]:g} is beyond the largest sane value of this metric ({bound:g})",
+                file=path,
+                row=_line(huge[0]),
+                field=column,
+            )
     return values.astype(float)
 
 
@@ -152,7 +227,9 @@ def read_telemetry(path: Path) -> pd.DataFrame:
         {"instance_id": _ids(frame, "instance_id", path), "timestamp": _timestamps(frame, "timestamp", path)}
     )
     for column in metrics:
-        out[str(column)] = _numbers(frame, column, path)
+        # the bound of the metric's kind, fractions aside: a dataset of percentages is still a dataset (ingestion,
+        # which knows cpu and memory as fractions, quarantines them)
+        out[str(column)] = _numbers(frame, column, path, bound=upper_bound(str(column), fractions=()))
     return out.sort_values(["instance_id", "timestamp"], kind="stable").reset_index(drop=True)
 
 
@@ -245,10 +322,25 @@ def _rfc3339(series: pd.Series) -> pd.Series:
     return series.dt.strftime("%Y-%m-%dT%H:%M:%SZ").where(series.notna(), "")
 
 
-def write_dataset(dataset: Dataset, directory: str | Path, *, telemetry_format: str = "csv") -> Path:
-    """Write ``dataset`` in the dataset format; telemetry as ``csv`` or ``parquet``."""
+def prepare_folder(directory: str | Path) -> Path:
+    """Create ``directory`` or empty it of dataset files, so no file of an older dataset (a telemetry.parquet
+    beside a new telemetry.csv) is read as part of the new one; other files are left alone."""
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise DatasetError("is a file; the output must be a directory (it is created if missing)", file=root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for name in DATASET_FILES:
+            (root / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cannot be written: {exc.strerror or exc}", file=root) from None
+    return root
+
+
+def write_dataset(dataset: Dataset, directory: str | Path, *, telemetry_format: str = "csv") -> Path:
+    """Write ``dataset`` in the dataset format; telemetry as ``csv`` or ``parquet``. Dataset files already in
+    ``directory`` are removed first (:func:`prepare_folder`)."""
+    root = prepare_folder(directory)
     telemetry = dataset.telemetry
     if telemetry_format == "parquet":
         telemetry.to_parquet(root / "telemetry.parquet", index=False)

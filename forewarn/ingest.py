@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import Field
 from sqlalchemy import select
 
-from forewarn.dataset import TELEMETRY_KEYS, read_errors, read_workloads
+from forewarn.dataset import TELEMETRY_KEYS
 from forewarn.errors import ConfigError, DatasetError, ValidationFailed
 from forewarn.redacted import Redacted
 from forewarn.schemas import Instance, Model, new_id, utcnow
@@ -39,14 +39,20 @@ from forewarn.telemetry.prometheus import load_queries
 from forewarn.telemetry.rows import Reasons, parse_failures, parse_telemetry, read_raw
 from forewarn.telemetry.screen import Screened, screen, screen_failures
 from forewarn.telemetry.sources import Pulled
+from forewarn.telemetry.tables import read_errors_lenient, read_workloads_lenient
 from forewarn.validation import FRACTION_METRICS, ValidationReport, validate_telemetry
 
 ROUND_OFF = 1e-9
 """Prometheus values this close below 0 (or above 1 for fractions) are round-off, not bad values."""
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-MAX_DURATION = timedelta(days=3650)
-"""The longest duration a flag or source spec may give (ten years)."""
+LONGEST = timedelta(days=366)
+"""The longest duration (of ``--since`` or a step): a year of history per run is plenty, and a longer span
+would be thousands of queries."""
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 class IngestSummary(Model):
@@ -75,13 +81,13 @@ def parse_duration(text: str, *, field: str) -> timedelta:
     cleaned = text.strip().lower()
     parts = _DURATION.findall(cleaned)
     if not parts or "".join(n + u for n, u in parts) != cleaned:
-        raise ConfigError(f"'{text}' is not a duration such as 6h, 90m, 1h30m or 2d", field=field)
+        raise ConfigError(f"'{_shown(text)}' is not a duration such as 6h, 90m, 1h30m or 2d", field=field)
     try:
         total = sum((timedelta(**{_UNITS[unit]: int(number)}) for number, unit in parts), timedelta())
     except OverflowError:
         total = timedelta.max
-    if total > MAX_DURATION:
-        raise ConfigError(f"'{text}' is longer than {MAX_DURATION.days}d, the longest allowed", field=field)
+    if total > LONGEST:
+        raise ConfigError(f"'{_shown(text)}' is longer than {LONGEST.days} days", field=field)
     if total <= timedelta(0):
         raise ConfigError(f"'{text}' must be longer than zero", field=field)
     return total
@@ -154,31 +160,53 @@ class Batch:
 
 
 def commit(repository: Repository, batch: Batch, summary: IngestSummary, now: datetime) -> IngestSummary:
-    """Gate the good telemetry with the suite, then store everything not stored yet, with the quarantine.
+    """Gate the good telemetry with the suite, then store everything not stored yet, with the quarantine, in
+    one transaction: a batch is stored whole or not at all.
 
     Telemetry and failures were screened against the stored (instance, time) keys; errors and workloads are
-    checked here (:mod:`forewarn.sources.dedupe`), so the same batch committed twice stores nothing twice.
+    checked here (:mod:`forewarn.sources.dedupe`), and so are quarantine records (by file, line and reason),
+    so the same batch committed twice stores nothing twice.
     """
     telemetry = batch.telemetry or Screened(good=pd.DataFrame(columns=list(TELEMETRY_KEYS)))
     summary.validation = _gate(telemetry.good, batch.metrics, now, gaps_ok=batch.gaps_ok)
-    summary.instances = repository.save_instances(batch.instances) if batch.instances else 0
-    if not telemetry.good.empty or telemetry.records or batch.quarantined:
-        telemetry.records = [*batch.quarantined, *telemetry.records]
-        _store(repository, telemetry, summary, batch.metrics)
+    errors = new_errors(repository.engine, batch.errors) if batch.errors is not None and len(batch.errors) else None
+    workloads = (
+        new_workloads(repository.engine, batch.workloads)
+        if batch.workloads is not None and len(batch.workloads)
+        else None
+    )
+    quarantined = _new_records(repository, [*batch.quarantined, *telemetry.records])
+    failure_records = _new_records(repository, batch.failures.records) if batch.failures is not None else []
+    telemetry.records = quarantined
     if batch.failures is not None:
-        summary.failures = repository.save_failures(batch.failures.good) if not batch.failures.good.empty else 0
-        repository.save_quarantine(batch.failures.records)
-    if batch.errors is not None and not batch.errors.empty:
-        summary.errors = repository.save_errors(new_errors(repository.engine, batch.errors))
-    if batch.workloads is not None and not batch.workloads.empty:
-        summary.workloads = repository.save_workloads(new_workloads(repository.engine, batch.workloads))
-    if batch.recoveries is not None and not batch.recoveries.empty:
-        summary.recoveries = repository.record_recoveries(batch.recoveries)
-    _count(summary, telemetry, *([batch.failures] if batch.failures is not None else []))
-    for record in batch.quarantined:
+        batch.failures.records = failure_records
+    with repository.transaction():
+        summary.instances = repository.save_instances(batch.instances) if batch.instances else 0
+        if not telemetry.good.empty or quarantined:
+            _store(repository, telemetry, summary, batch.metrics)
+        if batch.failures is not None:
+            summary.failures = repository.save_failures(batch.failures.good) if not batch.failures.good.empty else 0
+            repository.save_quarantine(failure_records)
+        summary.errors = repository.save_errors(errors) if errors is not None and len(errors) else 0
+        summary.workloads = repository.save_workloads(workloads) if workloads is not None and len(workloads) else 0
+        if batch.recoveries is not None and not batch.recoveries.empty:
+            summary.recoveries = repository.record_recoveries(batch.recoveries)
+    summary.already_stored += telemetry.already_stored + (batch.failures.already_stored if batch.failures else 0)
+    for record in [*quarantined, *failure_records]:
+        summary.quarantined += 1
         for reason in record.reason.split("; "):
             summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
     return summary
+
+
+def _new_records(repository: Repository, records: list[QuarantineRecord]) -> list[QuarantineRecord]:
+    """The records of lines not quarantined yet from the same file for the same reason (lines of files only:
+    a live source's records have no line and are kept)."""
+    files = {r.source_file for r in records if r.line is not None}
+    if not files:
+        return records
+    seen = {(name, *key) for name in files for key in repository.quarantined_keys(name)}
+    return [r for r in records if r.line is None or (r.source_file, r.line, r.reason) not in seen]
 
 
 def _store(repository: Repository, screened: Screened, summary: IngestSummary, metrics: list[str]) -> None:
@@ -191,14 +219,6 @@ def _store(repository: Repository, screened: Screened, summary: IngestSummary, m
     summary.batch_id = batch_id
     summary.stored = len(good)
     summary.samples = int(good[metrics].notna().to_numpy().sum()) if metrics else 0
-
-
-def _count(summary: IngestSummary, *screened: Screened) -> None:
-    for part in screened:
-        summary.quarantined += len(part.records)
-        summary.already_stored += part.already_stored
-        for reason, count in part.reasons.items():
-            summary.reasons[reason] = summary.reasons.get(reason, 0) + count
 
 
 def _find(root: Path, stem: str, *, required: bool) -> Path | None:
@@ -217,8 +237,9 @@ def ingest_files(
     step_minutes: int | None = None,
     now: datetime | None = None,
 ) -> IngestSummary:
-    """Ingest a dataset directory: telemetry and failures screened row by row; errors, workloads and
-    instances checked whole. Every file is read before anything is stored.
+    """Ingest a dataset directory: telemetry, failures, errors and workloads screened row by row (an empty
+    metric cell is a missing value: the row's other values are stored); instances checked whole. Every file
+    is read before anything is stored, and everything is stored in one transaction.
 
     Args:
         directory: a directory in the dataset format.
@@ -238,6 +259,7 @@ def ingest_files(
     known = {i.instance_id for i in fleet} | {i.instance_id for i in repository.load_instances()}
     table = read_raw(telemetry_path, TELEMETRY_KEYS)
     frame, parsed, metrics = parse_telemetry(table)
+    parsed.add(parsed.text.eq("") & frame[metrics].isna().all(axis=1), "every metric is empty")
     screened = screen(
         frame,
         metrics=metrics,
@@ -248,6 +270,7 @@ def ingest_files(
         refused=table.refused,
         known_instances=known or None,
         now=now,
+        gaps_ok=True,
         stored=_stored_keys(repository, TelemetrySampleRow, frame),
     )
     ftable = read_raw(failures_path, TELEMETRY_KEYS, allow_empty=True)
@@ -262,8 +285,8 @@ def ingest_files(
         stored=_stored_keys(repository, FailureEventRow, fframe),
         now=pd.Timestamp(now),
     )
-    errors = read_errors(optional["errors"]) if optional["errors"] else None
-    workloads = read_workloads(optional["workloads"]) if optional["workloads"] else None
+    errors, error_records = read_errors_lenient(optional["errors"]) if optional["errors"] else (None, [])
+    workloads, workload_records = read_workloads_lenient(optional["workloads"]) if optional["workloads"] else (None, [])
     summary = IngestSummary(source=str(telemetry_path))
     if step_minutes is not None and not screened.good.empty:
         normalised = normalise(screened.good, step_minutes=step_minutes)
@@ -277,6 +300,8 @@ def ingest_files(
         errors=errors,
         workloads=workloads,
         instances=fleet,
+        quarantined=[*error_records, *workload_records],
+        gaps_ok=True,
     )
     return commit(repository, batch, summary, now)
 

@@ -5,7 +5,8 @@ materialize: window features -> Feast offline store -> online store; from the hi
 train: point-in-time training frame -> Great Expectations gate -> XGBoost -> registry (never a worse model);
     over a rolling window of the history database (:func:`train_from_history`) or a dataset.
 score: online features -> calibrated risk scores with their top features; a model scores only with the
-    features it was trained on, and an instance lacking some goes to the policy's fallback.
+    features it was trained on, and an instance lacking some, or with a feature out of range (absurd
+    telemetry, :func:`set_aside_absurd`), goes to the policy's fallback with the reason.
 plan: scores -> policy decisions -> allocation -> guardrails -> a journalled plan (:mod:`forewarn.planning`).
 """
 
@@ -23,7 +24,7 @@ from forewarn.features.events import EVENT_FEATURES
 from forewarn.features.incremental import MaterializeOutcome as MaterializeOutcome
 from forewarn.features.incremental import materialize_history as materialize_history
 from forewarn.features.store import FeatureStoreGlue
-from forewarn.features.windows import STATS, WINDOWS
+from forewarn.features.windows import FEATURE_LIMIT, STATS, WINDOWS
 from forewarn.model.champion import challenge, newest_holdout
 from forewarn.model.frame import TRAIN_EVERY_MINUTES as TRAIN_EVERY_MINUTES
 from forewarn.model.frame import LabelSource, dataset_features, history_window, training_labels
@@ -208,6 +209,47 @@ def score(model: TrainedModel | None, features: pd.DataFrame, *, now: datetime) 
     if "event_timestamp" in known.columns:
         known = known[known["event_timestamp"].notna().to_numpy()]
     return model.score(known, timestamp=now) if len(known) else []
+
+
+UNSCORABLE = "unscorable"
+"""``frame.attrs`` key of :func:`set_aside_absurd`: instance id -> why its features were not scored."""
+
+
+def set_aside_absurd(features: pd.DataFrame, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Keep rows with an infinite feature, or one at or beyond the clipping limit (absurd telemetry, see
+    :data:`forewarn.features.windows.FEATURE_LIMIT`), from the model: their ``event_timestamp`` becomes NaT,
+    so the cycle hands them to the policy's fallback, those values become NaN, so no static threshold fires
+    on them, and ``attrs[UNSCORABLE]`` says why, per instance. One instance never stops the fleet's scoring.
+
+    Args:
+        features: ``instance_id``, ``event_timestamp`` and feature columns.
+        names: the features to check (a model's); default every numeric column.
+    """
+    reasons: dict[str, str] = dict(features.attrs.get(UNSCORABLE, {}))
+    keys = ("instance_id", "event_timestamp")
+    candidates = names if names is not None else features.select_dtypes("number").columns
+    columns = [str(c) for c in candidates if c in features.columns and c not in keys]
+    values = features[columns].to_numpy(dtype=float) if columns else np.zeros((len(features), 0))
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(values) | (np.abs(values) >= FEATURE_LIMIT)
+    rows = bad.any(axis=1)
+    out = features.copy() if rows.any() else features
+    for row in np.flatnonzero(rows).tolist():
+        named = [columns[j] for j in np.flatnonzero(bad[row])]
+        shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+        reasons[str(out["instance_id"].iloc[row])] = (
+            f"not scored by the model: feature(s) {shown} out of range (absurd telemetry values); "
+            "the policy's fallback decides it"
+        )
+    if rows.any():
+        values[bad] = np.nan
+        out[columns] = values
+        if "event_timestamp" in out.columns:
+            out.loc[rows, "event_timestamp"] = pd.NaT
+        log.warning("%d instance(s) not scored, features out of range: %s", int(rows.sum()), "; ".join(
+            f"{k}: {v}" for k, v in list(reasons.items())[:3]))  # fmt: skip
+    out.attrs[UNSCORABLE] = reasons
+    return out
 
 
 def feature_map(features: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -42,6 +42,25 @@ FRACTION_METRICS = frozenset(
 )
 """Metric names taken as fractions in [0, 1] unless the caller names the fraction metrics itself."""
 
+ABSURD = 1e15
+"""The largest value any metric may take (a 48-bit SMART raw counter is 2.8e14): anything larger is a broken
+agent or a typo, and its square (in a standard deviation) would overflow the features."""
+LATENCY_MAX = 1e8
+"""The largest latency in milliseconds (about 28 hours): metrics named ``*_ms``."""
+COUNT_MAX = 1e12
+"""The largest count per sample: metrics named ``*_count`` or ``errors_*``."""
+
+
+def upper_bound(metric: str, fractions: Collection[str] = FRACTION_METRICS) -> float:
+    """The largest sane value of ``metric`` by its kind: 1 for a fraction, then latency, count, any other."""
+    if metric in fractions:
+        return 1.0
+    if metric.endswith("_ms"):
+        return LATENCY_MAX
+    if metric.endswith("_count") or metric.startswith("errors_"):
+        return COUNT_MAX
+    return ABSURD
+
 
 def _utc(moment: datetime | None) -> pd.Timestamp:
     stamp = pd.Timestamp(moment or utcnow())
@@ -147,7 +166,8 @@ def validate_telemetry(
 
     Checks: the columns exist; keys are not null; metrics are present, finite and non-negative (except
     ``signed_metrics``); ``fraction_metrics`` (default: those of ``metrics`` named in
-    ``FRACTION_METRICS``, such as cpu and memory) lie in [0, 1]; no timestamp after ``now``; no duplicate
+    ``FRACTION_METRICS``, such as cpu and memory) lie in [0, 1], the others under their kind's
+    :func:`upper_bound` (and above its negative when signed); no timestamp after ``now``; no duplicate
     (instance_id, timestamp); at least one row.
     """
     gxe = _expectations()
@@ -163,8 +183,8 @@ def validate_telemetry(
     if {"instance_id", "timestamp"} <= set(present):
         expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=["instance_id", "timestamp"]))
     for metric in (m for m in metrics if m in present):
-        low = -_FLOAT_MAX if metric in signed_metrics else 0.0
-        high = 1.0 if metric in fractions else _FLOAT_MAX
+        high = upper_bound(metric, fractions)
+        low = -high if metric in signed_metrics else 0.0
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=metric))
         expectations.append(gxe.ExpectColumnValuesToBeBetween(column=metric, min_value=low, max_value=high))
     return _run("telemetry", frame, expectations, {"rows": len(frame), "metrics": len(metrics)})
@@ -231,8 +251,9 @@ def quarantine(
     """Split telemetry rows into good ones and bad ones, each bad row with its reasons.
 
     Rules (the telemetry suite's, row by row): missing instance_id or timestamp, NaN or infinite metric,
-    negative metric (except ``signed_metrics``), fraction metric above 1, timestamp after ``now``, instance
-    not in ``known_instances`` (when given), and a repeated (instance_id, timestamp) (the first is kept).
+    negative metric (except ``signed_metrics``), fraction metric above 1, any other metric above its kind's
+    :func:`upper_bound` (or a signed one below its negative), timestamp after ``now``, instance not in
+    ``known_instances`` (when given), and a repeated (instance_id, timestamp) (the first is kept).
 
     Returns:
         ``(good, bad)``: ``bad`` has the rows' columns plus ``reason`` (reasons joined by "; ").
@@ -259,6 +280,9 @@ def quarantine(
             flag(values < 0, f"{metric} is negative")
         if metric in fractions:
             flag(values > 1, f"{metric} above 1")
+        else:
+            high = upper_bound(metric, fractions)
+            flag(np.isfinite(values) & (values.abs() > high), f"{metric} beyond {high:g}")
     if known_instances is not None:
         flag(instance.notna() & ~instance.astype(str).isin(set(known_instances)), "unknown instance")
     flag(

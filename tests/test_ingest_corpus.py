@@ -56,6 +56,13 @@ def _ingest(root: Path) -> tuple[Repository, object]:
     return repository, ingest_files(root, repository=repository, now=NOW)
 
 
+def _bytes_row(root: Path, line: int, raw: bytes) -> None:
+    write(root, GOOD_ROWS)
+    lines = [row.encode() for row in [HEADER, *GOOD_ROWS]]
+    lines[line - 1] = raw
+    (root / "telemetry.csv").write_bytes(b"\n".join(lines) + b"\n")
+
+
 def _blank_lines_and_crlf(root: Path) -> None:
     write(root, GOOD_ROWS)
     lines = [HEADER, *GOOD_ROWS[:3], "", *GOOD_ROWS[3:], "i-1,bad"]  # the bad row is line 21
@@ -65,7 +72,25 @@ def _blank_lines_and_crlf(root: Path) -> None:
 # kind -> (how to break the dataset, the quarantined line, its reason, telemetry rows that must be stored)
 ROW_FAULTS: dict[str, tuple[Callable[[Path], None], int, str, int]] = {
     "nan": (cell(3, 2, "nan"), 3, "cpu is NaN", 17),
-    "empty cell": (cell(4, 3, ""), 4, "memory is NaN", 17),
+    "not UTF-8 in one line": (
+        lambda root: _bytes_row(root, 4, "i-\xe9,2024-01-01T00:15:00Z,0.1,0.5,0".encode("latin-1")),
+        4,
+        "line is not UTF-8 text (byte 0xe9)",
+        17,
+    ),
+    "NUL byte in a cell": (
+        lambda root: _bytes_row(root, 5, b"i-1\x00x,2024-01-01T00:20:00Z,0.1,0.5,0"),
+        5,
+        "NUL byte in the line",
+        17,
+    ),
+    "zone-less timestamp": (
+        cell(6, 1, "2024-01-01T00:25:00"),
+        6,
+        "timestamp has no time zone (RFC 3339 needs Z or +hh:mm)",
+        17,
+    ),
+    "bare date": (cell(7, 1, "2024-01-01"), 7, "timestamp is not an RFC 3339 timestamp", 17),
     "inf": (cell(5, 2, "inf"), 5, "cpu is infinite", 17),
     "negative": (cell(6, 4, "-1"), 6, "error_count is negative", 17),
     "fraction above 1": (cell(7, 3, "1.5"), 7, "memory above 1", 17),
@@ -150,10 +175,13 @@ FILE_FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "empty file": (_file("telemetry.csv", ""), r"telemetry.csv:1: file is empty"),
     "header only": (_file("telemetry.csv", HEADER + "\n"), r"telemetry.csv:2: has a header but no data rows"),
-    "wrong encoding": (_file("telemetry.csv", latin1), r"telemetry.csv:4: is not UTF-8 text \(byte 0xe9\)"),
+    "header not UTF-8": (
+        _file("telemetry.csv", latin1.replace(b"instance_id", b"instance_\xe9d", 1)),
+        r"telemetry.csv:1: header: line is not UTF-8 text \(byte 0xe9\)",
+    ),
     "utf-16": (
         _file("telemetry.csv", (HEADER + "\n" + GOOD_ROWS[0]).encode("utf-16")),
-        r"telemetry.csv:1: is not UTF-8",
+        r"telemetry.csv:1: header: line is not UTF-8",
     ),
     "repeated column": (
         lambda root: write(root, [r + ",1" for r in GOOD_ROWS], header=HEADER + ",cpu"),
@@ -169,20 +197,9 @@ FILE_FAULTS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "missing failures.csv": (_remove("failures.csv"), r"missing failures.csv"),
     "missing telemetry": (_remove("telemetry.csv"), r"missing telemetry.csv"),
-    "bad errors.csv": (
-        _file("errors.csv", "instance_id,timestamp,severity,category,message\ni-1,noon,error,disk,x\n"),
-        r"errors.csv:2, field 'timestamp': 'noon' is not a timestamp",
-    ),
     "bad instances.csv": (
         _file("instances.csv", "instance_id,cpu_capacity\ni-1,2\ni-2,big\n"),
         r"instances.csv:3, field 'cpu_capacity'",
-    ),
-    "workload ends before it starts": (
-        _file(
-            "workloads.csv",
-            "task_id,instance_id,start,end,cpu,memory\nt1,i-1,2024-01-01T02:00:00Z,2024-01-01T01:00:00Z,0.1,0.1\n",
-        ),
-        r"workloads.csv:2, field 'end': end is before start",
     ),
 }
 
@@ -196,6 +213,59 @@ def test_a_broken_file_is_one_line_naming_it_and_nothing_is_stored(kind: str, tm
         ingest_files(tmp_path, repository=repository, now=NOW)
     assert "\n" not in str(caught.value)
     assert repository.list_batches().empty and repository.load_failures().empty
+
+
+def test_an_empty_metric_cell_is_a_missing_value_and_the_row_keeps_its_others(tmp_path: Path) -> None:
+    cell(4, 3, "")(tmp_path)
+    repository, summary = _ingest(tmp_path)
+    assert summary.stored == 18 and summary.quarantined == 0  # type: ignore[attr-defined]
+    assert summary.samples == 18 * 3 - 1  # type: ignore[attr-defined]
+    stored = repository.load_telemetry().set_index(["instance_id", "timestamp"])
+    row = stored.iloc[2]  # line 4: i-1 at 00:10
+    assert row["memory"] != row["memory"] and row["cpu"] == 0.12 and row["error_count"] == 1
+
+
+EVENT_FAULTS = {
+    "errors.csv: timestamp not a time": (
+        "errors.csv",
+        "instance_id,timestamp,severity,category,message\ni-1,noon,error,disk,x\ni-2,2024-01-01T00:05:00Z,error,disk,y\n",
+        "timestamp is not an RFC 3339 timestamp",
+    ),
+    "errors.csv: one bad byte": (
+        "errors.csv",
+        "instance_id,timestamp,severity,category,message\ni-1,2024-01-01T00:00:00Z,error,disk,caf\xe9\n".encode(
+            "latin-1"
+        )
+        + b"i-2,2024-01-01T00:05:00Z,error,disk,y\n",
+        "line is not UTF-8 text (byte 0xe9)",
+    ),
+    "workloads.csv: ends before it starts": (
+        "workloads.csv",
+        "task_id,instance_id,start,end,cpu,memory\nt1,i-1,2024-01-01T02:00:00Z,2024-01-01T01:00:00Z,0.1,0.1\n"
+        "t2,i-2,2024-01-01T02:00:00Z,,0.1,0.1\n",
+        "end is before start",
+    ),
+    "workloads.csv: nan in a NOT NULL cell": (
+        "workloads.csv",
+        "task_id,instance_id,start,end,cpu,memory\nt1,i-1,2024-01-01T02:00:00Z,,nan,0.1\n"
+        "t2,i-2,2024-01-01T02:00:00Z,,0.1,0.1\n",
+        "cpu is NaN",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EVENT_FAULTS))
+def test_a_bad_error_or_workload_row_is_quarantined_and_the_rest_stored(kind: str, tmp_path: Path) -> None:
+    name, text, reason = EVENT_FAULTS[kind]
+    _file(name, text)(tmp_path)
+    repository, summary = _ingest(tmp_path)
+    assert summary.stored == 18 and summary.reasons == {reason: 1}  # type: ignore[attr-defined]
+    assert (summary.errors if name == "errors.csv" else summary.workloads) == 1  # type: ignore[attr-defined]
+    [record] = repository.load_quarantine()
+    assert record.source_file.endswith(name) and record.line == 2
+    again = ingest_files(tmp_path, repository=repository, now=NOW)
+    assert again.stored == again.errors == again.workloads == again.quarantined == 0
+    assert len(repository.load_quarantine()) == 1 and len(repository.list_batches()) == 1
 
 
 def test_the_corpus_has_at_least_twenty_kinds() -> None:

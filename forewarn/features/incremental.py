@@ -29,7 +29,7 @@ import pandas as pd
 
 from forewarn.features import lookback
 from forewarn.features.store import FeatureStoreGlue
-from forewarn.features.windows import LOOKBACK_MINUTES, METRICS, compute_window_features, metrics_of
+from forewarn.features.windows import CLIPPED, LOOKBACK_MINUTES, METRICS, compute_window_features, metrics_of
 from forewarn.schemas import VelocityLimits
 from forewarn.store.repository import Repository
 from forewarn.store.watermarks import WatermarkStore
@@ -58,6 +58,8 @@ class MaterializeOutcome:
     pushed: int = 0
     instances: set[str] = field(default_factory=set)
     metrics: list[str] = field(default_factory=list)
+    clipped: int = 0
+    """Window feature values that overflowed or exceeded the feature limit and were clipped to it."""
 
     def summary(self) -> str:
         if not self.new_rows:
@@ -67,6 +69,7 @@ class MaterializeOutcome:
             f"materialized {self.feature_rows:,} feature rows for {len(self.instances):,} instances from "
             f"{self.new_rows:,} new telemetry rows ({self.rows_read:,} read with the look-back), metrics "
             f"{', '.join(self.metrics)}; watermark {self.until.isoformat() if self.until else '-'}"
+            + (f"; {self.clipped:,} feature value(s) clipped (absurd telemetry)" if self.clipped else "")
         )
 
 
@@ -169,6 +172,7 @@ def materialize_history(
             lookback.keep(repo, cache, step.telemetry, end=end, last_id=step.last_id, lookback=LOOKBACK)
             outcome.new_rows += step.new
             outcome.feature_rows += len(features)
+            outcome.clipped += int(features.attrs.get(CLIPPED, 0))
             outcome.instances.update(features["instance_id"].astype(str))
             outcome.metrics = step.metrics
         start = end

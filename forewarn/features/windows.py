@@ -8,11 +8,14 @@ Terms:
 Feature names are stable and listed by :func:`feature_names`: ``<metric>_<stat>_<window>`` for stat in
 mean, max, std (population, ddof 0), slope; then ``err_<category>_<1h|6h>``; then ``minutes_since_failure``
 and ``minutes_since_boot``. A feature is NaN when it is undefined (no sample, a slope from one sample, no
-failure or boot seen yet).
+failure or boot seen yet). A statistic that overflows (a telemetry value of 1e200 squared) or exceeds
+:data:`FEATURE_LIMIT` is clipped to plus or minus that limit and counted (``frame.attrs["clipped"]``, and a
+warning naming the instances), so a feature is never infinite and scoring can tell the row apart.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -40,6 +43,23 @@ WINDOW_STATS: dict[str, tuple[str, ...]] = {"5m": ("mean", "max"), "1h": STATS, 
 """Statistics per window. The 5-minute window holds one sample at the usual 5-minute step, so its
 standard deviation (always 0) and slope (never defined) would be constant columns; it keeps mean and max."""
 KEYS = ("instance_id", "event_timestamp")
+FEATURE_LIMIT = 1e30
+"""The largest magnitude of a window feature: larger ones (and overflows) are clipped to it. Finite in
+float32 (the model's input), far above anything a bounded metric gives (see forewarn.validation.upper_bound)."""
+CLIPPED = "clipped"
+"""``frame.attrs`` key of :func:`compute_window_features`: how many feature values were clipped."""
+log = logging.getLogger("forewarn.features")
+
+
+def _clip(values: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """``values`` with overflows (NaN or infinite where the statistic is ``defined``) and magnitudes above
+    :data:`FEATURE_LIMIT` set to plus or minus that limit (an overflow to plus)."""
+    with np.errstate(invalid="ignore"):
+        bad = (defined & ~np.isfinite(values)) | (np.abs(values) > FEATURE_LIMIT)
+    if bad.any():
+        values = values.copy()
+        values[bad] = np.where(values[bad] < 0, -FEATURE_LIMIT, FEATURE_LIMIT)
+    return values
 
 
 def safe_name(metric: str) -> str:
@@ -144,33 +164,35 @@ def _window_block(frame: pd.DataFrame, count: int, minutes: int, targets: np.nda
     suffix_ok &= (codes[suffix_safe] == codes[targets]) & (block[suffix_safe] == block[targets] - 1)
     reverse = slice(None, None, -1)
     out: dict[str, np.ndarray] = {}
-    for i in range(count):
-        y = frame[f"m{i}"].to_numpy(dtype=float)
-        valid = ~np.isnan(y)
-        ref_own = np.nan_to_num(y[first_row], nan=0.0)
-        ref_next = np.where(next_is_following, np.nan_to_num(y[nxt_ok], nan=0.0), 0.0)
-        parts = []
-        for ref, hours, order in ((ref_own, hours_prefix, slice(None)), (ref_next, hours_suffix, reverse)):
-            z = np.where(valid, y - ref, 0.0)
-            t = np.where(valid, hours, 0.0)
-            sums = pd.DataFrame({"n": valid.astype(float), "z": z, "zz": z * z, "t": t, "tt": t * t, "tz": t * z})
-            summed = _grouped(sums.iloc[order], group[order], "sum")[order]
-            peak = _grouped(pd.DataFrame({"y": np.where(valid, y, -np.inf)}).iloc[order], group[order], "max")
-            parts.append((summed, peak[order][:, 0]))
-        (pre, pre_max), (suf, suf_max) = parts
-        total = pre[targets] + np.where(suffix_ok[:, None], suf[suffix_safe], 0.0)
-        peak = np.maximum(pre_max[targets], np.where(suffix_ok, suf_max[suffix_safe], -np.inf))
-        n, sz, szz, st, stt, stz = total.T
-        ref = ref_own[targets]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n > 0, ref + sz / n, np.nan)
-            var = np.maximum(szz / n - (sz / n) ** 2, 0.0)
-            denominator = n * stt - st * st
-            defined = (n >= 2) & (denominator > 1e-12 * np.maximum(n * stt, 1e-12))
-            slope = np.where(defined, (n * stz - st * sz) / denominator, np.nan)
-        out[f"m{i}_mean"], out[f"m{i}_slope"] = mean, slope
-        out[f"m{i}_max"] = np.where(n > 0, peak, np.nan)
-        out[f"m{i}_std"] = np.where(n > 0, np.sqrt(var), np.nan)
+    with np.errstate(over="ignore", invalid="ignore"):  # an absurd value overflows; _clip bounds the results
+        for i in range(count):
+            y = frame[f"m{i}"].to_numpy(dtype=float)
+            valid = ~np.isnan(y)
+            ref_own = np.nan_to_num(y[first_row], nan=0.0)
+            ref_next = np.where(next_is_following, np.nan_to_num(y[nxt_ok], nan=0.0), 0.0)
+            parts = []
+            for ref, hours, order in ((ref_own, hours_prefix, slice(None)), (ref_next, hours_suffix, reverse)):
+                z = np.where(valid, y - ref, 0.0)
+                t = np.where(valid, hours, 0.0)
+                sums = pd.DataFrame({"n": valid.astype(float), "z": z, "zz": z * z, "t": t, "tt": t * t, "tz": t * z})
+                summed = _grouped(sums.iloc[order], group[order], "sum")[order]
+                peak = _grouped(pd.DataFrame({"y": np.where(valid, y, -np.inf)}).iloc[order], group[order], "max")
+                parts.append((summed, peak[order][:, 0]))
+            (pre, pre_max), (suf, suf_max) = parts
+            total = pre[targets] + np.where(suffix_ok[:, None], suf[suffix_safe], 0.0)
+            peak = np.maximum(pre_max[targets], np.where(suffix_ok, suf_max[suffix_safe], -np.inf))
+            n, sz, szz, st, stt, stz = total.T
+            ref = ref_own[targets]
+            with np.errstate(divide="ignore"):
+                mean = np.where(n > 0, ref + sz / n, np.nan)
+                var = np.maximum(szz / n - (sz / n) ** 2, 0.0)
+                denominator = n * stt - st * st
+                defined = (n >= 2) & (denominator > 1e-12 * np.maximum(n * stt, 1e-12))
+                slope = np.where(defined, (n * stz - st * sz) / denominator, np.nan)
+            some = n > 0
+            out[f"m{i}_mean"], out[f"m{i}_slope"] = _clip(mean, some), _clip(slope, defined)
+            out[f"m{i}_max"] = _clip(np.where(some, peak, np.nan), some)
+            out[f"m{i}_std"] = _clip(np.where(some, np.sqrt(var), np.nan), some)
     return out
 
 
@@ -275,6 +297,7 @@ def compute_window_features(
         for i, metric in enumerate(chosen):
             for stat in WINDOW_STATS[window]:
                 columns[f"{safe_name(metric)}_{stat}_{window}"] = block[f"m{i}_{stat}"]
+    stat_names = list(columns)
     keys = pd.DataFrame(
         {
             "instance_id": frame["instance_id"].iloc[targets].reset_index(drop=True),
@@ -294,6 +317,27 @@ def compute_window_features(
     names = all_feature_names(chosen)
     values = {name: columns.pop(name) for name in names}  # one copy into the frame's block, helpers freed
     columns.clear()
+    clipped = _count_clipped(values, stat_names, keys["instance_id"])
     out = pd.DataFrame({"instance_id": keys["instance_id"], "event_timestamp": keys["event_timestamp"], **values})
     del values
-    return _thin(out, every_minutes) if every_minutes else out
+    out = _thin(out, every_minutes) if every_minutes else out
+    out.attrs[CLIPPED] = clipped
+    return out
+
+
+def _count_clipped(values: dict[str, np.ndarray], window_names: list[str], instances: pd.Series) -> int:
+    """How many window feature values were clipped; a warning names the first instances they belong to."""
+    hit = np.zeros(len(instances), dtype=bool)
+    count = 0
+    for name in window_names:
+        at_limit = np.abs(values[name]) >= FEATURE_LIMIT
+        count += int(at_limit.sum())
+        hit |= at_limit
+    if count:
+        who = sorted(set(instances.to_numpy()[hit].astype(str)))
+        log.warning(
+            "%d window feature value(s) overflowed or exceeded %g and were clipped to it, in %d row(s) of "
+            "instance(s) %s: their telemetry holds absurd values", count, FEATURE_LIMIT, int(hit.sum()),
+            ", ".join(who[:5]) + (" ..." if len(who) > 5 else ""),
+        )  # fmt: skip
+    return count

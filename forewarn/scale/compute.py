@@ -76,7 +76,7 @@ def score_shard(
     """Read this shard's features and score them exactly as :func:`forewarn.pipeline.score` does."""
     from forewarn import pipeline
 
-    features = source.read(instance_ids)
+    features = pipeline.set_aside_absurd(source.read(instance_ids), model.feature_names if model else None)
     return ShardResult(scores=pipeline.score(model, features, now=now), features=features, instances=len(features))
 
 
@@ -89,6 +89,7 @@ def merge_shards(results: Sequence[ShardResult], order: Sequence[str]) -> tuple[
         return scores, results[0].features if results else pd.DataFrame()
     features = pd.concat(frames, ignore_index=True)
     features = features.iloc[features["instance_id"].map(rank).argsort(kind="stable")].reset_index(drop=True)
+    features.attrs["unscorable"] = {k: v for f in frames for k, v in f.attrs.get("unscorable", {}).items()}
     return scores, features
 
 

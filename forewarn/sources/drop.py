@@ -5,7 +5,8 @@ An entry of the directory is a dataset directory (``telemetry.csv`` or ``.parque
 Write an entry elsewhere and move it in; names starting with ``.`` or ending ``.tmp``/``.part`` are left
 alone. A pull reads up to ``max_files`` entries, oldest first; once their rows are committed the entries move
 to ``done/``. An entry that cannot be read at all moves to ``rejected/`` with a ``.reason`` file beside it,
-and is reported: it is never retried. Rows that do not parse go to the quarantine with file and line.
+and is reported: it is never retried. Rows that do not parse (of telemetry, failures, errors and workloads)
+go to the quarantine with file and line.
 A crash before the move makes the next pull read the entry again; the stores drop what they already hold.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forewarn.dataset import TELEMETRY_KEYS, read_errors, read_workloads
+from forewarn.dataset import TELEMETRY_KEYS
 from forewarn.errors import InputError
 from forewarn.schemas import Instance, new_id
 from forewarn.store.repository import QuarantineRecord
@@ -27,6 +28,7 @@ from forewarn.telemetry.instances import read_fleet
 from forewarn.telemetry.rows import parse_failures, parse_telemetry, read_raw
 from forewarn.telemetry.screen import json_safe
 from forewarn.telemetry.sources import Pulled
+from forewarn.telemetry.tables import read_errors_lenient, read_workloads_lenient
 
 DONE, REJECTED = "done", "rejected"
 SKIPPED_SUFFIXES = (".tmp", ".part", ".reason")
@@ -81,10 +83,14 @@ def _read_entry(entry: Path, out: _Read) -> None:
         frame, parsed = parse_failures(table)
         out.quarantined.extend(_refused(failures, table.frame, table.lines, parsed.text))
         out.failures.append(frame[~parsed.bad])
-    if (errors := _find(entry, "errors")) is not None:
-        out.errors.append(read_errors(errors))
-    if (workloads := _find(entry, "workloads")) is not None:
-        out.workloads.append(read_workloads(workloads))
+    for stem, reader, frames in (
+        ("errors", read_errors_lenient, out.errors),
+        ("workloads", read_workloads_lenient, out.workloads),
+    ):
+        if (path := _find(entry, stem)) is not None:
+            frame, records = reader(path)
+            frames.append(frame)
+            out.quarantined.extend(records)
     if (instances := _find(entry, "instances")) is not None:
         out.instances.extend(read_fleet(instances))
 

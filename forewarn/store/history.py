@@ -10,7 +10,9 @@ its ``recovery_minutes`` is NULL; ``record_recoveries`` closes open ones when a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from itertools import repeat
 from operator import itemgetter
@@ -65,9 +67,12 @@ def _records(frame: pd.DataFrame, columns: Sequence[str], table: str) -> list[di
     return objects[list(columns)].to_dict("records")
 
 
-def _frame(engine: Engine, query: Executable, columns: Sequence[str]) -> pd.DataFrame:
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
+def _frame(bind: Engine | Connection, query: Executable, columns: Sequence[str]) -> pd.DataFrame:
+    if isinstance(bind, Connection):
+        rows = bind.execute(query).all()
+    else:
+        with bind.connect() as conn:
+            rows = conn.execute(query).all()
     frame = pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
     for column in TIME_COLUMNS.intersection(columns):
         frame[column] = pd.to_datetime(frame[column], utc=True)
@@ -175,9 +180,40 @@ def _insert_samples(conn: Connection, batch_id: str, long: pd.DataFrame) -> None
 
 
 class HistoryStore:
-    """The dataset half of the repository. Needs ``self.engine``."""
+    """The dataset half of the repository. Needs ``self.engine``.
+
+    Writes go through :meth:`transaction`: inside a ``with store.transaction():`` block every save (and the
+    reads that decide what is new) shares one connection and commits once, so a batch is stored whole or
+    not at all; outside it each save is its own transaction.
+    """
 
     engine: Engine
+
+    @property
+    def _open(self) -> dict[int, Connection]:
+        """Thread id -> the connection of the transaction that thread has open on this store."""
+        if "_transactions" not in self.__dict__:
+            self.__dict__["_transactions"] = {}
+        return self.__dict__["_transactions"]
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction for everything stored inside the block (nested blocks join the outer one)."""
+        key = threading.get_ident()
+        if key in self._open:
+            yield self._open[key]
+            return
+        with self.engine.begin() as conn:
+            self._open[key] = conn
+            try:
+                yield conn
+            finally:
+                del self._open[key]
+
+    @property
+    def _bind(self) -> Engine | Connection:
+        """The open transaction's connection (its reads see its writes), else the engine."""
+        return self._open.get(threading.get_ident(), self.engine)
 
     def save_telemetry(
         self, frame: pd.DataFrame, *, source: str, batch_id: str | None = None, quarantined: int = 0
@@ -198,7 +234,7 @@ class HistoryStore:
             "end": times.max().to_pydatetime() if len(frame) else None,
             "created_at": utcnow(),
         }
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             conn.execute(insert(TelemetryBatchRow), [batch])
             if len(long):
                 _insert_samples(conn, batch_id, long)
@@ -219,7 +255,7 @@ class HistoryStore:
             query = query.where(t.timestamp >= start)
         if end is not None:
             query = query.where(t.timestamp <= end)
-        long = _frame(self.engine, query.order_by(t.id), [*KEYS, "metric", "value"])
+        long = _frame(self._bind, query.order_by(t.id), [*KEYS, "metric", "value"])
         if long.empty:
             return pd.DataFrame({"instance_id": pd.Series(dtype=str), "timestamp": pd.Series(dtype="M8[ns, UTC]")})
         wide = long.pivot_table(index=KEYS, columns="metric", values="value", aggfunc="last", sort=True)
@@ -230,7 +266,7 @@ class HistoryStore:
     def list_batches(self) -> pd.DataFrame:
         b = TelemetryBatchRow
         query = select(b.batch_id, b.source, b.row_count, b.quarantined_count, b.start, b.end).order_by(b.created_at)
-        return _frame(self.engine, query, ["batch_id", "source", "row_count", "quarantined_count", "start", "end"])
+        return _frame(self._bind, query, ["batch_id", "source", "row_count", "quarantined_count", "start", "end"])
 
     def save_failures(self, frame: pd.DataFrame) -> int:
         """Store failures not stored yet (same instance and time); returns how many rows were added."""
@@ -250,7 +286,7 @@ class HistoryStore:
         query = select(f.instance_id, f.timestamp).where(
             f.timestamp >= stamps.min().to_pydatetime(), f.timestamp <= stamps.max().to_pydatetime()
         )
-        stored = _frame(self.engine, query, KEYS)
+        stored = _frame(self._bind, query, KEYS)
         if stored.empty:
             return frame
         known = pd.MultiIndex.from_frame(stored.assign(timestamp=stored["timestamp"].dt.floor("us")))
@@ -280,7 +316,7 @@ class HistoryStore:
             )
             .values(recovery_minutes=bindparam("b_minutes"))
         )
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             result = conn.execute(statement, records)
         return max(int(result.rowcount or 0), 0)
 
@@ -288,7 +324,7 @@ class HistoryStore:
         """Every stored failure in the dataset format (``failures.csv`` columns), oldest first."""
         f = FailureEventRow
         query = select(f.instance_id, f.timestamp, f.type, f.root_cause, f.recovery_minutes).order_by(f.timestamp, f.id)
-        frame = _frame(self.engine, query, FAILURE_COLUMNS)
+        frame = _frame(self._bind, query, FAILURE_COLUMNS)
         frame["recovery_minutes"] = frame["recovery_minutes"].astype(float)
         return frame
 
@@ -304,7 +340,7 @@ class HistoryStore:
             query = query.where(or_(f.recovery_minutes.is_(None), f.timestamp >= since))
         else:
             query = query.where(f.recovery_minutes.is_(None))
-        frame = _frame(self.engine, query.order_by(f.timestamp, f.id), FAILURE_COLUMNS)
+        frame = _frame(self._bind, query.order_by(f.timestamp, f.id), FAILURE_COLUMNS)
         frame["recovery_minutes"] = frame["recovery_minutes"].astype(float)
         return frame
 
@@ -314,7 +350,7 @@ class HistoryStore:
     def load_errors(self) -> pd.DataFrame:
         e = ErrorEventRow
         query = select(e.instance_id, e.timestamp, e.severity, e.category, e.message).order_by(e.timestamp, e.id)
-        return _frame(self.engine, query, ERROR_COLUMNS)
+        return _frame(self._bind, query, ERROR_COLUMNS)
 
     def save_workloads(self, frame: pd.DataFrame) -> int:
         defaults = {"kind": "batch", "data_size": np.nan, "expected_duration": np.nan, "end": pd.NaT}
@@ -324,7 +360,7 @@ class HistoryStore:
     def load_workloads(self) -> pd.DataFrame:
         w = WorkloadRow
         columns = [getattr(w, c) for c in WORKLOAD_COLUMNS]
-        frame = _frame(self.engine, select(*columns).order_by(w.id), WORKLOAD_COLUMNS)
+        frame = _frame(self._bind, select(*columns).order_by(w.id), WORKLOAD_COLUMNS)
         return frame.astype({c: float for c in ("cpu", "memory", "data_size", "expected_duration")})
 
     # -- bounded readers: one query each, memory bounded by the window ----------------------------------
@@ -365,7 +401,7 @@ class HistoryStore:
         query = select(t.instance_id, t.timestamp).where(t.timestamp <= end)
         if start is not None:
             query = query.where(t.timestamp > start)
-        keys = _frame(self.engine, query.distinct(), KEYS)
+        keys = _frame(self._bind, query.distinct(), KEYS)
         return keys.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
     def failures_between(self, start: datetime | None, end: datetime, *, last_before: bool = False) -> pd.DataFrame:
@@ -384,7 +420,7 @@ class HistoryStore:
             )
             joined = and_(f.instance_id == latest.c.instance_id, f.timestamp == latest.c.at)
             query = union_all(select(*columns).where(window), select(*columns).join(latest, joined))
-        frame = _frame(self.engine, query, FAILURE_COLUMNS)
+        frame = _frame(self._bind, query, FAILURE_COLUMNS)
         frame["recovery_minutes"] = frame["recovery_minutes"].astype(float)
         return frame.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
@@ -394,7 +430,7 @@ class HistoryStore:
         query = select(e.instance_id, e.timestamp, e.severity, e.category, e.message).where(e.timestamp <= end)
         if start is not None:
             query = query.where(e.timestamp > start)
-        return _frame(self.engine, query.order_by(e.timestamp, e.id), ERROR_COLUMNS)
+        return _frame(self._bind, query.order_by(e.timestamp, e.id), ERROR_COLUMNS)
 
     def workloads_between(self, start: datetime | None, end: datetime) -> pd.DataFrame:
         """Tasks running at some time of ``(start, end]``: started by ``end``, not ended by ``start``."""
@@ -402,18 +438,18 @@ class HistoryStore:
         query = select(*[getattr(w, c) for c in WORKLOAD_COLUMNS]).where(w.start <= end)
         if start is not None:
             query = query.where(or_(w.end.is_(None), w.end > start))
-        frame = _frame(self.engine, query.order_by(w.id), WORKLOAD_COLUMNS)
+        frame = _frame(self._bind, query.order_by(w.id), WORKLOAD_COLUMNS)
         return frame.astype({c: float for c in ("cpu", "memory", "data_size", "expected_duration")})
 
     def clear_history(self) -> None:
         """Delete every telemetry batch, sample and event (plans and the journal stay)."""
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             for table in (TelemetrySampleRow, TelemetryBatchRow, FailureEventRow, ErrorEventRow, WorkloadRow):
                 conn.execute(delete(table))
 
     def _insert(self, table: type[Any], frame: pd.DataFrame, columns: Sequence[str]) -> int:
         records = _records(frame, columns, table.__tablename__)
         if records:
-            with self.engine.begin() as conn:
+            with self.transaction() as conn:
                 conn.execute(insert(table), records)
         return len(records)

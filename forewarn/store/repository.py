@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,14 +26,28 @@ from forewarn.store.models import InstanceRow, ModelVersionRow, QuarantineRow, S
 INSTANCE_COLUMNS = ("instance_id", "cpu_capacity", "memory_capacity", "group", "zone", "boot_time")
 
 
+PAYLOAD_CHARS = 1024
+"""The most characters of one quarantined value kept; the rest is cut with a marker."""
+
+
 class QuarantineRecord(Model):
-    """A row refused by validation: where it came from, why, and its values."""
+    """A row refused by validation: where it came from, why, and its values (long text cut)."""
 
     source_file: Redacted
     line: int | None = None
     reason: str
     row: dict[str, Any] = Field(default_factory=dict)
     batch_id: str | None = None
+
+    @field_validator("row")
+    @classmethod
+    def _capped(cls, row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: f"{value[:PAYLOAD_CHARS]}...[cut {len(value) - PAYLOAD_CHARS:,} characters]"
+            if isinstance(value, str) and len(value) > PAYLOAD_CHARS
+            else value
+            for key, value in row.items()
+        }
 
 
 class ModelVersion(Model):
@@ -84,7 +98,7 @@ class Repository(HistoryStore):
             count += 1
         table = cast(Table, InstanceRow.__table__)
         ids = list(rows)
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             stored: dict[str, dict[str, Any]] = {}
             for first in range(0, len(ids), 500):
                 query = select(table).where(table.c.instance_id.in_(ids[first : first + 500]))
@@ -144,10 +158,18 @@ class Repository(HistoryStore):
             return VelocityLimits.model_validate(row.limits) if row else None
 
     def save_quarantine(self, records: Iterable[QuarantineRecord]) -> int:
-        rows = [QuarantineRow(**r.model_dump(), created_at=utcnow()) for r in records]
-        with self.session() as session, session.begin():
-            session.add_all(rows)
+        rows = [{**r.model_dump(), "created_at": utcnow()} for r in records]
+        if rows:
+            with self.transaction() as conn:
+                conn.execute(insert(QuarantineRow), rows)
         return len(rows)
+
+    def quarantined_keys(self, source_file: str) -> set[tuple[int | None, str]]:
+        """(line, reason) of every record already quarantined from ``source_file``: a re-run skips them."""
+        q = QuarantineRow
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(q.line, q.reason).where(q.source_file == source_file)).all()
+        return {(line, reason) for line, reason in rows}
 
     def load_quarantine(self, batch_id: str | None = None) -> list[QuarantineRecord]:
         query = select(QuarantineRow).order_by(QuarantineRow.id)

@@ -2,11 +2,15 @@
 
 ``run_import(kind, path, out)`` is what ``forewarn import KIND PATH --out DIR`` calls. Each importer reads
 the published files in place (``.xz`` included) and says in ``ImportSummary.notes`` what it assumed or
-synthesised. Times without a zone in the source (LANL) are taken as UTC.
+synthesised. Times without a zone in the source (LANL) are taken as UTC. A file that cannot be read is one
+:class:`DatasetError` line; the dataset files already in ``out`` are removed before writing, and what was
+written is read back with :func:`forewarn.dataset.read_dataset`: an import never leaves a dataset that
+``forewarn dataset check`` refuses.
 """
 
 from __future__ import annotations
 
+import lzma
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from forewarn.dataset import Dataset, write_dataset
+from forewarn.dataset import Dataset, prepare_folder, read_dataset, write_dataset
 from forewarn.errors import DatasetError, InputError
 from forewarn.telemetry.importers_hpc import build_fta, build_lanl
 
@@ -48,7 +52,12 @@ def _backblaze_files(path: Path) -> list[Path]:
 
 
 def _read_backblaze(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, low_memory=False)
+    try:
+        frame = pd.read_csv(path, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise DatasetError("file is empty; a Backblaze Drive Stats CSV has a header row", file=path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise DatasetError(f"cannot be read as CSV: {unreadable(exc)}", file=path) from None
     missing = [c for c in ("date", "serial_number", "failure") if c not in frame.columns]
     if missing:
         raise DatasetError(
@@ -111,14 +120,41 @@ BUILDERS: dict[str, Callable[[Path], Built]] = {
 }
 
 
+def unreadable(exc: BaseException) -> str:
+    """The first line of a reader's error, at most 200 characters."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _build(kind: str, path: Path) -> Built:
+    try:
+        return BUILDERS[kind](path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, EOFError, lzma.LZMAError) as exc:
+        raise DatasetError(f"cannot be read as a {kind} file: {unreadable(exc)}", file=path) from None
+    except OSError as exc:
+        raise DatasetError(f"cannot be read: {exc.strerror or unreadable(exc)}", file=path) from None
+
+
+def _checked(out: Path, kind: str) -> None:
+    """Refuse (and remove) what an import wrote when ``dataset check`` would refuse it."""
+    try:
+        read_dataset(out)
+    except DatasetError as exc:
+        prepare_folder(out)
+        raise DatasetError(f"the {kind} data gives no valid dataset, nothing was written: {exc}", file=out) from None
+
+
 def _write(kind: str, path: Path, out: Path) -> ImportSummary:
     if kind not in BUILDERS:
         raise InputError(f"unknown import kind '{kind}'", field="kind", allowed=list(BUILDERS))
     path, out = Path(path), Path(out)
     if not path.exists():
         raise InputError("no such file or directory", file=path)
-    dataset, notes = BUILDERS[kind](path)
+    if out.exists() and not out.is_dir():
+        raise DatasetError("is a file; --out must be a directory (it is created if missing)", file=out)
+    dataset, notes = _build(kind, path)
     write_dataset(dataset, out)
+    _checked(out, kind)
     return ImportSummary(
         kind=kind,
         source=str(path),

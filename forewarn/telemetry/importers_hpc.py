@@ -56,8 +56,8 @@ def build_lanl(path: Path) -> tuple[Dataset, list[str]]:
     source = _one_file(path, ("*failure-data*.csv.xz", "*failure-data*.csv"), "LANL failure CSV")
     try:
         frame = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DatasetError(f"cannot be read: {exc}", file=source) from None
+    except (ValueError, OSError, EOFError, lzma.LZMAError) as exc:
+        raise DatasetError(f"cannot be read: {str(exc).strip().splitlines()[0][:200]}", file=source) from None
     for column in ("System", "nodenumz", "Prob Started", *LANL_CAUSES):
         if column not in frame.columns:
             raise DatasetError("not a LANL failure file: missing column", file=source, row=1, field=column)
@@ -102,8 +102,8 @@ def _first_line(path: Path) -> str:
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
             return str(handle.readline()).strip()
-    except (OSError, EOFError, lzma.LZMAError) as exc:
-        raise DatasetError(f"cannot be read: {exc}", file=path) from None
+    except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot be read as UTF-8 text: {str(exc)[:200]}", file=path) from None
 
 
 def read_fta_table(path: Path) -> pd.DataFrame:
@@ -114,8 +114,8 @@ def read_fta_table(path: Path) -> pd.DataFrame:
     names = first.lstrip("#").split()
     try:
         frame = pd.read_csv(path, sep="\t", header=None, skiprows=1, names=names, dtype=str, keep_default_na=False)
-    except pd.errors.ParserError as exc:
-        raise DatasetError(f"cannot be parsed: {str(exc).splitlines()[0]}", file=path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, lzma.LZMAError) as exc:
+        raise DatasetError(f"cannot be parsed: {(str(exc).splitlines() or [''])[0][:200]}", file=path) from None
     return frame.apply(lambda column: column.str.strip())
 
 

@@ -90,12 +90,15 @@ def severity_of(level: str | None, message: str) -> str:
 def _strptime(text: str, fmt: str, zone: timezone | ZoneInfo) -> datetime:
     try:
         return datetime.strptime(text, fmt).replace(tzinfo=zone).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise Unparsed(f"bad timestamp '{text}'") from None
 
 
 def _epoch(text: str) -> datetime:
-    return datetime.fromtimestamp(int(text), UTC)
+    try:
+        return datetime.fromtimestamp(int(text), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise Unparsed(f"bad timestamp '{text}'") from None
 
 
 def _match(pattern: re.Pattern[str], line: str, name: str) -> re.Match[str]:
@@ -153,7 +156,7 @@ def syslog(line: str, ctx: Context) -> Parsed:
             raise Unparsed("RFC 5424 line without a timestamp")
         try:
             stamp = datetime.fromisoformat(found["ts"].replace("Z", "+00:00")).astimezone(UTC)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise Unparsed(f"bad timestamp '{found['ts']}'") from None
         severity = _PRI_SEVERITY[int(found["pri"]) % 8]
         return Parsed(found["host"], stamp, severity, found["msg"], found["app"])
@@ -173,7 +176,7 @@ def journald(line: str, ctx: Context) -> Parsed:
         text = f"{text[:-2]}:{text[-2:]}"
     try:
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise Unparsed(f"bad timestamp '{found['ts']}'") from None
     return Parsed(found["host"], stamp, severity_of(None, found["msg"]), found["msg"], found["tag"])
 

@@ -26,6 +26,12 @@ from forewarn.telemetry.logformats import CATEGORIES, PARSERS, SEVERITIES, Conte
 LogFormat = Literal["syslog", "journald", "bgl", "hdfs", "openstack", "hpc", "thunderbird", "auto"]
 EVENT_COLUMNS = ("instance_id", "timestamp", "severity", "category", "message")
 SNIFF_LINES = 50
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+"""Events outside [EARLIEST, LATEST) are rejected: pandas keeps times only until 2262, and a log line dated
+year 9999 is a broken clock, not an event."""
+MAX_LINE = 64 * 1024
+"""A longer line is rejected (and kept, cut, in ``rejected``)."""
 
 
 @dataclass
@@ -123,10 +129,16 @@ def parse_log(
         if not line.strip():
             rejected.append((number, "blank line", line))
             continue
+        if len(line) > MAX_LINE:
+            rejected.append((number, f"line is longer than {MAX_LINE:,} characters", line[:1024] + "...[cut]"))
+            continue
         try:
             event = parser(line, ctx)
         except Unparsed as exc:
             rejected.append((number, str(exc), line))
+            continue
+        if not EARLIEST <= event.timestamp < LATEST:
+            rejected.append((number, f"timestamp {event.timestamp:%Y-%m-%d} is out of range (1900 to 2261)", line))
             continue
         category = categorise(event.message, event.hint)
         rows.append((number, event.instance_id, event.timestamp, event.severity, category, event.message))

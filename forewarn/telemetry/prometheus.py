@@ -102,6 +102,9 @@ class PrometheusSource:
         attempts: int = 3,
     ) -> None:
         parts = urlsplit(url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else _short(url.split("@")[-1], 80)
+            raise InputError(f"'{shown}' is not an http(s) URL such as http://127.0.0.1:9090", field="url")
         netloc = parts.hostname or ""
         if parts.port:
             netloc += f":{parts.port}"
@@ -139,26 +142,43 @@ class PrometheusSource:
             ) from None
 
     def query_range(self, metric: str, query: str, start: float, end: float, step_seconds: int) -> list[dict[str, Any]]:
-        """The raw ``matrix`` result of one query between two Unix times (both inclusive)."""
+        """The raw ``matrix`` result of one query between two Unix times (both inclusive).
+
+        Raises:
+            InputError: one line when the answer is not a Prometheus range-query answer.
+        """
         params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_seconds}s"}
         response = self._get(params)
         try:
             body = response.json()
         except ValueError:
             raise InputError(f"Prometheus answered HTTP {response.status_code} without JSON", field=metric) from None
+        if not isinstance(body, dict):
+            raise InputError(f"Prometheus answered a JSON {type(body).__name__}, not an object", field=metric)
         if response.status_code != 200 or body.get("status") != "success":
-            reason = body.get("error", f"HTTP {response.status_code}")
+            reason = _short(body.get("error", f"HTTP {response.status_code}"))
             raise InputError(f"Prometheus rejected the query {query!r}: {reason}", field=metric)
-        data = body.get("data", {})
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise InputError(f"Prometheus answered 'data: {_short(data)}', not an object", field=metric)
         if data.get("resultType") != "matrix":
-            raise InputError(f"expected a range vector result, got {data.get('resultType')}", field=metric)
-        return list(data.get("result", []))
+            raise InputError(f"expected a range vector result, got {_short(data.get('resultType'))}", field=metric)
+        result = data.get("result", [])
+        if not isinstance(result, list) or not all(isinstance(item, dict) for item in result):
+            raise InputError("Prometheus answered a 'result' that is not a list of series", field=metric)
+        for item in result:
+            labels = item.get("metric", {})
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise InputError(f"a series' labels are {_short(labels, 60)}, not names to text", field=metric)
+            _points(item.get("values", []), metric)
+        return result
 
     def _series(self, metric: str, result: list[dict[str, Any]]) -> pd.Series:
         seen: set[str] = set()
         pieces = []
         for series in result:
-            instance = series.get("metric", {}).get("instance")
+            labels = series.get("metric", {})
+            instance = labels.get("instance") if isinstance(labels, dict) else None
             if instance is None:
                 raise InputError(
                     "query returns a series without an 'instance' label; use 'by (instance)'", field=metric
@@ -167,10 +187,10 @@ class PrometheusSource:
                 raise InputError(
                     f"query returns several series for instance {instance}; aggregate by (instance)", field=metric
                 )
-            seen.add(instance)
-            values = [(float(t), float(v)) for t, v in series.get("values", [])]
+            seen.add(str(instance))
+            values = _points(series.get("values", []), metric)
             index = pd.MultiIndex.from_arrays(
-                [[instance] * len(values), pd.to_datetime([t for t, _ in values], unit="s", utc=True)],
+                [[str(instance)] * len(values), pd.to_datetime([t for t, _ in values], unit="s", utc=True)],
                 names=["instance_id", "timestamp"],
             )
             pieces.append(pd.Series([v if math.isfinite(v) else math.nan for _, v in values], index=index))
@@ -215,6 +235,35 @@ class PrometheusSource:
             frame = frame[frame["instance_id"].isin(list(instance_ids))]
         frame["timestamp"] = frame["timestamp"].astype("datetime64[ns, UTC]")
         return frame.sort_values(["instance_id", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+LATEST = 9.2e9
+"""The latest Unix time a sample may carry (pandas' last nanosecond timestamp is in 2262)."""
+
+
+def _short(value: object, limit: int = 200) -> str:
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _points(values: object, metric: str) -> list[tuple[float, float]]:
+    """``[[unix time, "value"], ...]`` as floats; a point that is not such a pair is one InputError line (the
+    message says "(time, value)": square brackets would read as markup where the CLI prints it)."""
+    if not isinstance(values, list):
+        kind = type(values).__name__
+        raise InputError(f"a series' values are {kind}, not a list of (time, value) pairs", field=metric)
+    out = []
+    for point in values:
+        if not isinstance(point, list | tuple) or len(point) != 2:
+            raise InputError(f"a sample is {_short(point, 60)}, not a (time, value) pair", field=metric)
+        try:
+            when, value = float(point[0]), float(point[1])
+        except (TypeError, ValueError):
+            raise InputError(f"a sample is {_short(point, 60)}: time and value must be numbers", field=metric) from None
+        if not 0 <= when < LATEST:
+            raise InputError(f"a sample's time {when:g} is not a Unix time before the year 2262", field=metric)
+        out.append((when, value))
+    return out
 
 
 def _merge_chunks(result: list[dict[str, Any]]) -> list[dict[str, Any]]:

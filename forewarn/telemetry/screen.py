@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from forewarn.store.repository import QuarantineRecord
-from forewarn.telemetry.rows import Reasons, Refused
+from forewarn.telemetry.rows import Reasons, Refused, cap
 from forewarn.validation import quarantine
 
 KEYS = ["instance_id", "timestamp"]
@@ -42,7 +42,8 @@ class Screened:
 
 
 def json_safe(row: dict[str, Any]) -> dict[str, Any]:
-    """A row's values as JSON both SQLite and Postgres accept: times as RFC 3339, NaN and inf as text."""
+    """A row's values as JSON both SQLite and Postgres accept: times as RFC 3339, NaN and inf as text, long
+    text cut (:func:`forewarn.telemetry.rows.cap`) and NUL bytes shown as ``\\0`` (Postgres refuses them)."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         if isinstance(value, pd.Timestamp | datetime):
@@ -51,10 +52,12 @@ def json_safe(row: dict[str, Any]) -> dict[str, Any]:
             out[str(key)] = float(value) if math.isfinite(value) else str(value)
         elif isinstance(value, np.integer):
             out[str(key)] = int(value)
-        elif value is None or isinstance(value, str | int | bool):
+        elif isinstance(value, str):
+            out[str(key)] = cap(value.replace("\x00", "\\0"))
+        elif value is None or isinstance(value, int | bool):
             out[str(key)] = value
         else:
-            out[str(key)] = str(value)
+            out[str(key)] = cap(str(value))
     return out
 
 
