@@ -97,7 +97,7 @@ def _scale_down(cycle: Cycle, group: str, members: list[Decision], running: np.n
     names = [str(fleet.instance_ids[r]) for r in chosen]
     note = f"scale down group {group} by {len(chosen)} ({', '.join(names)}): utilisation {level:.0%} < {low:.0%}"
     params = {"delta": -len(chosen), "group": group, "instances": names}
-    if cycle.emit(ActionType.AUTOSCALE, chosen[0], first, note, touches=chosen, params=params):
+    if cycle.emit(ActionType.AUTOSCALE, chosen[0], first, note, params=params):
         fleet.accepting[np.asarray(chosen)] = False
 
 

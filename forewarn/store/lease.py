@@ -29,7 +29,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, delete, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from forewarn.errors import ConfigError, ForewarnError
-from forewarn.schemas import Model, Plan, UtcDatetime, utcnow
+from forewarn.schemas import Action, Model, Plan, UtcDatetime, utcnow
 from forewarn.store.models import UtcDateTime
 
 metadata = MetaData()
@@ -187,25 +187,39 @@ class LeaseStore:
 
 
 def touched(plan: Plan) -> dict[str, set[str]]:
-    """action_id -> the instances the action touches (its source and, for a migration, its target)."""
-    return {a.action_id: {i for i in (a.instance_id, a.target_instance_id) if i} for a in plan.actions}
+    """action_id -> the instances a run must hold to carry the action out
+    (:func:`forewarn.policy.limits.named`: those it touches, as the guardrails count them, and its subject)."""
+    from forewarn.policy.limits import named
+
+    return {a.action_id: set(named(a)) for a in plan.actions}
 
 
 def claim_plan(store: LeaseStore, plan: Plan, owner: str, *, cycle: str, ttl: timedelta) -> Plan:
-    """The plan keeping only actions whose every instance this owner could claim; the rest are noted.
+    """The plan keeping only the units of actions (:func:`forewarn.policy.limits.units`: a cordon or scale-back
+    with the migrations off its instance) whose every instance this owner could claim; the rest are noted.
 
     Claims granted for actions dropped on account of another instance are released again.
     """
+    from forewarn.policy.limits import units
+
     needs = touched(plan)
     wanted = set().union(*needs.values()) if needs else set()
     granted = store.claim(wanted, owner, cycle=cycle, ttl=ttl)
-    kept = [a for a in plan.actions if needs[a.action_id] <= granted]
-    dropped = [a for a in plan.actions if not needs[a.action_id] <= granted]
+    kept: list[Action] = []
+    notes: list[str] = []
+    for unit in units(plan.actions):
+        members = [plan.actions[p] for p in unit]
+        missing = set().union(*(needs[a.action_id] for a in members)) - granted
+        if not missing:
+            kept += members
+            continue
+        held = f"instance claimed by another run ({', '.join(sorted(missing))})"
+        lead = next(a for a in members if needs[a.action_id] - granted)
+        for a in members:
+            why = held if a is lead else f"dependency: goes with {lead.type.value} on {lead.instance_id}, {held}"
+            notes.append(f"dropped {a.type.value} on {a.instance_id}: {why}")
+    order = {a.action_id: n for n, a in enumerate(plan.actions)}
+    kept.sort(key=lambda a: order[a.action_id])
     used = set().union(*(needs[a.action_id] for a in kept)) if kept else set()
     store.release_claims(granted - used, owner)
-    notes = [
-        f"dropped {a.type.value} on {a.instance_id}: instance claimed by another run "
-        f"({', '.join(sorted(needs[a.action_id] - granted))})"
-        for a in dropped
-    ]
     return plan.model_copy(update={"actions": kept, "notes": [*plan.notes, *notes]})
