@@ -59,11 +59,15 @@ class ReserveBufferParams(PolicyModel):
 
 
 class AutoscaleParams(PolicyModel):
-    """Let the instance's group scale between ``min`` and ``max`` instances."""
+    """Let the instance's group scale between ``min`` and ``max`` instances: down (empty low-risk instances
+    released) while its utilisation is below ``low_utilisation``, up while it is above ``high_utilisation``,
+    each time toward the midpoint of the two."""
 
     type: Literal["autoscale"] = "autoscale"
     min: Annotated[int, Field(ge=0)] = 1
     max: Annotated[int, Field(ge=1)] = 10
+    low_utilisation: Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)] = 0.30
+    high_utilisation: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.85
 
 
 class CordonParams(PolicyModel):
@@ -189,9 +193,14 @@ class Autoscale(PolicyAction):
 
     def validate(self, params: PolicyModel) -> list[tuple[tuple[str, ...], str]]:
         assert isinstance(params, AutoscaleParams)
+        problems: list[tuple[tuple[str, ...], str]] = []
         if params.min > params.max:
-            return [(("min",), f"min ({params.min}) must not exceed max ({params.max})")]
-        return []
+            problems.append((("min",), f"min ({params.min}) must not exceed max ({params.max})"))
+        if params.low_utilisation >= params.high_utilisation:
+            problems.append(
+                (("low-utilisation",), f"must be below high-utilisation ({params.high_utilisation}), or it flaps")
+            )
+        return problems
 
 
 @register(ActionType.CORDON)
