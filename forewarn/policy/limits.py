@@ -196,6 +196,8 @@ class LimitEngine:
         self.actions = 0
         self.per_type: dict[ActionType, int] = {}
         self.touched: set[str] = set()
+        self.window_count = len(self.window)
+        """``len(window | touched)``, kept as actions are taken (a set union per action would cost O(fleet))."""
 
     # -- one action -------------------------------------------------------------------------------------
     def cooldown(self, instance_id: str, kind: ActionType) -> str | None:
@@ -234,7 +236,7 @@ class LimitEngine:
             return None
         if len(self.touched) + len(fresh) > self.cycle_cap:
             return f"max-fleet-percent-per-cycle ({c.cycle_percent:g}% of {self.fleet_size})"
-        if len(self.window | self.touched | fresh) > self.window_cap:
+        if self.window_count + len(fresh - self.window) > self.window_cap:
             return f"max-fleet-percent-per-window ({c.window_percent:g}% of {self.fleet_size})"
         return None
 
@@ -252,6 +254,7 @@ class LimitEngine:
                 self.per_target[target] = self.per_target.get(target, 0) + 1
         fresh = touched(action) - self.touched
         self.touched |= fresh
+        self.window_count += len(fresh - self.window)
         return fresh
 
     def give_back(self, action: Action, fresh: frozenset[str]) -> None:
@@ -263,6 +266,7 @@ class LimitEngine:
             if action.target_instance_id is not None:
                 self.per_target[action.target_instance_id] -= 1
         self.touched -= fresh
+        self.window_count -= len(fresh - self.window)
 
     def used(self, action: Action) -> dict[str, float]:
         """The budget used so far, as an action's ``reason.budget_used`` shows it."""
@@ -272,7 +276,7 @@ class LimitEngine:
             "actions_max": float(self.caps.max_actions_per_cycle),
             "fleet_percent": 100.0 * len(self.touched) / size,
             "fleet_percent_max": self.caps.cycle_percent,
-            "window_fleet_percent": 100.0 * len(self.window | self.touched) / size,
+            "window_fleet_percent": 100.0 * self.window_count / size,
             "window_fleet_percent_max": self.caps.window_percent,
         }
         if action.type is ActionType.MIGRATE:
