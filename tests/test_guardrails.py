@@ -268,3 +268,13 @@ def test_a_cordon_in_its_cooldown_still_lets_the_migration_through() -> None:
     state = _succeeded(state, first)  # a is cordoned already
     plan, _ = _run(_plan(_act("a"), _act("a", ActionType.MIGRATE, "t")), policy, state, now=T0 + timedelta(minutes=5))
     assert [a.type for a in plan.actions] == [ActionType.MIGRATE]
+
+
+def test_a_buffer_reserved_for_scale_backs_is_dropped_with_them() -> None:
+    back, move = _act("a", ActionType.SCALE_BACK), _act("a", ActionType.MIGRATE, "t")
+    buffer = _act("h", ActionType.RESERVE_BUFFER)
+    back.reason.rule = buffer.reason.rule = "shrink-risky"  # the planner reserves it under the scale-back's rule
+    plain = _act("k", ActionType.RESERVE_BUFFER)  # a reserve-buffer rule of its own: not a dependant
+    plan, _ = _run(_plan(back, move, buffer, plain), _policy(max_actions_per_type={"scale-back": 0}))
+    assert [a.instance_id for a in plan.actions] == ["k"]
+    assert plan.notes[-1] == "guardrail dependency: reserved for scale-back on a, dropped: dropped reserve-buffer on h"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from forewarn.schemas import Action, ActionType, Plan, PolicyMode
+from forewarn.schemas import Action, ActionReason, ActionType, Plan, PolicyMode
 from forewarn.store.lease import LeaseHeld, LeaseStore, claim_plan, metadata
 from forewarn.store.repository import make_engine
 from tests.servers import throwaway_postgres
@@ -175,3 +175,16 @@ def test_claim_plan_drops_a_cordon_with_the_migration_whose_target_is_claimed(ur
         "dropped migrate on i1: instance claimed by another run (target-1)",
     ]
     assert b.claimed_by("run-b") == {"i2"}, "i1 is given back: neither of its actions runs"
+
+
+def test_claim_plan_drops_the_buffer_reserved_for_a_scale_back_it_could_not_claim(url: str, clock: Clock) -> None:
+    a, b = store(url, clock), store(url, clock)
+    assert a.claim(["i1"], "run-a", cycle="c", ttl=TTL) == {"i1"}
+    back = Action(type=ActionType.SCALE_BACK, instance_id="i1", reason=ActionReason(rule="shrink"))
+    buffer = Action(type=ActionType.RESERVE_BUFFER, instance_id="h1", reason=ActionReason(rule="shrink"))
+    plan = claim_plan(
+        b, Plan(policy="default", mode=PolicyMode.AUTO, actions=[back, buffer]), "run-b", cycle="c", ttl=TTL
+    )
+    assert plan.actions == []
+    assert plan.notes[-1] == "dropped reserve-buffer on h1: dependency: reserved for scale-back on i1, dropped"
+    assert b.claimed_by("run-b") == set()

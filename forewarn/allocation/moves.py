@@ -117,19 +117,24 @@ def fits_within(fleet: Fleet, row: int) -> bool:
     )
 
 
-def scale_back(cycle: Cycle, decisions: Sequence[Decision]) -> None:
-    """Lower each source's usable capacity to ``factor`` and move the excess off, highest value first."""
+def scale_back(cycle: Cycle, decisions: Sequence[Decision]) -> int:
+    """Lower each source's usable capacity to ``factor`` and move the excess off, highest value first.
+
+    Returns how many scale-backs are planned or in force already (each wants its buffer)."""
     fleet = cycle.fleet
+    wanted = 0
     for decision in sorted(decisions, key=lambda d: -np.nan_to_num(fleet.risk[fleet.index[d.instance_id]])):
         row = fleet.index[decision.instance_id]
         factor = float(decision.params.get("factor", ScaleBackParams.model_fields["factor"].default))
         if fleet.capacity_factor[row] <= factor + EPS and fits_within(fleet, row):
             cycle.explanations.append(f"{decision.instance_id} already runs at {fleet.capacity_factor[row]:.0%}")
+            wanted += 1
             continue  # already scaled back that far: nothing to do again
         note = f"scale back {decision.instance_id} to {factor:.0%}: risk {fleet.risk[row]:.3f}, rule {decision.rule}"
         action = cycle.emit(ActionType.SCALE_BACK, row, decision, note, params={"factor": factor})
         if action is None:
             continue
+        wanted += 1
         fleet.capacity_factor[row] = factor
         move_off(cycle, {row: decision}, done=lambda r: fits_within(fleet, r))
         need = max(
@@ -141,3 +146,4 @@ def scale_back(cycle: Cycle, decisions: Sequence[Decision]) -> None:
             fleet.capacity_factor[row] = max(achieved, need)
             action.params = {"factor": achieved, "requested_factor": factor}
             action.reason.note += f"; only {achieved:.0%} reachable, the rest of the work has nowhere to go"
+    return wanted

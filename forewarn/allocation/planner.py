@@ -127,9 +127,9 @@ def plan_fleet(
     cordoned = migrate(cycle, movers)
     _pass_through(cycle, [d for d in cordons if not d.params.get("drain")], cordoned)
     backs = by_type.get(ActionType.SCALE_BACK, [])
-    scale_back(cycle, backs)
+    wanted = scale_back(cycle, backs)  # a scale-back the limits refused wants no buffer
     buffer = max((float(d.params.get("reserve_buffer", DEFAULT_SCALE_BACK_BUFFER)) for d in backs), default=0.0)
-    reserve_buffers(cycle, len(backs), buffer, backs[0] if backs else None)
+    reserve_buffers(cycle, wanted, buffer, backs[0] if backs else None)
     _pass_through(cycle, by_type.get(ActionType.RESERVE_BUFFER, []), set())
     requested, group = scale_up_for_shortage(cycle)
     requested += autoscale(cycle, by_type.get(ActionType.AUTOSCALE, []), {group} if requested else set())

@@ -1,23 +1,14 @@
 """One limit engine: the budget the allocator plans within and the guardrails enforce, counted the same way.
 
-Terms:
-    touched: an instance is touched by a plan when an action of the plan changes its state or its work, or
-        acts for it: the instance an action names (all but ``notify`` and ``none``, which change nothing;
-        for an autoscale, the group member it acts for), the target of a migration (work arrives there),
-        and each instance a scale-down removes (``params.instances``). The fleet shares
-        (``max-fleet-percent-per-cycle`` and ``-per-window``) count distinct touched instances.
-    subject: the instance an action names (``instance_id``); cooldowns are kept per subject.
-    charge: an action that succeeded (from the journal, :class:`ActionRecord`); cooldowns and the window
-        share count charges, never plans.
-    unit: actions that only make sense together and are kept or dropped together (:func:`units`): the
-        cordon of an instance with the migrations off it (no new work lands while it empties), and a
-        scale-back with the migrations off its instance (they make the room the cloud wants before it
-        shrinks the instance). A cordon or scale-back dropped only by its cooldown leaves its migrations
-        standing: that hold (or a stronger one) is already in force.
+An instance is touched by a plan when an action of the plan changes its state or its work, or acts for it
+(the instance an action names, but for ``notify`` and ``none``; a migration's target; the instances a
+scale-down removes); the fleet shares count distinct touched instances. That and the other terms (subject,
+charge, unit, buffer for scale-backs) are defined in :mod:`forewarn.policy.touch`.
 
 :class:`LimitEngine` counts every limit of :class:`Caps` over one plan, seeded from the charges and the
 migrations still in flight: the allocator asks it before it emits each action (so it never plans what the
-guardrails would drop), and :func:`forewarn.policy.guardrails.enforce` admits the plan through a fresh one.
+guardrails would drop), and :func:`forewarn.policy.guardrails.enforce` admits the plan through a fresh one,
+unit by unit (dependent actions are kept or dropped together).
 """
 
 from __future__ import annotations
@@ -28,82 +19,36 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from forewarn.policy.actions import PolicyModel
-from forewarn.schemas import Action, ActionType, UtcDatetime, VelocityLimits
+from forewarn.policy.touch import (
+    COOLDOWN,
+    HOLDS,
+    PASSIVE,
+    SEVERITY,
+    ActionRecord,
+    anchors,
+    named,
+    touched,
+    units,
+)
+from forewarn.schemas import Action, ActionType, VelocityLimits
 
 if TYPE_CHECKING:
     from forewarn.policy.schema import Guardrails
 
-PASSIVE = frozenset({ActionType.NOTIFY, ActionType.NONE})
-"""Action types that do not change the fleet: they touch nothing and start no cooldown."""
-
-SEVERITY: dict[ActionType, int] = {
-    ActionType.NONE: 0,
-    ActionType.RELEASE: 0,
-    ActionType.NOTIFY: 0,
-    ActionType.RESERVE_BUFFER: 1,
-    ActionType.AUTOSCALE: 1,
-    ActionType.SCALE_BACK: 2,
-    ActionType.ROLLBACK: 3,
-    ActionType.CORDON: 3,
-    ActionType.MIGRATE: 4,
-}
-"""How drastic an action is to its instance; a cooldown lets through only more drastic ones (so a release
-waits until the cooldown of the hold it undoes is over)."""
-
-HOLDS = (ActionType.CORDON, ActionType.SCALE_BACK)
-"""Actions a migration off the same instance goes with (see units)."""
-
-COOLDOWN = "cooldown-minutes"
-"""How every cooldown refusal starts."""
-
-
-class ActionRecord(PolicyModel):
-    """An action that succeeded (or a migration still running), as the journal reports it."""
-
-    action_id: str
-    instance_id: str
-    type: ActionType
-    at: UtcDatetime
-    target_instance_id: str | None = None
-    removed: list[str] = Field(default_factory=list, description="instances a scale-down removed")
-
-
-def touched(action: Action | ActionRecord) -> frozenset[str]:
-    """The instances ``action`` touches (see the module docstring)."""
-    if action.type in PASSIVE:
-        return frozenset()
-    out = {action.instance_id}
-    if action.target_instance_id:
-        out.add(action.target_instance_id)
-    removed = action.removed if isinstance(action, ActionRecord) else action.params.get("instances") or []
-    return frozenset(out | {str(i) for i in removed})
-
-
-def named(action: Action) -> frozenset[str]:
-    """The instances a run must hold to carry out ``action``: those it touches and its subject."""
-    return touched(action) | {action.instance_id}
-
-
-def units(actions: Sequence[Action]) -> list[list[int]]:
-    """Positions of ``actions`` grouped into units (module docstring), ordered by their first member."""
-    moved = {a.instance_id for a in actions if a.type is ActionType.MIGRATE}
-    held = {a.instance_id for a in actions if a.type in HOLDS} & moved
-    pairs = (*HOLDS, ActionType.MIGRATE)
-    out: list[list[int]] = []
-    by_source: dict[str, list[int]] = {}
-    for position, action in enumerate(actions):
-        if action.type in pairs and action.instance_id in held:
-            unit = by_source.get(action.instance_id)
-            if unit is None:
-                unit = by_source[action.instance_id] = []
-                out.append(unit)
-            unit.append(position)
-        else:
-            out.append([position])
-    return out
+__all__ = [
+    "COOLDOWN",
+    "HOLDS",
+    "PASSIVE",
+    "SEVERITY",
+    "ActionRecord",
+    "Caps",
+    "LimitEngine",
+    "anchors",
+    "named",
+    "share",
+    "touched",
+    "units",
+]
 
 
 @dataclass(frozen=True)
@@ -290,7 +235,13 @@ class LimitEngine:
         note per dropped action: ``<why>: dropped <type> on <instance>``."""
         kept: set[int] = set()
         notes: dict[int, str] = {}
+        needs = anchors(actions)
         for unit in units(actions):
+            orphan = unit[0] in needs and not any(p in kept or p > unit[0] for p in needs[unit[0]])
+            if orphan:
+                back = actions[needs[unit[0]][0]]
+                notes[unit[0]] = f"dependency: reserved for scale-back on {back.instance_id}, dropped"
+                continue
             taken: list[tuple[int, frozenset[str]]] = []
             failed: tuple[int, str] | None = None
             for position in unit:

@@ -29,7 +29,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, delete, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from forewarn.errors import ConfigError, ForewarnError
-from forewarn.schemas import Action, Model, Plan, UtcDatetime, utcnow
+from forewarn.schemas import Model, Plan, UtcDatetime, utcnow
 from forewarn.store.models import UtcDateTime
 
 metadata = MetaData()
@@ -188,38 +188,43 @@ class LeaseStore:
 
 def touched(plan: Plan) -> dict[str, set[str]]:
     """action_id -> the instances a run must hold to carry the action out
-    (:func:`forewarn.policy.limits.named`: those it touches, as the guardrails count them, and its subject)."""
-    from forewarn.policy.limits import named
+    (:func:`forewarn.policy.touch.named`: those it touches, as the guardrails count them, and its subject)."""
+    from forewarn.policy.touch import named
 
     return {a.action_id: set(named(a)) for a in plan.actions}
 
 
 def claim_plan(store: LeaseStore, plan: Plan, owner: str, *, cycle: str, ttl: timedelta) -> Plan:
-    """The plan keeping only the units of actions (:func:`forewarn.policy.limits.units`: a cordon or scale-back
-    with the migrations off its instance) whose every instance this owner could claim; the rest are noted.
+    """The plan keeping only the units of actions (:func:`forewarn.policy.touch.units`: a cordon or scale-back
+    with the migrations off its instance) whose every instance this owner could claim, and the buffers for
+    scale-backs while one of theirs is kept; the rest are noted.
 
     Claims granted for actions dropped on account of another instance are released again.
     """
-    from forewarn.policy.limits import units
+    from forewarn.policy.touch import anchors, units
 
+    actions = plan.actions
     needs = touched(plan)
     wanted = set().union(*needs.values()) if needs else set()
     granted = store.claim(wanted, owner, cycle=cycle, ttl=ttl)
-    kept: list[Action] = []
-    notes: list[str] = []
-    for unit in units(plan.actions):
-        members = [plan.actions[p] for p in unit]
-        missing = set().union(*(needs[a.action_id] for a in members)) - granted
+    kept: set[int] = set()
+    why: dict[int, str] = {}
+    for unit in units(actions):
+        missing = set().union(*(needs[actions[p].action_id] for p in unit)) - granted
         if not missing:
-            kept += members
+            kept.update(unit)
             continue
         held = f"instance claimed by another run ({', '.join(sorted(missing))})"
-        lead = next(a for a in members if needs[a.action_id] - granted)
-        for a in members:
-            why = held if a is lead else f"dependency: goes with {lead.type.value} on {lead.instance_id}, {held}"
-            notes.append(f"dropped {a.type.value} on {a.instance_id}: {why}")
-    order = {a.action_id: n for n, a in enumerate(plan.actions)}
-    kept.sort(key=lambda a: order[a.action_id])
-    used = set().union(*(needs[a.action_id] for a in kept)) if kept else set()
+        lead = actions[next(p for p in unit if needs[actions[p].action_id] - granted)]
+        for p in unit:
+            with_ = f"dependency: goes with {lead.type.value} on {lead.instance_id}, {held}"
+            why[p] = held if actions[p] is lead else with_
+    for p, backs in anchors(actions).items():
+        if p in kept and not kept.intersection(backs):
+            kept.discard(p)
+            why[p] = f"dependency: reserved for scale-back on {actions[backs[0]].instance_id}, dropped"
+    notes = [f"dropped {actions[p].type.value} on {actions[p].instance_id}: {why[p]}" for p in sorted(why)]
+    used = set().union(*(needs[actions[p].action_id] for p in kept)) if kept else set()
     store.release_claims(granted - used, owner)
-    return plan.model_copy(update={"actions": kept, "notes": [*plan.notes, *notes]})
+    update = {"actions": [a for p, a in enumerate(actions) if p in kept], "notes": [*plan.notes, *notes]}
+    return plan.model_copy(update=update)
