@@ -1,9 +1,10 @@
 """The apply-plan flow: each action's change is a Prefect task run with retries; the flow's state tells the outcome.
 
-``run_plan`` is the plain entry point any flow can call (score-and-allocate calls it with its in-memory
-adapter): the :class:`~forewarn.execution.applier.Applier` runs the plan, and hands every execute and revert
-to :func:`prefect_runner`, so each shows as a task run named after the action (``execute a-1f (migrate)``,
-``revert a-1f (migrate)``), retried with exponential backoff and jitter on transient adapter errors only.
+A plan starts only through :func:`forewarn.approval.approve_and_run` (the checks of ``forewarn plan approve``);
+``run_plan`` finishes one a crash left RUNNING. Either way the :class:`~forewarn.execution.applier.Applier`
+hands every execute and revert to :func:`prefect_runner`, so each shows as a task run named after the action
+(``execute a-1f (migrate)``, ``revert a-1f (migrate)``), retried with exponential backoff and jitter on
+transient adapter errors only.
 ``plan_state`` turns the plan's end into the flow's state: Completed for SUCCEEDED, Failed with the reason
 for ROLLED_BACK or FAILED.
 """
@@ -19,17 +20,19 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import Completed, Failed, State
 from prefect.tasks import exponential_backoff
 
-from forewarn import compose, service
+from forewarn import approval, compose, service
 from forewarn.cloud import CloudAdapter
-from forewarn.errors import AdapterError
+from forewarn.errors import AdapterError, PlanError
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.execution.runner import ActionRunner
-from forewarn.schemas import Action, ActionState, Plan, PlanState
+from forewarn.schemas import Action, ActionState, Plan, PlanState, utcnow
 
 T = TypeVar("T")
 RETRIES = 3
 BACKOFF_SECONDS = 1.0
+RUNS = (PlanState.RECOMMENDED, PlanState.APPROVED)
+"""The plans the flow starts (after the approval's checks)."""
 
 
 def _transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> bool:
@@ -77,25 +80,25 @@ def run_plan(
     backoff_seconds: float | None = None,
     bake_seconds: float = 0.0,
 ) -> Plan:
-    """Run an APPROVED plan (or finish a RUNNING one a crash interrupted) with each change as a task run.
+    """Finish a RUNNING plan a crash interrupted, each change as a task run (a plan that has not started runs
+    only through :func:`forewarn.approval.approve_and_run`: see :func:`apply_plan`).
 
     Retries of the changes are Prefect's (default :data:`RETRIES`, backoff from :data:`BACKOFF_SECONDS`);
     reads (pre- and post-conditions) keep the applier's own retries.
     Returns the plan as it ended; see :func:`plan_state` for the flow state that goes with it.
     """
     applier = Applier(
-        adapter,
-        journal,
-        dry_run=dry_run,
-        bake_seconds=bake_seconds,
-        runner=prefect_runner(
-            retries=RETRIES if retries is None else retries,
-            backoff_seconds=BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds,
-        ),
+        adapter, journal, dry_run=dry_run, bake_seconds=bake_seconds, runner=runner(retries, backoff_seconds)
     )
-    if journal.exists(plan.plan_id) and journal.get(plan.plan_id).state == PlanState.RUNNING:
-        return applier.resume(plan.plan_id)
-    return applier.run(plan)
+    return applier.resume(plan.plan_id)
+
+
+def runner(retries: int | None = None, backoff_seconds: float | None = None) -> ActionRunner:
+    """:func:`prefect_runner` with the module's defaults (read when called, so tests may change them)."""
+    return prefect_runner(
+        retries=RETRIES if retries is None else retries,
+        backoff_seconds=BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds,
+    )
 
 
 def plan_state(plan: Plan) -> State[Any]:
@@ -120,10 +123,13 @@ def cloud_for(ctx: service.Context) -> CloudAdapter:
 
 @flow(name="apply-plan", log_prints=True)
 def apply_plan(plan_id: str, dry_run: bool = True) -> State[Any]:
-    """Run an approved plan from the journal through the configured cloud (dry-run by default).
+    """Run a plan from the journal through the configured cloud (dry-run by default).
 
-    A plan a crash left RUNNING is finished instead. The flow run ends Completed when the plan SUCCEEDED,
-    Failed (saying it was rolled back or failed, and why) otherwise.
+    A plan that has not started (RECOMMENDED, or APPROVED by an auto-mode cycle that did not get to run it) goes
+    through the checks of ``forewarn plan approve`` (:func:`forewarn.approval.approve_and_run`: its age, the
+    guardrails as they stand now, claims on its instances); refused, it stays as it was and the flow run
+    fails with the one-line reason. A plan a crash left RUNNING is finished instead. The flow run ends
+    Completed when the plan SUCCEEDED, Failed (saying it was rolled back or failed, and why) otherwise.
 
     Args:
         plan_id: the plan, as ``forewarn plan list`` shows it.
@@ -131,4 +137,11 @@ def apply_plan(plan_id: str, dry_run: bool = True) -> State[Any]:
     """
     ctx = service.context(dry_run=dry_run)
     plan = ctx.journal.get(plan_id)
-    return plan_state(run_plan(cloud_for(ctx), ctx.journal, plan, dry_run=dry_run))
+    cloud = cloud_for(ctx)
+    if plan.state == PlanState.RUNNING:
+        return plan_state(run_plan(cloud, ctx.journal, plan, dry_run=dry_run))
+    try:
+        ended = approval.approve_and_run(ctx, cloud, plan_id, now=utcnow(), runner=runner(), states=RUNS)
+    except PlanError as exc:
+        return Failed(message=str(exc))
+    return plan_state(ended)

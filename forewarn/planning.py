@@ -10,7 +10,7 @@ from datetime import datetime
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.policy.engine import PolicyEngine
-from forewarn.policy.guardrails import GuardrailState, enforce
+from forewarn.policy.guardrails import GuardrailState, budget, enforce
 from forewarn.policy.schema import Policy
 from forewarn.schemas import ActionType, Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
 
@@ -59,7 +59,8 @@ def plan_cycle(
         allowed = {ActionType(r.action.type) for r in policy.rules} | {ActionType(policy.fallback.action)}
         decisions, notes = fit_decisions(decisions, can, allowed, cloud)
     risk = {s.instance_id: s.probability for s in scores}
-    allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits())
+    limits = budget(policy, len(instances), guard_state, now)  # the guardrails' engine: nothing planned is dropped
+    allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits(), engine=limits)
     actions = allocation.actions
     if can is not None:
         actions, dropped = fit_actions(actions, can, cloud)

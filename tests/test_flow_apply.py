@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -35,17 +36,34 @@ def task_runs(flow_run_id: UUID | None, expected: int) -> dict[str, TaskRun]:
     return {r.name: r for r in runs}
 
 
+WIDE = """name: wide
+mode: auto
+guardrails:
+  max-fleet-percent-per-cycle: 100
+  max-fleet-percent-per-window: {percent: 100}
+  cooldown-minutes: 30
+"""
+
+
 @pytest.fixture
 def cloud(forewarn_home: Path, monkeypatch: pytest.MonkeyPatch) -> SimulatedAdapter:
-    """The simulated fleet the flow acts on, journal under FOREWARN_HOME."""
+    """The simulated fleet the flow acts on, journal under FOREWARN_HOME, under a policy whose guardrails let
+    the whole test plan (all four instances) through once."""
     adapter = fleet()
+    forewarn_home.mkdir(parents=True, exist_ok=True)
+    (forewarn_home / "wide.yaml").write_text(WIDE)
+    monkeypatch.setenv("FOREWARN_POLICY", str(forewarn_home / "wide.yaml"))
+    monkeypatch.delenv("FOREWARN_DATABASE_URL", raising=False)
     monkeypatch.setattr(apply_flow, "cloud_for", lambda ctx: adapter)
     monkeypatch.setattr(apply_flow, "BACKOFF_SECONDS", 0.0)
     return adapter
 
 
-def saved_plan() -> str:
-    plan = full_plan()
+def saved_plan(state: PlanState = PlanState.APPROVED, *, age: timedelta = timedelta(0), suffix: str = "") -> str:
+    plan = full_plan(state)
+    plan.created_at -= age
+    for action in plan.actions:
+        action.action_id += suffix
     service.journal().save_plan(plan)
     return plan.plan_id
 
@@ -116,6 +134,24 @@ def test_interrupted_plan_is_finished_by_the_flow(cloud: SimulatedAdapter) -> No
     assert state.is_completed(), state.message
     keys = [key for _, key in cloud.effects]
     assert len(keys) == len(set(keys)) == 6
+
+
+def test_a_plan_that_has_not_started_passes_the_approval_checks_first(cloud: SimulatedAdapter) -> None:
+    """The flow starts a plan only through the checks of `plan approve`: a stale APPROVED plan, or one over
+    the guardrails as they stand now, is refused with one line and stays APPROVED; a RECOMMENDED one runs."""
+    stale = saved_plan(age=timedelta(days=730), suffix="-stale")  # approved two years ago and never run
+    state = apply_flow.apply_plan(stale, dry_run=False, return_state=True)
+    assert state.is_failed() and "max-plan-age-minutes 60" in str(state.message), state.message
+    assert "it stays APPROVED; re-plan instead" in str(state.message)
+    assert service.journal().get(stale).state == PlanState.APPROVED and cloud.effects == []
+    first = saved_plan(PlanState.RECOMMENDED)
+    assert apply_flow.apply_plan(first, dry_run=False, return_state=True).is_completed()
+    assert service.journal().get(first).state == PlanState.SUCCEEDED
+    effects = len(cloud.effects)
+    again = saved_plan(suffix="-again")  # the same instances, within the cooldown the first run started
+    state = apply_flow.apply_plan(again, dry_run=False, return_state=True)
+    assert state.is_failed() and "cooldown-minutes (30)" in str(state.message), state.message
+    assert service.journal().get(again).state == PlanState.APPROVED and len(cloud.effects) == effects
 
 
 def test_plan_state_messages() -> None:

@@ -237,7 +237,29 @@ def test_a_migration_is_dropped_with_the_cordon_it_depends_on() -> None:
     plan, _ = _run(_plan(*actions), _policy(max_actions_per_type={"cordon": 1}))
     assert [(a.instance_id, a.type) for a in plan.actions] == [("a", ActionType.CORDON), ("a", ActionType.MIGRATE)]
     assert "max-actions-per-type.cordon (1): dropped cordon on b" in plan.notes[0]
-    assert "dependency: the cordon of its source was dropped: dropped migrate on b" in plan.notes[1]
+    assert (
+        "dependency: goes with cordon on b, dropped by max-actions-per-type.cordon (1): dropped migrate on b"
+        in (plan.notes[1])
+    )
+
+
+def test_a_cordon_whose_migration_is_over_budget_is_dropped_with_it() -> None:
+    pair = [_act("a"), _act("a", ActionType.MIGRATE, "t")]
+    plan, _ = _run(_plan(*pair, _act("b")), _policy(max_actions_per_cycle=1))  # room for the cordon alone
+    assert [(a.instance_id, a.type) for a in plan.actions] == [("b", ActionType.CORDON)], plan.notes
+    assert plan.notes[:2] == [
+        "guardrail dependency: goes with migrate on a, dropped by max-actions-per-cycle (1): dropped cordon on a",
+        "guardrail max-actions-per-cycle (1): dropped migrate on a",
+    ]
+    plan, _ = _run(_plan(*pair), _policy(max_fleet_percent_per_cycle=10), fleet=10)  # a, not its target t too
+    assert plan.actions == [] and "max-fleet-percent-per-cycle (10% of 10): dropped migrate on a" in plan.notes[1]
+
+
+def test_a_scale_back_goes_with_the_migrations_that_make_its_room() -> None:
+    actions = [_act("a", ActionType.SCALE_BACK), _act("a", ActionType.MIGRATE, "t"), _act("a", ActionType.MIGRATE, "u")]
+    plan, _ = _run(_plan(*actions), _policy(max_migrations_per_target=1, max_concurrent_migrations=1))
+    assert plan.actions == []
+    assert "guardrail max-concurrent-migrations (1): dropped migrate on a" in plan.notes
 
 
 def test_a_cordon_in_its_cooldown_still_lets_the_migration_through() -> None:
@@ -246,3 +268,13 @@ def test_a_cordon_in_its_cooldown_still_lets_the_migration_through() -> None:
     state = _succeeded(state, first)  # a is cordoned already
     plan, _ = _run(_plan(_act("a"), _act("a", ActionType.MIGRATE, "t")), policy, state, now=T0 + timedelta(minutes=5))
     assert [a.type for a in plan.actions] == [ActionType.MIGRATE]
+
+
+def test_a_buffer_reserved_for_scale_backs_is_dropped_with_them() -> None:
+    back, move = _act("a", ActionType.SCALE_BACK), _act("a", ActionType.MIGRATE, "t")
+    buffer = _act("h", ActionType.RESERVE_BUFFER)
+    back.reason.rule = buffer.reason.rule = "shrink-risky"  # the planner reserves it under the scale-back's rule
+    plain = _act("k", ActionType.RESERVE_BUFFER)  # a reserve-buffer rule of its own: not a dependant
+    plan, _ = _run(_plan(back, move, buffer, plain), _policy(max_actions_per_type={"scale-back": 0}))
+    assert [a.instance_id for a in plan.actions] == ["k"]
+    assert plan.notes[-1] == "guardrail dependency: reserved for scale-back on a, dropped: dropped reserve-buffer on h"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from forewarn.schemas import Action, ActionType, Plan, PolicyMode
+from forewarn.schemas import Action, ActionReason, ActionType, Plan, PolicyMode
 from forewarn.store.lease import LeaseHeld, LeaseStore, claim_plan, metadata
 from forewarn.store.repository import make_engine
 from tests.servers import throwaway_postgres
@@ -163,3 +163,28 @@ def test_racing_runs_on_one_schedule_never_act_on_an_instance_twice(url: str, cl
         counts[instance] = counts.get(instance, 0) + 1
     assert max(counts.values()) == 1, {i: c for i, c in counts.items() if c > 1}
     assert len(counts) > len(instances) // 2, "the runs did act: the claims are not simply refusing everyone"
+
+
+def test_claim_plan_drops_a_cordon_with_the_migration_whose_target_is_claimed(url: str, clock: Clock) -> None:
+    a, b = store(url, clock), store(url, clock)
+    assert a.claim(["target-1"], "run-a", cycle="c", ttl=TTL) == {"target-1"}
+    plan = claim_plan(b, _plan([("i1", None), ("i1", "target-1"), ("i2", None)]), "run-b", cycle="c", ttl=TTL)
+    assert [(x.instance_id, x.target_instance_id) for x in plan.actions] == [("i2", None)]
+    assert plan.notes == [
+        "dropped cordon on i1: dependency: goes with migrate on i1, instance claimed by another run (target-1)",
+        "dropped migrate on i1: instance claimed by another run (target-1)",
+    ]
+    assert b.claimed_by("run-b") == {"i2"}, "i1 is given back: neither of its actions runs"
+
+
+def test_claim_plan_drops_the_buffer_reserved_for_a_scale_back_it_could_not_claim(url: str, clock: Clock) -> None:
+    a, b = store(url, clock), store(url, clock)
+    assert a.claim(["i1"], "run-a", cycle="c", ttl=TTL) == {"i1"}
+    back = Action(type=ActionType.SCALE_BACK, instance_id="i1", reason=ActionReason(rule="shrink"))
+    buffer = Action(type=ActionType.RESERVE_BUFFER, instance_id="h1", reason=ActionReason(rule="shrink"))
+    plan = claim_plan(
+        b, Plan(policy="default", mode=PolicyMode.AUTO, actions=[back, buffer]), "run-b", cycle="c", ttl=TTL
+    )
+    assert plan.actions == []
+    assert plan.notes[-1] == "dropped reserve-buffer on h1: dependency: reserved for scale-back on i1, dropped"
+    assert b.claimed_by("run-b") == set()

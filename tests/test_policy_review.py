@@ -117,7 +117,7 @@ def test_explain_an_instance_dropped_by_a_guardrail(explained: Path) -> None:
     out = _explain("vm-1")
     assert "action: none in the latest plan" in out
     assert "rule 'fence': matches -> cordon" in out
-    assert "note: cordon on vm-1 dropped: velocity limit reached" in out
+    assert "note: guardrail max-actions-per-cycle (1): dropped cordon on vm-1" in out
     assert "vm-0" not in out.replace("instance vm-1", "")
 
 

@@ -4,7 +4,8 @@ scale-down of empty low-risk instances when a group is underused.
 Utilisation of a group is the larger of its cpu and memory load over the usable capacity of its running
 instances. Below ``low_utilisation`` (default 0.30) empty low-risk instances are released until the
 group would pass the midpoint of the two thresholds; above ``high_utilisation`` (default 0.85) instances
-are added until it would drop to that midpoint. ``min``/``max`` from the decision bound the group size.
+are added until it would drop to that midpoint. ``min``/``max`` from the decision bound the group size; all
+four are the policy's (the ``autoscale`` action's ``min``, ``max``, ``low-utilisation``, ``high-utilisation``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import numpy as np
 
 from forewarn.allocation.cycle import Cycle
 from forewarn.allocation.model import EPS, Fleet
+from forewarn.policy.actions import AutoscaleParams
 from forewarn.schemas import ActionType, Decision, InstanceState
 
-LOW_UTILISATION = 0.30
-HIGH_UTILISATION = 0.85
+LOW_UTILISATION = float(AutoscaleParams.model_fields["low_utilisation"].default)
+HIGH_UTILISATION = float(AutoscaleParams.model_fields["high_utilisation"].default)
+"""The policy's defaults (``autoscale`` action: ``low-utilisation``, ``high-utilisation``)."""
 
 
 def reserve_buffers(cycle: Cycle, count: int, fraction: float, decision: Decision | None) -> None:
@@ -97,7 +100,7 @@ def _scale_down(cycle: Cycle, group: str, members: list[Decision], running: np.n
     names = [str(fleet.instance_ids[r]) for r in chosen]
     note = f"scale down group {group} by {len(chosen)} ({', '.join(names)}): utilisation {level:.0%} < {low:.0%}"
     params = {"delta": -len(chosen), "group": group, "instances": names}
-    if cycle.emit(ActionType.AUTOSCALE, chosen[0], first, note, touches=chosen, params=params):
+    if cycle.emit(ActionType.AUTOSCALE, chosen[0], first, note, params=params):
         fleet.accepting[np.asarray(chosen)] = False
 
 

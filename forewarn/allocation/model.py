@@ -1,9 +1,10 @@
 """The fleet as arrays: one row per instance and one per task, so a cycle over 100k tasks stays vectorised.
 
 A :class:`Fleet` also carries the state of one planning cycle: usable-capacity factors (scale-back),
-reserved buffers, which instances accept new work, how many migrations target each instance and which
-instances the plan has touched. Tasks are never dropped: a split replaces a row by its chunks (the first
-chunk reuses the row) and a failed instance leaves its tasks unplaced (instance index -1).
+reserved buffers, which instances accept new work, how many migrations target each instance, which
+instances the plan has touched and which earlier cycles touched within the sliding window. Tasks are never
+dropped: a split replaces a row by its chunks (the first chunk reuses the row) and a failed instance leaves
+its tasks unplaced (instance index -1).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class Fleet:
     accepting: np.ndarray = field(init=False)
     incoming: np.ndarray = field(init=False)
     touched: np.ndarray = field(init=False)
+    windowed: np.ndarray = field(init=False)
+    window_cap: int | None = field(init=False, default=None)
     cpu_used: np.ndarray = field(init=False)
     memory_used: np.ndarray = field(init=False)
     moved_value: float = field(init=False, default=0.0)
@@ -100,7 +103,8 @@ class Fleet:
         self.reserved = np.zeros(n)
         self.accepting = np.asarray(self.state == InstanceState.RUNNING.value, dtype=bool) & np.isfinite(self.risk)
         self.incoming = np.zeros(n, dtype=np.int64)
-        self.touched = np.zeros(n, dtype=bool)
+        self.touched = np.zeros(n, dtype=bool)  # by this plan (see forewarn.policy.limits for "touched")
+        self.windowed = np.zeros(n, dtype=bool)  # by actions that succeeded within the sliding window
         placed = self.task_instance >= 0
         where = self.task_instance[placed]
         self.cpu_used = np.bincount(where, weights=self.task_cpu[placed], minlength=n).astype(float)
@@ -195,6 +199,13 @@ class Fleet:
             self.cpu_used[target] += cpu
             self.memory_used[target] += memory
         self.task_instance[task] = target
+
+    def undo_move(self, task: int, source: int) -> None:
+        """Put task row ``task`` back on ``source`` after :meth:`move` and its count by ``apply`` (a refused move)."""
+        target = int(self.task_instance[task])
+        self.move(task, source)
+        self.moved_value -= 2 * float(self.task_value[task])
+        self.incoming[target] -= 1
 
     def split(self, task: int, fractions: Sequence[float]) -> list[int]:
         """Cut task row ``task`` into chunks of ``fractions`` (summing to 1) on the same instance.

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from forewarn.allocation.cycle import Cycle
+from forewarn.allocation.cycle import COOLDOWN, Cycle
 from forewarn.allocation.model import EPS, Fleet
 from forewarn.allocation.placement import CAPACITY, FLEET_FRACTION, VELOCITY, Demand, select
 from forewarn.allocation.repair import carry_out, make_room
 from forewarn.policy.actions import ScaleBackParams
+from forewarn.policy.limits import COOLDOWN as COOLDOWN_KEY
 from forewarn.schemas import ActionType, Decision
 
 
@@ -34,6 +35,9 @@ def move_one(cycle: Cycle, row: int, decision: Decision, waiting: int = 0) -> bo
     """
     fleet, limits = cycle.fleet, cycle.limits
     source = int(fleet.task_instance[row])
+    if not cycle.may_migrate_from(source):
+        cycle.miss(row, COOLDOWN, decision)
+        return False
     allowed, policy_chunk = split_rule(decision)
     demand = Demand(
         cpu=float(fleet.task_cpu[row]),
@@ -74,7 +78,7 @@ def move_off(
         source = int(fleet.task_instance[row])
         if done is not None and done(source):
             continue
-        if cycle.actions_left() <= 0 or cycle.migrations >= cycle.limits.max_concurrent_migrations:
+        if cycle.velocity().max_concurrent_migrations <= cycle.migrations:
             cycle.miss(row, VELOCITY)
             continue
         move_one(cycle, row, sources[source], waiting=len(order) - position - 1 if done is None else 0)
@@ -93,8 +97,11 @@ def migrate(cycle: Cycle, decisions: Sequence[Decision]) -> set[int]:
         note = f"cordon {decision.instance_id}: risk {fleet.risk[row]:.3f} ({decision.band}), rule {decision.rule}"
         if cycle.emit(ActionType.CORDON, row, decision, note) is not None:
             cordoned[row] = decision
+        elif (cycle.refused or "").startswith(COOLDOWN_KEY) and cycle.may_migrate_from(row):
+            cordoned[row] = decision  # a cordon or more is in force already: the work still leaves
         else:
-            why = VELOCITY if cycle.actions_left() <= 0 else FLEET_FRACTION
+            why = FLEET_FRACTION if (cycle.refused or "").startswith("max-fleet") else VELOCITY
+            why = COOLDOWN if (cycle.refused or "").startswith(COOLDOWN_KEY) else why
             for task in fleet.tasks_on([row]).tolist():
                 cycle.miss(task, why, decision)
     move_off(cycle, cordoned)
@@ -110,19 +117,24 @@ def fits_within(fleet: Fleet, row: int) -> bool:
     )
 
 
-def scale_back(cycle: Cycle, decisions: Sequence[Decision]) -> None:
-    """Lower each source's usable capacity to ``factor`` and move the excess off, highest value first."""
+def scale_back(cycle: Cycle, decisions: Sequence[Decision]) -> int:
+    """Lower each source's usable capacity to ``factor`` and move the excess off, highest value first.
+
+    Returns how many scale-backs are planned or in force already (each wants its buffer)."""
     fleet = cycle.fleet
+    wanted = 0
     for decision in sorted(decisions, key=lambda d: -np.nan_to_num(fleet.risk[fleet.index[d.instance_id]])):
         row = fleet.index[decision.instance_id]
         factor = float(decision.params.get("factor", ScaleBackParams.model_fields["factor"].default))
         if fleet.capacity_factor[row] <= factor + EPS and fits_within(fleet, row):
             cycle.explanations.append(f"{decision.instance_id} already runs at {fleet.capacity_factor[row]:.0%}")
+            wanted += 1
             continue  # already scaled back that far: nothing to do again
         note = f"scale back {decision.instance_id} to {factor:.0%}: risk {fleet.risk[row]:.3f}, rule {decision.rule}"
         action = cycle.emit(ActionType.SCALE_BACK, row, decision, note, params={"factor": factor})
         if action is None:
             continue
+        wanted += 1
         fleet.capacity_factor[row] = factor
         move_off(cycle, {row: decision}, done=lambda r: fits_within(fleet, r))
         need = max(
@@ -134,3 +146,4 @@ def scale_back(cycle: Cycle, decisions: Sequence[Decision]) -> None:
             fleet.capacity_factor[row] = max(achieved, need)
             action.params = {"factor": achieved, "requested_factor": factor}
             action.reason.note += f"; only {achieved:.0%} reachable, the rest of the work has nowhere to go"
+    return wanted

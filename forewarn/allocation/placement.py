@@ -48,6 +48,16 @@ def touch_budget(fleet: Fleet, limits: VelocityLimits) -> int:
     return cap - int(fleet.touched.sum())
 
 
+def budgets(fleet: Fleet, limits: VelocityLimits, source: int = -1) -> tuple[int, int]:
+    """Instances the plan may still touch besides ``source`` (a row, or -1): in this cycle, and in the window."""
+    cycle = touch_budget(fleet, limits)
+    window = 10**9 if fleet.window_cap is None else fleet.window_cap - int((fleet.touched | fleet.windowed).sum())
+    if source >= 0 and not fleet.touched[source]:
+        cycle -= 1
+        window -= 0 if fleet.windowed[source] else 1
+    return cycle, window
+
+
 def _fits(fleet: Fleet, rows: np.ndarray, demand: Demand) -> np.ndarray:
     """The largest fraction of ``demand`` each instance row can take (inf when the demand is zero)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -56,8 +66,9 @@ def _fits(fleet: Fleet, rows: np.ndarray, demand: Demand) -> np.ndarray:
     return np.minimum(cpu, memory)
 
 
-def candidates(fleet: Fleet, demand: Demand, limits: VelocityLimits, budget: int) -> np.ndarray:
-    """Instance rows that may receive work, lowest risk first, within the per-target and fleet-fraction limits."""
+def candidates(fleet: Fleet, demand: Demand, limits: VelocityLimits, budget: tuple[int, int]) -> np.ndarray:
+    """Instance rows that may receive work, lowest risk first, within the per-target limit and the fleet shares
+    ``budget`` leaves (instances not yet touched, in this cycle and in the window: see :func:`budgets`)."""
     ok = fleet.accepting & (fleet.incoming < limits.max_migrations_per_target)
     if demand.exclude >= 0:
         ok[demand.exclude] = False
@@ -70,7 +81,8 @@ def candidates(fleet: Fleet, demand: Demand, limits: VelocityLimits, budget: int
         ok &= fleet.risk < ceiling
     order = fleet.risk_order[ok[fleet.risk_order]]
     fresh = ~fleet.touched[order]
-    return order[~fresh | (np.cumsum(fresh) <= budget)]
+    new = fresh & ~fleet.windowed[order]
+    return order[~fresh | ((np.cumsum(fresh) <= budget[0]) & (np.cumsum(new) <= budget[1]))]
 
 
 def _chunks(fit: np.ndarray, min_chunk: float) -> list[float] | None:
@@ -100,10 +112,8 @@ def select(
     slots = min(limits.max_concurrent_migrations - in_flight, limits.max_actions_per_cycle)
     if slots <= 0:
         return [], VELOCITY
-    budget = touch_budget(fleet, limits)
-    if demand.source >= 0 and not fleet.touched[demand.source]:
-        budget -= 1
-    if budget < 0:
+    budget = budgets(fleet, limits, demand.source)
+    if min(budget) < 0:
         return [], FLEET_FRACTION
     rows = candidates(fleet, demand, limits, budget)
     if len(rows) == 0:

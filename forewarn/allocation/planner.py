@@ -4,9 +4,10 @@ Decisions are handled in priority order: rollbacks, migrations (each source cord
 riskiest and most valuable first), plain cordons, scale-backs with their buffers, buffer reservations, a
 scale-up for work that found no room, autoscale of low-risk groups, notifications, then releases (an
 instance back in the low band gets what Forewarn held there undone: uncordon, nominal size, no buffer). Every action
-counts against ``max_actions_per_cycle``; every instance an action names (except NOTIFY) counts against
-``max_fleet_fraction``; each migrated task or chunk counts against ``max_concurrent_migrations`` and its
-target's ``max_migrations_per_target``.
+counts against ``max_actions_per_cycle``; every instance an action touches (:mod:`forewarn.policy.limits`)
+counts against ``max_fleet_fraction``; each migrated task or chunk counts against ``max_concurrent_migrations``
+and its target's ``max_migrations_per_target``. Given the guardrails' limit engine, the plan also stays within
+cooldowns, the window share and the caps per type, counted the same way the guardrails count them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from forewarn.allocation.cycle import Cycle
 from forewarn.allocation.model import Fleet
 from forewarn.allocation.moves import migrate, scale_back
 from forewarn.policy.actions import ReserveBufferParams, ScaleBackParams
+from forewarn.policy.limits import LimitEngine
 from forewarn.schemas import OPT_OUT_RULE, Action, ActionType, Decision, Instance, Task, VelocityLimits
 
 PASS_THROUGH = (
@@ -85,8 +87,7 @@ def _pass_through(cycle: Cycle, decisions: Sequence[Decision], skip: set[int]) -
         if row in skip:
             continue
         note = f"{decision.action.value} {decision.instance_id}: rule {decision.rule} ({decision.band.value})"
-        touches = [] if decision.action is ActionType.NOTIFY else [row]
-        action = cycle.emit(decision.action, row, decision, note, params=dict(decision.params), touches=touches)
+        action = cycle.emit(decision.action, row, decision, note, params=dict(decision.params))
         if action is not None and decision.action is ActionType.RESERVE_BUFFER:
             fleet.reserved[row] = float(decision.params.get("fraction", DEFAULT_BUFFER))
 
@@ -105,10 +106,15 @@ def _pin(fleet: Fleet, decisions: Sequence[Decision]) -> None:
 
 
 def plan_fleet(
-    decisions: Sequence[Decision], fleet: Fleet, limits: VelocityLimits, *, migration_cost: float = 0.05
+    decisions: Sequence[Decision],
+    fleet: Fleet,
+    limits: VelocityLimits,
+    *,
+    migration_cost: float = 0.05,
+    engine: LimitEngine | None = None,
 ) -> AllocationResult:
     """:func:`plan_actions` on a :class:`Fleet` already built (the fleet is changed to the state after the plan)."""
-    cycle = Cycle(fleet, limits, migration_cost)
+    cycle = Cycle(fleet, engine.caps.velocity() if engine else limits, migration_cost, engine)
     _pin(fleet, decisions)
     by_type = _known(decisions, fleet, cycle.explanations)
     for kind in NO_TARGET:
@@ -121,9 +127,9 @@ def plan_fleet(
     cordoned = migrate(cycle, movers)
     _pass_through(cycle, [d for d in cordons if not d.params.get("drain")], cordoned)
     backs = by_type.get(ActionType.SCALE_BACK, [])
-    scale_back(cycle, backs)
+    wanted = scale_back(cycle, backs)  # a scale-back the limits refused wants no buffer
     buffer = max((float(d.params.get("reserve_buffer", DEFAULT_SCALE_BACK_BUFFER)) for d in backs), default=0.0)
-    reserve_buffers(cycle, len(backs), buffer, backs[0] if backs else None)
+    reserve_buffers(cycle, wanted, buffer, backs[0] if backs else None)
     _pass_through(cycle, by_type.get(ActionType.RESERVE_BUFFER, []), set())
     requested, group = scale_up_for_shortage(cycle)
     requested += autoscale(cycle, by_type.get(ActionType.AUTOSCALE, []), {group} if requested else set())
@@ -151,6 +157,7 @@ def plan_actions(
     limits: VelocityLimits,
     *,
     migration_cost: float = 0.05,
+    engine: LimitEngine | None = None,
 ) -> AllocationResult:
     """Turn a cycle's decisions into actions that move work off risky instances within the velocity limits.
 
@@ -162,8 +169,12 @@ def plan_actions(
         risk: instance id -> calibrated failure probability.
         limits: the velocity limits the plan stays within.
         migration_cost: cost of moving work, per unit of value moved, in the objective.
+        engine: the guardrails' limit engine for this cycle (:func:`forewarn.policy.guardrails.budget`), whose
+            caps replace ``limits``: the plan then stays within cooldowns, window shares, caps per type and
+            the migrations in flight too, so the guardrails drop nothing of it.
 
     Raises:
         InputError: duplicate ids, a task on an unknown instance, or a score outside [0, 1].
     """
-    return plan_fleet(decisions, Fleet.from_records(instances, tasks, risk), limits, migration_cost=migration_cost)
+    fleet = Fleet.from_records(instances, tasks, risk)
+    return plan_fleet(decisions, fleet, limits, migration_cost=migration_cost, engine=engine)

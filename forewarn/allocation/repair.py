@@ -15,7 +15,7 @@ import numpy as np
 
 from forewarn.allocation.cycle import Cycle
 from forewarn.allocation.model import EPS
-from forewarn.allocation.placement import CAPACITY, Demand, apply, candidates, select, touch_budget
+from forewarn.allocation.placement import CAPACITY, Demand, apply, budgets, candidates, select
 from forewarn.schemas import ActionType, Decision
 
 HOSTS = 8
@@ -44,16 +44,10 @@ def carry_out(cycle: Cycle, row: int, chosen: list[tuple[int, float]], decision:
             f"risk {fleet.risk[target]:.3f} vs {fleet.risk[source]:.3f} on {fleet.instance_ids[source]}, "
             f"{free[target]:.2f} cpu free{why}"
         )
-        cycle.emit(
-            ActionType.MIGRATE,
-            source,
-            decision,
-            note,
-            target=target,
-            task_ids=[task],
-            params=params,
-            touches=[source, target],
-        )
+        if cycle.emit(ActionType.MIGRATE, source, decision, note, target=target, task_ids=[task], params=params):
+            continue
+        fleet.undo_move(chunk, source)  # refused after all (never by the limits select saw): the piece stays
+        cycle.unplaced.append(task)
 
 
 def _victims(cycle: Cycle, host: int, demand: Demand) -> np.ndarray:
@@ -73,9 +67,11 @@ def make_room(cycle: Cycle, row: int, demand: Demand, decision: Decision) -> boo
     if limits.max_concurrent_migrations - cycle.migrations < 2 or demand.source < 0:
         return False
     whole = replace(demand, splittable=False)
-    budget = touch_budget(fleet, limits) - (0 if fleet.touched[demand.source] else 1)
+    budget = budgets(fleet, limits, demand.source)
     ceiling, value = float(fleet.risk[demand.source]), float(fleet.task_value[row])
     for host in candidates(fleet, whole, limits, budget)[:HOSTS].tolist():
+        if not cycle.may_migrate_from(host):
+            continue
         for victim in _victims(cycle, host, whole)[:HOSTS].tolist():
             away = Demand(
                 float(fleet.task_cpu[victim]),

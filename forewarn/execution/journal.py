@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from forewarn.errors import PlanError
 from forewarn.execution.actions import UNDO
 from forewarn.execution.order import run_order
-from forewarn.policy.guardrails import ActionRecord
+from forewarn.policy.limits import ActionRecord
 from forewarn.schemas import Action, ActionReason, ActionState, ActionType, Plan, PlanState, utcnow
 from forewarn.store.models import ActionRow, PlanRow, SnapshotRow
 from forewarn.store.repository import Repository
@@ -284,6 +284,7 @@ class Journal:
                     type=ActionType(r.type),
                     at=r.outcome_at,
                     target_instance_id=r.target_instance_id,
+                    removed=[str(i) for i in (r.params or {}).get("instances") or []],
                 )
                 for r in rows
             ]

@@ -57,11 +57,19 @@ class ReserveBufferParams(PolicyModel):
 
 
 class AutoscaleParams(PolicyModel):
-    """Let the instance's group scale between ``min`` and ``max`` instances."""
+    """Let the instance's group scale between ``min`` and ``max`` instances: down (empty low-risk instances
+    released) while its utilisation is below ``low_utilisation``, up while it is above ``high_utilisation``,
+    each time toward the midpoint of the two."""
 
     type: Literal["autoscale"] = "autoscale"
     min: Annotated[int, Field(ge=0, le=MAX_COUNT), within(0, MAX_COUNT)] = 1
     max: Annotated[int, Field(ge=1, le=MAX_COUNT), within(1, MAX_COUNT)] = 10
+    low_utilisation: Annotated[
+        float, Field(gt=0.0, lt=1.0, allow_inf_nan=False), within(0.0, 1.0, lo_open=True, hi_open=True)
+    ] = 0.30
+    high_utilisation: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False), within(0.0, 1.0, lo_open=True)] = (
+        0.85
+    )
 
 
 class CordonParams(PolicyModel):
@@ -187,9 +195,14 @@ class Autoscale(PolicyAction):
 
     def validate(self, params: PolicyModel) -> list[tuple[tuple[str, ...], str]]:
         assert isinstance(params, AutoscaleParams)
+        problems: list[tuple[tuple[str, ...], str]] = []
         if params.min > params.max:
-            return [(("min",), f"min ({params.min}) must not exceed max ({params.max})")]
-        return []
+            problems.append((("min",), f"min ({params.min}) must not exceed max ({params.max})"))
+        if params.low_utilisation >= params.high_utilisation:
+            problems.append(
+                (("low-utilisation",), f"must be below high-utilisation ({params.high_utilisation}), or it flaps")
+            )
+        return problems
 
 
 @register(ActionType.CORDON)

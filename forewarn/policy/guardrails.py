@@ -10,10 +10,12 @@ that would break a limit, adding a note naming the guardrail and the instance. L
   on the same instance, and the share of the fleet touched in this cycle and in the sliding window. The
   cooldown stops flapping, never an escalation: an action more severe than the one that started it
   (see :data:`SEVERITY`: scale-back, then cordon, then migrate) goes through.
-  A fleet share allows ``floor(fleet_size * percent / 100)`` distinct instances.
+  A fleet share allows ``floor(fleet_size * percent / 100)`` distinct touched instances.
 
-A migration depends on the cordon of its source in the same plan (so no new work lands while it moves): when
-a guardrail other than the cooldown drops that cordon, its migrations are dropped with it.
+The counting is :class:`forewarn.policy.limits.LimitEngine`'s, which the allocator plans within too, so
+nothing it plans is dropped here; what "touched" means, and which actions form a unit kept or dropped
+together (a cordon and the migrations off its instance, a scale-back and the migrations that make its room),
+is defined there.
 
 Cooldowns, window shares and concurrent migrations are counted from what happened, never from what was
 planned: :class:`GuardrailState` is built each cycle from the journal (``Context.guard_state``), whose
@@ -27,43 +29,18 @@ Dry-run is not decided here; the applier owns it.
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import Field
 
 from forewarn.policy import breaker
 from forewarn.policy.actions import PolicyModel
 from forewarn.policy.breaker import BreakerState
+from forewarn.policy.limits import PASSIVE, SEVERITY, ActionRecord, Caps, LimitEngine
 from forewarn.policy.schema import Policy
-from forewarn.schemas import Action, ActionType, Plan, PlanState, PolicyMode, UtcDatetime
+from forewarn.schemas import ActionType, Plan, PlanState, PolicyMode
 
-PASSIVE = frozenset({ActionType.NOTIFY, ActionType.NONE})
-"""Action types that do not change the fleet: no cooldown, no fleet share."""
-
-SEVERITY: dict[ActionType, int] = {
-    ActionType.NONE: 0,
-    ActionType.RELEASE: 0,
-    ActionType.NOTIFY: 0,
-    ActionType.RESERVE_BUFFER: 1,
-    ActionType.AUTOSCALE: 1,
-    ActionType.SCALE_BACK: 2,
-    ActionType.ROLLBACK: 3,
-    ActionType.CORDON: 3,
-    ActionType.MIGRATE: 4,
-}
-"""How drastic an action is to its instance; a cooldown lets through only more drastic ones (so a release
-waits until the cooldown of the hold it undoes is over)."""
-
-
-class ActionRecord(PolicyModel):
-    """An action let through by an earlier cycle."""
-
-    action_id: str
-    instance_id: str
-    type: ActionType
-    at: UtcDatetime
-    target_instance_id: str | None = None
+__all__ = ["PASSIVE", "SEVERITY", "ActionRecord", "GuardrailState", "budget", "enforce", "refusals"]
 
 
 class GuardrailState(PolicyModel):
@@ -87,85 +64,6 @@ class GuardrailState(PolicyModel):
         self.in_flight_migrations += [a for a in action_ids if a in known and a not in self.in_flight_migrations]
 
 
-class _Budget:
-    """Counters for one plan, seeded from the remembered state."""
-
-    def __init__(self, policy: Policy, fleet_size: int, state: GuardrailState, now: datetime) -> None:
-        g = policy.guardrails
-        self.g = g
-        self.now = now
-        self.fleet_size = fleet_size
-        self.cycle_cap = math.floor(fleet_size * g.max_fleet_percent_per_cycle / 100.0 + 1e-9)
-        self.window_cap = math.floor(fleet_size * g.max_fleet_percent_per_window.percent / 100.0 + 1e-9)
-        window_start = now - timedelta(minutes=g.max_fleet_percent_per_window.window_minutes)
-        cooldown_start = now - timedelta(minutes=g.cooldown_minutes)
-        self.window = {r.instance_id for r in state.history if r.at > window_start and r.type not in PASSIVE}
-        self.cooling: dict[str, int] = {}
-        for r in state.history:
-            if r.at > cooldown_start and r.type not in PASSIVE:
-                self.cooling[r.instance_id] = max(self.cooling.get(r.instance_id, 0), SEVERITY[r.type])
-        by_id = {r.action_id: r for r in state.history}
-        flying = [by_id[a] for a in state.in_flight_migrations if a in by_id]
-        self.migrations = len(state.in_flight_migrations)
-        self.per_target: dict[str, int] = {}
-        for record in flying:
-            if record.target_instance_id:
-                self.per_target[record.target_instance_id] = self.per_target.get(record.target_instance_id, 0) + 1
-        self.actions = 0
-        self.per_type: dict[ActionType, int] = {}
-        self.touched: set[str] = set()
-
-    def refusal(self, action: Action) -> str | None:
-        """The guardrail this action would break, or None."""
-        g, kind = self.g, action.type
-        if kind not in PASSIVE and SEVERITY[kind] <= self.cooling.get(action.instance_id, -1):
-            return f"cooldown-minutes ({g.cooldown_minutes:g}): acted on within the cooldown"
-        if self.actions >= g.max_actions_per_cycle:
-            return f"max-actions-per-cycle ({g.max_actions_per_cycle})"
-        cap = g.max_actions_per_type.get(kind)
-        if cap is not None and self.per_type.get(kind, 0) >= cap:
-            return f"max-actions-per-type.{kind.value} ({cap})"
-        if kind is ActionType.MIGRATE:
-            if self.migrations >= g.max_concurrent_migrations:
-                return f"max-concurrent-migrations ({g.max_concurrent_migrations})"
-            target = action.target_instance_id
-            if target is not None and self.per_target.get(target, 0) >= g.max_migrations_per_target:
-                return f"max-migrations-per-target ({g.max_migrations_per_target}) for target {target}"
-        if kind not in PASSIVE and action.instance_id not in self.touched:
-            if len(self.touched) + 1 > self.cycle_cap:
-                return f"max-fleet-percent-per-cycle ({g.max_fleet_percent_per_cycle:g}% of {self.fleet_size})"
-            if len(self.window | self.touched | {action.instance_id}) > self.window_cap:
-                percent = g.max_fleet_percent_per_window.percent
-                return f"max-fleet-percent-per-window ({percent:g}% of {self.fleet_size})"
-        return None
-
-    def take(self, action: Action) -> None:
-        self.actions += 1
-        self.per_type[action.type] = self.per_type.get(action.type, 0) + 1
-        if action.type is ActionType.MIGRATE:
-            self.migrations += 1
-            if action.target_instance_id is not None:
-                target = action.target_instance_id
-                self.per_target[target] = self.per_target.get(target, 0) + 1
-        if action.type not in PASSIVE:
-            self.touched.add(action.instance_id)
-
-    def used(self, action: Action) -> dict[str, float]:
-        size = max(self.fleet_size, 1)
-        used = {
-            "actions": float(self.actions),
-            "actions_max": float(self.g.max_actions_per_cycle),
-            "fleet_percent": 100.0 * len(self.touched) / size,
-            "fleet_percent_max": self.g.max_fleet_percent_per_cycle,
-            "window_fleet_percent": 100.0 * len(self.window | self.touched) / size,
-            "window_fleet_percent_max": self.g.max_fleet_percent_per_window.percent,
-        }
-        if action.type is ActionType.MIGRATE:
-            used["concurrent_migrations"] = float(self.migrations)
-            used["concurrent_migrations_max"] = float(self.g.max_concurrent_migrations)
-        return used
-
-
 def _breaker(
     policy: Policy, plan: Plan, fleet_size: int, high_risk_count: int, state: GuardrailState, now: datetime
 ) -> bool:
@@ -184,6 +82,11 @@ def _breaker(
     return state.breaker.open
 
 
+def budget(policy: Policy, fleet_size: int, state: GuardrailState, now: datetime) -> LimitEngine:
+    """The limit engine of one plan: the policy's guardrails, seeded from the charges and migrations in flight."""
+    return LimitEngine(Caps.of(policy.guardrails), fleet_size, state.history, state.in_flight_migrations, now)
+
+
 def enforce(
     plan: Plan, policy: Policy, *, fleet_size: int, high_risk_count: int, state: GuardrailState, now: datetime
 ) -> tuple[Plan, GuardrailState]:
@@ -195,35 +98,15 @@ def enforce(
     plan = plan.model_copy(deep=True)
     new_state = state.model_copy(deep=True)
     _breaker(policy, plan, fleet_size, high_risk_count, new_state, now)
-    budget = _Budget(policy, fleet_size, state, now)
-    kept: list[Action] = []
-    uncordoned: set[str] = set()  # sources whose cordon this plan wanted and a guardrail (not a cooldown) dropped
-    for action in plan.actions:
-        refusal = budget.refusal(action)
-        if refusal is None and action.type is ActionType.MIGRATE and action.instance_id in uncordoned:
-            refusal = "dependency: the cordon of its source was dropped"
-        if refusal is not None:
-            plan.notes.append(f"guardrail {refusal}: dropped {action.type.value} on {action.instance_id}")
-            if action.type is ActionType.CORDON and not refusal.startswith("cooldown"):
-                uncordoned.add(action.instance_id)  # (a cooldown means a cordon or more is already in force)
-            continue
-        budget.take(action)
-        action.reason.budget_used = budget.used(action)
-        kept.append(action)
-    plan.actions = kept
+    plan.actions, dropped = budget(policy, fleet_size, state, now).admit(plan.actions)
+    plan.notes += [f"guardrail {note}" for note in dropped]
     new_state.last_high_risk_count = high_risk_count
     return plan, new_state
 
 
 def refusals(plan: Plan, policy: Policy, *, fleet_size: int, state: GuardrailState, now: datetime) -> list[str]:
     """What keeps ``plan`` from running as it stands now (an approval's check): an open breaker, and each action
-    a guardrail would drop today, counted by the same budget as :func:`enforce`. Empty when it may run."""
+    a guardrail would drop today, counted by the same engine as :func:`enforce`. Empty when it may run."""
     out = [state.breaker.describe()] if state.breaker.open else []
-    budget = _Budget(policy, fleet_size, state, now)
-    for action in plan.actions:
-        refusal = budget.refusal(action)
-        if refusal is None:
-            budget.take(action)
-        else:
-            out.append(f"guardrail {refusal}: {action.type.value} on {action.instance_id}")
-    return out
+    _, dropped = budget(policy, fleet_size, state, now).admit(plan.model_copy(deep=True).actions)
+    return out + [f"guardrail {note}" for note in dropped]

@@ -187,25 +187,44 @@ class LeaseStore:
 
 
 def touched(plan: Plan) -> dict[str, set[str]]:
-    """action_id -> the instances the action touches (its source and, for a migration, its target)."""
-    return {a.action_id: {i for i in (a.instance_id, a.target_instance_id) if i} for a in plan.actions}
+    """action_id -> the instances a run must hold to carry the action out
+    (:func:`forewarn.policy.touch.named`: those it touches, as the guardrails count them, and its subject)."""
+    from forewarn.policy.touch import named
+
+    return {a.action_id: set(named(a)) for a in plan.actions}
 
 
 def claim_plan(store: LeaseStore, plan: Plan, owner: str, *, cycle: str, ttl: timedelta) -> Plan:
-    """The plan keeping only actions whose every instance this owner could claim; the rest are noted.
+    """The plan keeping only the units of actions (:func:`forewarn.policy.touch.units`: a cordon or scale-back
+    with the migrations off its instance) whose every instance this owner could claim, and the buffers for
+    scale-backs while one of theirs is kept; the rest are noted.
 
     Claims granted for actions dropped on account of another instance are released again.
     """
+    from forewarn.policy.touch import anchors, units
+
+    actions = plan.actions
     needs = touched(plan)
     wanted = set().union(*needs.values()) if needs else set()
     granted = store.claim(wanted, owner, cycle=cycle, ttl=ttl)
-    kept = [a for a in plan.actions if needs[a.action_id] <= granted]
-    dropped = [a for a in plan.actions if not needs[a.action_id] <= granted]
-    used = set().union(*(needs[a.action_id] for a in kept)) if kept else set()
+    kept: set[int] = set()
+    why: dict[int, str] = {}
+    for unit in units(actions):
+        missing = set().union(*(needs[actions[p].action_id] for p in unit)) - granted
+        if not missing:
+            kept.update(unit)
+            continue
+        held = f"instance claimed by another run ({', '.join(sorted(missing))})"
+        lead = actions[next(p for p in unit if needs[actions[p].action_id] - granted)]
+        for p in unit:
+            with_ = f"dependency: goes with {lead.type.value} on {lead.instance_id}, {held}"
+            why[p] = held if actions[p] is lead else with_
+    for p, backs in anchors(actions).items():
+        if p in kept and not kept.intersection(backs):
+            kept.discard(p)
+            why[p] = f"dependency: reserved for scale-back on {actions[backs[0]].instance_id}, dropped"
+    notes = [f"dropped {actions[p].type.value} on {actions[p].instance_id}: {why[p]}" for p in sorted(why)]
+    used = set().union(*(needs[actions[p].action_id] for p in kept)) if kept else set()
     store.release_claims(granted - used, owner)
-    notes = [
-        f"dropped {a.type.value} on {a.instance_id}: instance claimed by another run "
-        f"({', '.join(sorted(needs[a.action_id] - granted))})"
-        for a in dropped
-    ]
-    return plan.model_copy(update={"actions": kept, "notes": [*plan.notes, *notes]})
+    update = {"actions": [a for p, a in enumerate(actions) if p in kept], "notes": [*plan.notes, *notes]}
+    return plan.model_copy(update=update)
