@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,20 @@ class LogisticModel:
         x = features[self.feature_names].to_numpy(dtype=float)
         x = np.where(np.isfinite(x), x, self.medians)
         return np.clip((x - self.means) / self.scales, -CLIP, CLIP)
+
+    def contributions(self, features: pd.DataFrame) -> np.ndarray:
+        """Per row and feature, its term of the log-odds (weight times standardised value): rows x features."""
+        return self._design(features) * self.weights
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, read back by :meth:`from_dict`."""
+        arrays = {k: getattr(self, k).tolist() for k in ("medians", "means", "scales", "weights")}
+        return {"feature_names": self.feature_names, "intercept": self.intercept, **arrays}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LogisticModel:
+        arrays = {k: np.asarray(data[k], dtype=float) for k in ("medians", "means", "scales", "weights")}
+        return cls(data["feature_names"], intercept=float(data["intercept"]), **arrays)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """P(label = 1) per row."""
