@@ -146,26 +146,78 @@ def _evaluated_rows(
     return pd.concat([out, pd.DataFrame(values, index=out.index)], axis=1)
 
 
+FEATURE_CHUNK_ROWS = 50_000
+"""Features are built for runs of whole instances of about this many telemetry rows at a time; only the
+training rows (float64, as the train flow reads them) and the evaluated rows (float32) of each are kept, so
+memory grows with the largest instance's history and the evaluated rows, not with the fleet's features."""
+
+
+def instance_groups(telemetry: pd.DataFrame, rows: int | None = None) -> list[list[str]]:
+    """The instances, sorted as the feature frame sorts them, in runs of about ``rows`` telemetry rows
+    (default :data:`FEATURE_CHUNK_ROWS`)."""
+    rows = rows or FEATURE_CHUNK_ROWS
+    counts = telemetry["instance_id"].astype(str).value_counts().sort_index()
+    groups: list[list[str]] = [[]]
+    size = 0
+    for instance, count in counts.items():
+        if groups[-1] and size + int(count) > rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(str(instance))
+        size += int(count)
+    return groups
+
+
+def _part(dataset: Dataset, ids: list[str]) -> Dataset:
+    """The rows of ``dataset`` that concern the instances ``ids``."""
+    wanted = set(ids)
+
+    def keep(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        return None if frame is None else frame[frame["instance_id"].astype(str).isin(wanted).to_numpy()]
+
+    telemetry, failures = keep(dataset.telemetry), keep(dataset.failures)
+    assert telemetry is not None and failures is not None
+    return Dataset(
+        telemetry=telemetry,
+        failures=failures,
+        errors=keep(dataset.errors),
+        instances=keep(dataset.instances),
+        workloads=keep(dataset.workloads),
+        metrics=list(dataset.metrics),
+    )
+
+
 def prepare(dataset: Dataset, horizon_minutes: int, train_fraction: float) -> Prepared:
     """The training frame exactly as the train flow builds it with ``until`` at the cut, and every later sample.
 
     Training rows, labels and features come from :mod:`forewarn.model.frame` (the train flow's own
     functions; the features are joined in memory rather than through Feast). The evaluated part is every
     telemetry sample from the cut on, labelled with all failures, as the live loop would score them.
+    Features are per instance, so they are built for a few instances at a time (:func:`instance_groups`).
     """
-    features = dataset_features(dataset)
     columns = model_feature_names(dataset.metrics)
-    cut = cut_time(features, train_fraction)
-    before = (features["event_timestamp"] < cut).to_numpy()
-    train = join_features(training_labels(dataset, horizon_minutes, until=cut), features.loc[before], columns)
-    evaluate = _evaluated_rows(features, ~before, columns, dataset, horizon_minutes)
-    del features
-    static = static_columns(dataset.metrics, columns)
+    keys = dataset.telemetry[["instance_id", "timestamp"]].drop_duplicates()
+    cut = cut_time(pd.DataFrame({"event_timestamp": pd.to_datetime(keys["timestamp"], utc=True)}), train_fraction)
+    del keys
+    labels = training_labels(dataset, horizon_minutes, until=cut).reset_index(drop=True)
+    labelled_ids = labels["instance_id"].astype(str).to_numpy()
+    train_parts, eval_parts = [], []
+    for ids in instance_groups(dataset.telemetry):
+        part = _part(dataset, ids)
+        features = dataset_features(part)
+        before = (features["event_timestamp"] < cut).to_numpy()
+        mine = labels.loc[np.isin(labelled_ids, ids)]
+        train_parts.append(join_features(mine, features.loc[before], columns))
+        eval_parts.append(_evaluated_rows(features, ~before, columns, dataset, horizon_minutes))
+        del features, part
+    train = pd.concat(train_parts).sort_index() if train_parts else labels
+    evaluate = pd.concat(eval_parts, ignore_index=True)
+    del train_parts, eval_parts
     return Prepared(
         train=train.reset_index(drop=True),
         evaluate=evaluate,
         columns=columns,
-        static_columns=static,
+        static_columns=static_columns(dataset.metrics, columns),
         cut=cut,
     )
 

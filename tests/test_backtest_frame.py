@@ -80,6 +80,18 @@ def test_backtest_trains_on_the_train_flows_frame(
     )
 
 
+def test_features_built_a_few_instances_at_a_time_give_the_same_rows(
+    fleet: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = backtest.prepare(fleet, HORIZON, 0.6)
+    monkeypatch.setattr(backtest, "FEATURE_CHUNK_ROWS", 700)
+    assert len(backtest.instance_groups(fleet.telemetry)) >= 4
+    pieces = backtest.prepare(fleet, HORIZON, 0.6)
+    assert pieces.cut == whole.cut
+    pd.testing.assert_frame_equal(pieces.train, whole.train, check_exact=True)
+    pd.testing.assert_frame_equal(pieces.evaluate, whole.evaluate, check_exact=True)
+
+
 def test_training_labels_see_no_failure_after_the_cut(fleet: Dataset) -> None:
     cut = backtest.prepare(fleet, HORIZON, 0.5).cut
     soon = fleet.failures.assign(timestamp=cut + pd.Timedelta(minutes=1))  # every instance fails just after the cut
