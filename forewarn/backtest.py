@@ -283,6 +283,13 @@ def ef_horizon(ef: EventFrame) -> int:
     return int(ef.window / pd.Timedelta(minutes=1))
 
 
+def _in_parts(score: Callable[[pd.DataFrame], np.ndarray], frame: pd.DataFrame, rows: int = 50_000) -> np.ndarray:
+    """``score(frame)``, a part of ``rows`` rows at a time: a scorer copies its feature matrix, bounded so."""
+    if len(frame) <= rows:
+        return np.asarray(score(frame))
+    return np.concatenate([score(frame.iloc[start : start + rows]) for start in range(0, len(frame), rows)])
+
+
 def _fit(
     rows: Prepared, config: BacktestConfig, say: Progress
 ) -> tuple[dict[str, Scorer], list[dict[str, Any]], dict[str, Any]]:
@@ -301,7 +308,13 @@ def _fit(
     fitted = fit_candidates(rows.train, rows.columns, label, train_cfg, static=rows.static_columns)
     ev, tr = rows.evaluate, rows.train
     scorers = {
-        NAMES[name]: Scorer(m.predict_proba(ev), m.predict_proba(tr), m.threshold, m.raw_proba(ev), m.raw_proba(tr))
+        NAMES[name]: Scorer(
+            _in_parts(m.predict_proba, ev),
+            m.predict_proba(tr),
+            m.threshold,
+            _in_parts(m.raw_proba, ev),
+            m.raw_proba(tr),
+        )
         for name, m in fitted.models.items()
     }
     static = fitted.models["static"]

@@ -19,6 +19,8 @@ from scipy.optimize import minimize
 from forewarn.errors import InputError
 
 CLIP = 8.0
+ROWS = 20_000
+"""Rows scored at a time."""
 
 
 class LogisticModel:
@@ -63,8 +65,10 @@ class LogisticModel:
         """P(label = 1) per row."""
         if not self.feature_names:
             return np.full(len(features), 1.0 / (1.0 + np.exp(-self.intercept)))
-        margin = self._design(features) @ self.weights + self.intercept
-        return np.asarray(1.0 / (1.0 + np.exp(-margin)))
+        margin = np.empty(len(features))
+        for start in range(0, len(features), ROWS):  # the design matrix is float64: bounded, a part at a time
+            margin[start : start + ROWS] = self._design(features.iloc[start : start + ROWS]) @ self.weights
+        return np.asarray(1.0 / (1.0 + np.exp(-(margin + self.intercept))))
 
 
 def fit_logistic(
