@@ -65,18 +65,19 @@ def _png_data_uri(figure: Any) -> str:
 
 
 def model_plots(model: TrainedModel, top: int = 12) -> dict[str, str]:
-    """Plot title -> PNG data URI: feature importance (gain) and test-set metrics against the baseline."""
+    """Plot title -> PNG data URI: feature importance (gain; a baseline's rule F1 or weights) and test-set
+    metrics against the constant baseline."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     plots: dict[str, str] = {}
-    gain = sorted(model.booster.get_score(importance_type="gain").items(), key=lambda kv: kv[1])[-top:]
+    gain = sorted(model.importance().items(), key=lambda kv: kv[1])[-top:]
     if gain:
         figure, axis = plt.subplots(figsize=(6, 0.3 * len(gain) + 1))
         axis.barh([name for name, _ in gain], [value for _, value in gain], color="#4c72b0")
-        axis.set_xlabel("gain")
+        axis.set_xlabel({"xgboost": "gain", "static": "rule F1 on training rows"}.get(model.kind, "|weight|"))
         plots["Feature importance"] = _png_data_uri(figure)
         plt.close(figure)
     briers = {k: model.metrics.get(k) for k in ("brier", "brier_constant")}
@@ -95,7 +96,7 @@ def model_report(summary: str, card: ModelCard | None, model: TrainedModel | Non
     if card is not None:
         lines += [
             "",
-            f"Horizon {card.horizon_minutes} min, operating threshold {card.threshold:.3f}, "
+            f"Scorer {card.kind}, horizon {card.horizon_minutes} min, operating threshold {card.threshold:.3f}, "
             f"{len(card.features)} features.",
         ]
     for title, uri in (model_plots(model) if model is not None else {}).items():

@@ -1,4 +1,4 @@
-"""The train flow: history database + Feast offline store -> GX gate -> XGBoost -> registry."""
+"""The train flow: history database + Feast offline store -> GX gate -> champion race -> registry."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from forewarn.model.feedback import journal_actions
 
 @flow(name="train", log_prints=True)
 def train(dataset: str | None = None, dry_run: bool = True, until: str | None = None, at: str | None = None) -> str:
-    """Train a new model version on the last FOREWARN_TRAIN_DAYS of history before the cycle's time; it
-    becomes champion only if it passes the gate and beats the current one.
+    """Train on the last FOREWARN_TRAIN_DAYS of history before the cycle's time: XGBoost, the static rules
+    and the logistic model race on the newest period with intervals over instances; the simplest one that
+    no other clearly beats is registered, and serves unless the champion in service clearly beats it. The
+    artifact says which scorer won and why.
 
     Rows come from the history database's telemetry, labels from its failures table, features from the
     Feast offline store (point in time), feedback from the journal.

@@ -1,14 +1,17 @@
 """The backtest: train on the earlier part of a dataset in time, evaluate the later part, beside two baselines.
 
-The model is the one the train flow would ship with ``--until`` at the cut: the same rows (one per instance
-per 15 minutes before the cut), labels (failures known at the cut), features and
-:func:`forewarn.model.train.train_model` with its default TrainConfig, all from :mod:`forewarn.model.frame`.
-The three scorers are fit on the same training rows and scored on the same later rows:
+The scorers are the train flow's race candidates as it would fit them with ``--until`` at the cut: the same
+rows (one per instance per 15 minutes before the cut), labels (failures known at the cut), features and
+:func:`forewarn.model.candidates.fit_candidates` with the default TrainConfig, all from
+:mod:`forewarn.model.frame`. They learn on the same training period, are calibrated on the same validation
+period (isotonic), and are scored on the same later rows:
     model: XGBoost as in production (early stopping, calibration and the operating threshold all from
         periods inside the training part).
-    static: per-metric thresholds fit on the training part (:mod:`forewarn.model.baselines`).
+    static: per-metric thresholds (:mod:`forewarn.model.baselines`).
     logistic: an L2 logistic regression on the same features (:mod:`forewarn.model.logistic`).
 Evaluation is the event-level view of ARCHITECTURE.md, over every telemetry sample from the cut on.
+``champion`` is what the train flow's rule (:func:`forewarn.model.champion.decide`) picks on the evaluated
+part; ``details.race_at_cut`` is the race the train flow itself ran at the cut, on its own newest period.
 """
 
 from __future__ import annotations
@@ -29,20 +32,20 @@ from forewarn.backtest_stats import (
     budget_threshold,
     event_part,
     instance_codes,
-    race,
     row_part,
     with_intervals,
 )
 from forewarn.dataset import Dataset, read_dataset
 from forewarn.errors import ConfigError, InputError
-from forewarn.features.windows import safe_name
-from forewarn.model.baselines import fit_static
-from forewarn.model.bootstrap import LEVEL, RESAMPLES
+from forewarn.model.baseline_model import BaselineModel
+from forewarn.model.baselines import StaticThresholds
+from forewarn.model.bootstrap import LEVEL, RESAMPLES, untie
+from forewarn.model.candidates import fit_candidates, static_columns
+from forewarn.model.champion import ORDER, race
 from forewarn.model.evaluate import (
     EventFrame,
     Events,
     brier,
-    choose_threshold,
     event_frame,
     events_at,
     pr_auc,
@@ -57,10 +60,11 @@ from forewarn.model.frame import (
     training_labels,
 )
 from forewarn.model.labels import censored_column, label_column, make_labels
-from forewarn.model.logistic import fit_logistic
-from forewarn.model.train import TrainConfig, train_model
+from forewarn.model.train import TrainConfig
 
 METHODS = ("model", "static", "logistic")
+NAMES = {"xgboost": "model", "static": "static", "logistic": "logistic"}
+"""The train flow's candidate names -> the backtest's scorer names."""
 KEYS = ("pr_auc", "roc_auc", "event_recall", "alert_precision", "median_lead_minutes", "brier")
 Progress = Callable[[str], None]
 _UNITS = {"m": 1, "min": 1, "h": 60, "d": 1440}
@@ -142,26 +146,78 @@ def _evaluated_rows(
     return pd.concat([out, pd.DataFrame(values, index=out.index)], axis=1)
 
 
+FEATURE_CHUNK_ROWS = 50_000
+"""Features are built for runs of whole instances of about this many telemetry rows at a time; only the
+training rows (float64, as the train flow reads them) and the evaluated rows (float32) of each are kept, so
+memory grows with the largest instance's history and the evaluated rows, not with the fleet's features."""
+
+
+def instance_groups(telemetry: pd.DataFrame, rows: int | None = None) -> list[list[str]]:
+    """The instances, sorted as the feature frame sorts them, in runs of about ``rows`` telemetry rows
+    (default :data:`FEATURE_CHUNK_ROWS`)."""
+    rows = rows or FEATURE_CHUNK_ROWS
+    counts = telemetry["instance_id"].astype(str).value_counts().sort_index()
+    groups: list[list[str]] = [[]]
+    size = 0
+    for instance, count in counts.items():
+        if groups[-1] and size + int(count) > rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(str(instance))
+        size += int(count)
+    return groups
+
+
+def _part(dataset: Dataset, ids: list[str]) -> Dataset:
+    """The rows of ``dataset`` that concern the instances ``ids``."""
+    wanted = set(ids)
+
+    def keep(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        return None if frame is None else frame[frame["instance_id"].astype(str).isin(wanted).to_numpy()]
+
+    telemetry, failures = keep(dataset.telemetry), keep(dataset.failures)
+    assert telemetry is not None and failures is not None
+    return Dataset(
+        telemetry=telemetry,
+        failures=failures,
+        errors=keep(dataset.errors),
+        instances=keep(dataset.instances),
+        workloads=keep(dataset.workloads),
+        metrics=list(dataset.metrics),
+    )
+
+
 def prepare(dataset: Dataset, horizon_minutes: int, train_fraction: float) -> Prepared:
     """The training frame exactly as the train flow builds it with ``until`` at the cut, and every later sample.
 
     Training rows, labels and features come from :mod:`forewarn.model.frame` (the train flow's own
     functions; the features are joined in memory rather than through Feast). The evaluated part is every
     telemetry sample from the cut on, labelled with all failures, as the live loop would score them.
+    Features are per instance, so they are built for a few instances at a time (:func:`instance_groups`).
     """
-    features = dataset_features(dataset)
     columns = model_feature_names(dataset.metrics)
-    cut = cut_time(features, train_fraction)
-    before = (features["event_timestamp"] < cut).to_numpy()
-    train = join_features(training_labels(dataset, horizon_minutes, until=cut), features.loc[before], columns)
-    evaluate = _evaluated_rows(features, ~before, columns, dataset, horizon_minutes)
-    del features
-    static_columns = {m: f"{safe_name(m)}_mean_5m" for m in dataset.metrics}
+    keys = dataset.telemetry[["instance_id", "timestamp"]].drop_duplicates()
+    cut = cut_time(pd.DataFrame({"event_timestamp": pd.to_datetime(keys["timestamp"], utc=True)}), train_fraction)
+    del keys
+    labels = training_labels(dataset, horizon_minutes, until=cut).reset_index(drop=True)
+    labelled_ids = labels["instance_id"].astype(str).to_numpy()
+    train_parts, eval_parts = [], []
+    for ids in instance_groups(dataset.telemetry):
+        part = _part(dataset, ids)
+        features = dataset_features(part)
+        before = (features["event_timestamp"] < cut).to_numpy()
+        mine = labels.loc[np.isin(labelled_ids, ids)]
+        train_parts.append(join_features(mine, features.loc[before], columns))
+        eval_parts.append(_evaluated_rows(features, ~before, columns, dataset, horizon_minutes))
+        del features, part
+    train = pd.concat(train_parts).sort_index() if train_parts else labels
+    evaluate = pd.concat(eval_parts, ignore_index=True)
+    del train_parts, eval_parts
     return Prepared(
         train=train.reset_index(drop=True),
         evaluate=evaluate,
         columns=columns,
-        static_columns=static_columns,
+        static_columns=static_columns(dataset.metrics, columns),
         cut=cut,
     )
 
@@ -193,7 +249,8 @@ def _evaluate(eval_part: pd.DataFrame, ef: EventFrame, scorer: Scorer, matched_t
     metrics = summarise_events(ef, own, scorer.threshold)
     known = ef.up & ~ef.censored
     y, p_known = ef.truthful[known].astype(float), p[ef.order][known]
-    metrics["pr_auc"] = _clean(pr_auc(y, p_known)) if y.sum() else None
+    untied = untie(p)[ef.order][known]  # ties score as chance (see untie), as in the intervals and the race
+    metrics["pr_auc"] = _clean(pr_auc(y, untied)) if y.sum() else None
     metrics["roc_auc"] = _clean(roc_auc(y, p_known))
     metrics["brier"] = brier(y, p_known) if len(y) else None
     metrics["n_samples"], metrics["prevalence"] = len(y), float(y.mean()) if len(y) else None
@@ -226,8 +283,18 @@ def ef_horizon(ef: EventFrame) -> int:
     return int(ef.window / pd.Timedelta(minutes=1))
 
 
-def _fit(rows: Prepared, config: BacktestConfig, say: Progress) -> tuple[dict[str, Scorer], list[dict[str, Any]]]:
-    """Fit the three scorers on the training rows; their scores on both parts and their static rules."""
+def _in_parts(score: Callable[[pd.DataFrame], np.ndarray], frame: pd.DataFrame, rows: int = 50_000) -> np.ndarray:
+    """``score(frame)``, a part of ``rows`` rows at a time: a scorer copies its feature matrix, bounded so."""
+    if len(frame) <= rows:
+        return np.asarray(score(frame))
+    return np.concatenate([score(frame.iloc[start : start + rows]) for start in range(0, len(frame), rows)])
+
+
+def _fit(
+    rows: Prepared, config: BacktestConfig, say: Progress
+) -> tuple[dict[str, Scorer], list[dict[str, Any]], dict[str, Any]]:
+    """Fit the train flow's three candidates on the training rows (:func:`fit_candidates`); their scores on
+    both parts, the static rules, and the race the train flow would run at the cut."""
     horizon, label = config.horizon_minutes, label_column(config.horizon_minutes)
     train_known = rows.train[~rows.train[censored_column(horizon)].astype(bool)]
     if train_known[label].sum() == 0 or rows.evaluate.empty:
@@ -236,22 +303,33 @@ def _fit(rows: Prepared, config: BacktestConfig, say: Progress) -> tuple[dict[st
             "or nothing is left to evaluate; use a longer --horizon or another --train-fraction",
             field="--train-fraction",
         )
-    say(f"training XGBoost on {len(train_known):,} rows, one per instance per {TRAIN_EVERY_MINUTES} min")
+    say(f"training XGBoost, the static rules and the logistic model on {len(train_known):,} rows")
     train_cfg = TrainConfig(horizon_minutes=horizon, seed=config.seed, nthread=config.nthread)
-    model = train_model(rows.train, rows.columns, label, train_cfg)
-    say("fitting the static thresholds and the logistic regression")
-    static = fit_static(train_known, rows.static_columns, label)
-    logistic = fit_logistic(train_known, rows.columns, label)
-    logistic_threshold = choose_threshold(train_known[label].to_numpy(), logistic.predict_proba(train_known))
+    fitted = fit_candidates(rows.train, rows.columns, label, train_cfg, static=rows.static_columns)
     ev, tr = rows.evaluate, rows.train
     scorers = {
-        "model": Scorer(
-            model.predict_proba(ev), model.predict_proba(tr), model.threshold, model.raw_proba(ev), model.raw_proba(tr)
-        ),
-        "static": Scorer(static.predict_proba(ev), static.predict_proba(tr), static.threshold),
-        "logistic": Scorer(logistic.predict_proba(ev), logistic.predict_proba(tr), logistic_threshold),
+        NAMES[name]: Scorer(
+            _in_parts(m.predict_proba, ev),
+            m.predict_proba(tr),
+            m.threshold,
+            _in_parts(m.raw_proba, ev),
+            m.raw_proba(tr),
+        )
+        for name, m in fitted.models.items()
     }
-    return scorers, [r.model_dump() for r in static.rules]
+    static = fitted.models["static"]
+    baseline = static.baseline if isinstance(static, BaselineModel) else None
+    rules = [r.model_dump() for r in baseline.rules] if isinstance(baseline, StaticThresholds) else []
+    test = fitted.test
+    at_cut, _, _ = race(
+        {name: m.predict_proba(test) for name, m in fitted.models.items()},
+        test[label].to_numpy(dtype=float),
+        test["instance_id"].to_numpy(),
+        ORDER,
+        resamples=config.resamples,
+        seed=config.seed,
+    )
+    return scorers, rules, {"champion": NAMES[at_cut.champion], "reason": at_cut.reason, "rows": at_cut.rows}
 
 
 def _budget(scorers: dict[str, Scorer], given: float | None) -> tuple[float, str]:
@@ -276,7 +354,7 @@ def run_backtest(
     dataset = dataset_dir if isinstance(dataset_dir, Dataset) else read_dataset(dataset_dir)
     say(f"features for {len(dataset.telemetry):,} rows, {len(dataset.metrics)} metrics")
     rows = prepare(dataset, horizon, config.train_fraction)
-    scorers, rules = _fit(rows, config, say)
+    scorers, rules, at_cut = _fit(rows, config, say)
     eval_part, cut = rows.evaluate, rows.cut
     say(f"evaluating {len(eval_part):,} rows")
     failures = dataset.failures
@@ -294,9 +372,9 @@ def run_backtest(
         figures[name]["matched"] = {
             key: _clean(result.matched.get(key)) for key in (*EVENT_KEYS, "alert_share_train", "alert_share_eval")
         }
-    figures = with_intervals(
+    figures, (champion, reason) = with_intervals(
         figures,
-        {name: row_part(ef, scorers[name].p_eval, codes) for name in results},
+        {name: row_part(ef, untie(scorers[name].p_eval), codes) for name in results},
         {name: event_part(ef, r.events[0], codes) for name, r in results.items()},
         {name: event_part(ef, r.events[1], codes) for name, r in results.items()},
         len(codes),
@@ -311,7 +389,7 @@ def run_backtest(
         "alert_budget": budget,
         **figures,
     }
-    summary["champion"], summary["champion_reason"] = race(figures)
+    summary["champion"], summary["champion_reason"] = champion, reason
     summary["details"] = {
         "train_fraction": config.train_fraction,
         "rows_train": int((~rows.train[censored_column(horizon)].astype(bool)).sum()),
@@ -326,6 +404,7 @@ def run_backtest(
         "metrics": list(dataset.metrics),
         "features": len(rows.columns),
         "static_rules": rules,
+        "race_at_cut": at_cut,
         "per_method": {name: {k: _clean(v) for k, v in r.metrics.items()} for name, r in results.items()},
         "matched_thresholds": {name: _clean(r.matched["threshold"]) for name, r in results.items()},
     }

@@ -7,6 +7,8 @@ Terms:
         given. Event recall, alert precision and lead at the matched thresholds compare like with like.
     ratio: the model's PR-AUC over a baseline's, with its interval from the same (paired) resamples. The
         model "cannot be told apart" from a baseline when that interval contains 1.
+    champion: the scorer the train flow's race rule (:func:`forewarn.model.champion.decide`) picks from the
+        evaluated part's figures: the simplest one that no other clearly beats.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from typing import Any
 import numpy as np
 
 from forewarn.model import bootstrap as bs
+from forewarn.model.champion import decide, verdict_of
 from forewarn.model.evaluate import EventFrame, Events
 
 EVENT_KEYS = ("event_recall", "alert_precision", "median_lead_minutes")
 CI_KEYS = ("pr_auc", "roc_auc", *EVENT_KEYS)
+RACE = ("static", "logistic", "model")
+"""The backtest's scorers, simplest first, as the champion race orders them."""
 
 
 def alert_share(p: np.ndarray, threshold: float) -> float:
@@ -82,11 +87,12 @@ def with_intervals(
     *,
     count: int,
     seed: int,
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], tuple[str, str]]:
     """Add ``<figure>_ci`` to ``figures[name]`` and to ``figures[name]["matched"]``, and the model's ratios.
 
     ``figures`` maps each scorer to its point figures (with a ``matched`` dict); ``rows``, ``own`` and
-    ``matched`` hold the bootstrap parts under the same scorer names.
+    ``matched`` hold the bootstrap parts under the same scorer names. Also returns the champion and the
+    reason, by the train flow's rule (:func:`forewarn.model.champion.decide`) on the same resamples.
     """
     events = {**{f"{k}/own": v for k, v in own.items()}, **{f"{k}/matched": v for k, v in matched.items()}}
     draws = bs.bootstrap(rows, events, n_instances, count=count, seed=seed)
@@ -101,44 +107,11 @@ def with_intervals(
         point = top / bottom if top is not None and bottom else None
         ci = bs.interval(bs.ratio(draws[name]["pr_auc"], draws[base]["pr_auc"]))
         figures[name][f"ratio_to_{base}"] = {"pr_auc": _clean(point), "ci": ci}
-    return figures
-
-
-def _ratio_words(figures: dict[str, dict[str, Any]], name: str, base: str) -> str:
-    ratio = figures[name][f"ratio_to_{base}"]
-    if ratio["pr_auc"] is None:
-        return f"{name}'s PR-AUC over {base}'s is undefined"
-    ci = ratio["ci"]
-    span = f" (90% interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else " (no interval)"
-    return f"{name}'s PR-AUC is {ratio['pr_auc']:.2f} times {base}'s{span}"
-
-
-def race(figures: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """The scorer to promote: the simplest one that no more complex scorer clearly beats.
-
-    Starting from the static rules, the logistic model and then XGBoost each replace the current choice
-    only when their PR-AUC ratio to it has an interval wholly above 1; a difference inside the noise
-    promotes nothing. Returns the name and the reason in words.
-    """
-    champion, reasons = "static", []
-    for challenger in ("logistic", "model"):
-        ratio = figures[challenger].get(f"ratio_to_{champion}", {})
-        words = _ratio_words(figures, challenger, champion)
-        if verdict(ratio) == "better":
-            champion = challenger
-            reasons.append(f"{words}: clearly better")
-        else:
-            reasons.append(f"{words}: not clearly better, {champion} kept")
-    return champion, "; ".join(reasons)
+    points = {name: figures[name]["pr_auc"] for name in RACE}
+    champion, reason, _ = decide(RACE, points, {name: draws[name]["pr_auc"] for name in RACE})
+    return figures, (champion, reason)
 
 
 def verdict(ratio: dict[str, Any]) -> str:
     """``better``, ``worse`` or ``indistinguishable``: where the ratio's interval lies against 1."""
-    ci = ratio.get("ci")
-    if ci is None or ratio.get("pr_auc") is None:
-        return "indistinguishable"
-    if ci[0] > 1.0:
-        return "better"
-    if ci[1] < 1.0:
-        return "worse"
-    return "indistinguishable"
+    return verdict_of(ratio.get("ci"), ratio.get("pr_auc"))

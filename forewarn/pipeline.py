@@ -2,7 +2,8 @@
 
 materialize: window features -> Feast offline store -> online store; from the history database incrementally
     (:func:`materialize_history`), or from a dataset's features (:func:`materialize`, replay and backtest).
-train: point-in-time training frame -> Great Expectations gate -> XGBoost -> registry (never a worse model);
+train: point-in-time training frame -> Great Expectations gate -> champion race (XGBoost, static rules,
+    logistic; intervals over instances) -> registry;
     over a rolling window of the history database (:func:`train_from_history`) or a dataset.
 score: online features -> calibrated risk scores with their top features; a model scores only with the
     features it was trained on, and an instance lacking some, or with a feature out of range (absurd
@@ -25,12 +26,13 @@ from forewarn.features.incremental import MaterializeOutcome as MaterializeOutco
 from forewarn.features.incremental import materialize_history as materialize_history
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.features.windows import FEATURE_LIMIT, STATS, WINDOWS
-from forewarn.model.champion import challenge, newest_holdout
+from forewarn.model.candidates import fit_candidates, static_columns
+from forewarn.model.champion import crown
 from forewarn.model.frame import TRAIN_EVERY_MINUTES as TRAIN_EVERY_MINUTES
 from forewarn.model.frame import LabelSource, dataset_features, history_window, training_labels
 from forewarn.model.frame import training_entities as training_entities
 from forewarn.model.registry import ModelCard, ModelRegistry
-from forewarn.model.train import TrainConfig, TrainedModel, train_model
+from forewarn.model.train import TrainConfig, TrainedModel
 from forewarn.planning import FINISHED as FINISHED
 from forewarn.planning import CyclePlan as CyclePlan
 from forewarn.planning import apply_plan as apply_plan
@@ -78,9 +80,10 @@ def train(
     """Train on the point-in-time frame from Feast; the current model stays if the gate fails or it is worse.
 
     With ``actions`` (journalled outcomes, :func:`forewarn.model.feedback.journal_actions`), an instance that
-    was drained or migrated is labelled by what then happened to it, never assumed healthy. The new model
-    becomes champion only if it beats the current one on the same newest holdout rows. The rows and labels
-    come from :mod:`forewarn.model.frame`, as in the backtest.
+    was drained or migrated is labelled by what then happened to it, never assumed healthy. XGBoost, the
+    static rules and the logistic model race on the newest period (:mod:`forewarn.model.champion`): the
+    winner is registered and becomes champion unless the one in service clearly beats it. The rows and
+    labels come from :mod:`forewarn.model.frame`, as in the backtest.
     """
     labelled = training_labels(dataset, horizon_minutes, until=until, actions=actions)
     frame = glue.training_frame(labelled)
@@ -92,17 +95,23 @@ def train(
     if not report.success:
         return TrainOutcome(card=None, promoted=False, validation=report, rows=len(frame))
     cfg = config or TrainConfig(horizon_minutes=horizon_minutes)
-    model = train_model(frame, names, label, cfg)
+    fitted = fit_candidates(frame, names, label, cfg, static=static_columns(glue.metrics, names))
     window = (
         pd.Timestamp(frame["event_timestamp"].min()).to_pydatetime(),
         pd.Timestamp(frame["event_timestamp"].max()).to_pydatetime(),
     )
-    card = registry.register(
-        model, data_window=window, validation=report.model_dump(mode="json"), telemetry_metrics=glue.metrics
+    card, race = crown(
+        registry,
+        fitted.models,
+        fitted.test,
+        label,
+        data_window=window,
+        validation=report.model_dump(mode="json"),
+        telemetry_metrics=glue.metrics,
+        registered=lambda card: glue.register_service(card.version, card.features),  # the version's feature contract
+        seed=cfg.seed,
     )
-    glue.register_service(card.version, card.features)  # the model version's contract with the feature store
-    holdout = newest_holdout(frame, fraction=cfg.fractions[-1])  # the newest period, scored by both models
-    promoted = challenge(registry, card.version, holdout, label).promoted
+    promoted = race.promoted
     return TrainOutcome(card=card, promoted=promoted, validation=report, rows=len(frame))
 
 

@@ -46,7 +46,7 @@ __all__ = ["Replay", "ReplayConfig", "RunResult", "Scorer", "lost_hours", "model
 def model_scorer(model: TrainedModel) -> Scorer:
     """The trained model's calibrated scores. One thread: a cycle scores a few hundred rows, and on a busy
     machine XGBoost's thread pool costs more than it saves on batches that small."""
-    model.booster.set_param({"nthread": 1})
+    model.set_threads(1)
     return lambda features, now: model.score(features, timestamp=now)
 
 

@@ -238,10 +238,32 @@ def describe_training(outcome: TrainOutcome) -> str:
         lines += [f"- {failure}" for failure in outcome.validation.failures]
         return "\n".join(lines)
     card = outcome.card
-    lines.append(f"Model **{card.version}** {'promoted to current' if outcome.promoted else 'kept as candidate'}.")
+    lines.append(
+        f"Model **{card.version}** ({card.kind}) {'promoted to current' if outcome.promoted else 'kept as candidate'}."
+    )
+    lines += race_lines(card.challenge)
     lines += ["", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in card.metrics.items()]
     return "\n".join(lines)
+
+
+def race_lines(race: dict[str, Any] | None) -> list[str]:
+    """The champion race in words and as a table: each candidate's PR-AUC with its 90% interval."""
+    if not race:
+        return []
+    lines = [
+        "",
+        f"Champion race on the newest {race['rows']:,} rows ({race['positives']} positive, "
+        f"{race['instances']} instances; 90% intervals from {race['resamples']} resamples of whole instances):",
+        "",
+        "| scorer | PR-AUC | 90% interval |",
+        "|---|---|---|",
+    ]
+    for standing in race["standings"]:
+        value, ci = standing["pr_auc"], standing["ci"]
+        shown = "n/a" if value is None else f"{value:.3f}"
+        lines.append(f"| {standing['name']} | {shown} | {'-' if ci is None else f'{ci[0]:.3f}-{ci[1]:.3f}'} |")
+    return [*lines, "", str(race["reason"]) + "."]
 
 
 def risk_rows(scores: Sequence[RiskScore], plan: Plan, top: int = 20) -> list[dict[str, Any]]:

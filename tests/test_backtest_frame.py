@@ -23,15 +23,15 @@ HORIZON = 60
 
 
 class Stop(Exception):
-    """Raised by the recording stand-in of train_model once it has seen its arguments."""
+    """Raised by the recording stand-in of fit_candidates once it has seen its arguments."""
 
 
 def recorder(seen: list[tuple[Any, ...]]) -> Any:
-    def train_model(frame: pd.DataFrame, features: Any, label: str, config: Any) -> None:
-        seen.append((frame.copy(), list(features), label, config))
+    def fit_candidates(frame: pd.DataFrame, features: Any, label: str, config: Any, *, static: Any) -> None:
+        seen.append((frame.copy(), list(features), label, config, dict(static)))
         raise Stop
 
-    return train_model
+    return fit_candidates
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +41,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 
 def train_flow_call(data: Dataset, until: pd.Timestamp, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
-    """What ``pipeline.train`` hands to train_model, its features read back through Feast."""
+    """What ``pipeline.train`` hands to fit_candidates, its features read back through Feast."""
     glue = FeatureStoreGlue(workdir / "features", metrics=data.metrics)
     glue.write_offline(pipeline.build_features(data))  # what the materialize flow writes
     glue.apply()
     seen: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(pipeline, "train_model", recorder(seen))
+    monkeypatch.setattr(pipeline, "fit_candidates", recorder(seen))
     passed = ValidationReport(success=True, suite="stand-in")  # the gate only reads the frame; GX is slow to import
     monkeypatch.setattr(pipeline, "validate_training_frame", lambda *_args, **_kwargs: passed)
     with pytest.raises(Stop):
@@ -56,7 +56,7 @@ def train_flow_call(data: Dataset, until: pd.Timestamp, workdir: Path, monkeypat
 
 def backtest_call(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> tuple:
     seen: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(backtest, "train_model", recorder(seen))
+    monkeypatch.setattr(backtest, "fit_candidates", recorder(seen))
     with pytest.raises(Stop):
         backtest.run_backtest(data, backtest.BacktestConfig(horizon_minutes=HORIZON, train_fraction=0.6))
     return seen[0]
@@ -68,12 +68,28 @@ def test_backtest_trains_on_the_train_flows_frame(
     ours = backtest_call(fleet, monkeypatch)
     cut = backtest.prepare(fleet, HORIZON, 0.6).cut
     theirs = train_flow_call(fleet, cut, tmp_path, monkeypatch)
-    (frame, features, label, config), (flow_frame, flow_features, flow_label, flow_config) = ours, theirs
+    (frame, features, label, config, static), (flow_frame, flow_features, flow_label, flow_config, flow_static) = (
+        ours,
+        theirs,
+    )
     assert features == flow_features and label == flow_label and config == flow_config
+    assert static == flow_static and len(static) == len(fleet.metrics)
     assert frame[label].sum() > 0 and len(frame) > 100
     pd.testing.assert_frame_equal(
         frame.reset_index(drop=True), flow_frame.reset_index(drop=True), check_exact=True, check_dtype=False
     )
+
+
+def test_features_built_a_few_instances_at_a_time_give_the_same_rows(
+    fleet: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = backtest.prepare(fleet, HORIZON, 0.6)
+    monkeypatch.setattr(backtest, "FEATURE_CHUNK_ROWS", 700)
+    assert len(backtest.instance_groups(fleet.telemetry)) >= 4
+    pieces = backtest.prepare(fleet, HORIZON, 0.6)
+    assert pieces.cut == whole.cut
+    pd.testing.assert_frame_equal(pieces.train, whole.train, check_exact=True)
+    pd.testing.assert_frame_equal(pieces.evaluate, whole.evaluate, check_exact=True)
 
 
 def test_training_labels_see_no_failure_after_the_cut(fleet: Dataset) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forewarn.backtest_stats import alert_share, budget_threshold, race, verdict, with_intervals
+from forewarn.backtest_stats import alert_share, budget_threshold, verdict, with_intervals
 from forewarn.model import bootstrap as bs
 from forewarn.model.evaluate import pr_auc, roc_auc
 
@@ -67,7 +67,8 @@ def test_event_figures_resample_instances_and_take_the_median_of_the_resampled_l
     np.testing.assert_allclose(got["median_lead_minutes"], expected)
 
 
-def figures_of(p_model: np.ndarray, p_base: np.ndarray, instance: np.ndarray, y: np.ndarray) -> dict:
+def figures_of(p_model: np.ndarray, p_base: np.ndarray, instance: np.ndarray, y: np.ndarray) -> tuple[dict, str]:
+    """The figures with intervals, and the champion the race rule picks from them."""
     event = bs.EventPart(*(np.ones(40) for _ in range(4)), leads=np.ones(3), lead_instance=np.arange(3))
     figures = {
         name: {"pr_auc": pr_auc(y, p), "matched": {}}
@@ -78,16 +79,17 @@ def figures_of(p_model: np.ndarray, p_base: np.ndarray, instance: np.ndarray, y:
         for name, p in (("model", p_model), ("static", p_base), ("logistic", p_base))
     }
     events = dict.fromkeys(figures, event)
-    return with_intervals(figures, rows, events, events, 40, count=300, seed=0)
+    figures, (champion, _reason) = with_intervals(figures, rows, events, events, 40, count=300, seed=0)
+    return figures, champion
 
 
 def test_a_scorer_equal_to_the_baseline_cannot_be_told_apart_and_is_not_promoted() -> None:
     instance, y, p = fleet_rows()
-    figures = figures_of(p, p.copy(), instance, y)
+    figures, champion = figures_of(p, p.copy(), instance, y)
     ratio = figures["model"]["ratio_to_static"]
     assert ratio["pr_auc"] == pytest.approx(1.0) and ratio["ci"][0] <= 1.0 <= ratio["ci"][1]
     assert verdict(ratio) == "indistinguishable"
-    assert race(figures)[0] == "static"
+    assert champion == "static"
     assert {"pr_auc_ci", "roc_auc_ci", "ratio_to_static", "ratio_to_logistic"} <= set(figures["model"])
     for key in ("event_recall_ci", "alert_precision_ci", "median_lead_minutes_ci"):
         assert key in figures["model"] and key in figures["model"]["matched"]
@@ -96,10 +98,10 @@ def test_a_scorer_equal_to_the_baseline_cannot_be_told_apart_and_is_not_promoted
 def test_a_clearly_better_model_wins_the_race_and_a_worse_one_does_not() -> None:
     instance, y, p = fleet_rows(per=60)
     noise = np.random.default_rng(9).random(len(p))
-    figures = figures_of(p, noise, instance, y)
-    assert verdict(figures["model"]["ratio_to_static"]) == "better" and race(figures)[0] == "model"
-    figures = figures_of(noise, p, instance, y)
-    assert verdict(figures["model"]["ratio_to_static"]) == "worse" and race(figures)[0] != "model"
+    figures, champion = figures_of(p, noise, instance, y)
+    assert verdict(figures["model"]["ratio_to_static"]) == "better" and champion == "model"
+    figures, champion = figures_of(noise, p, instance, y)
+    assert verdict(figures["model"]["ratio_to_static"]) == "worse" and champion != "model"
 
 
 def test_the_bootstrap_is_seeded() -> None:

@@ -224,39 +224,33 @@ def test_static_baseline_names_an_unknown_feature() -> None:
 WINDOW = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC))
 
 
-def test_registry_round_trip_and_no_promotion_of_a_worse_model(tmp_path: Path, trained: TrainedModel) -> None:
+def test_registry_round_trip(tmp_path: Path, trained: TrainedModel) -> None:
     registry = ModelRegistry(tmp_path)
     assert registry.current() is None
     card = registry.register(trained, data_window=WINDOW, validation={"success": True})
-    assert card.status == "registered" and card.features == FEATURES
-    assert registry.promote_if_better(trained.version)
+    assert card.status == "registered" and card.features == FEATURES and card.kind == "xgboost"
+    registry.promote(trained.version)
     loaded = registry.current()
     assert loaded is not None and loaded.version == trained.version
     frame = planted_frame(seed=7, n_instances=3)
     assert np.allclose(loaded.predict_proba(frame), trained.predict_proba(frame))
     assert loaded.explain(frame.head(1))[0][0].feature == trained.explain(frame.head(1))[0][0].feature
 
-    worse = TrainedModel(
-        trained.booster,
-        trained.calibrator,
-        feature_names=FEATURES,
-        horizon_minutes=60,
-        version="worse-1",
-        metrics={**trained.metrics, "pr_auc": trained.metrics["pr_auc"] - 0.2},
+    other = TrainedModel(
+        trained.booster, trained.calibrator, feature_names=FEATURES, horizon_minutes=60, version="other-1"
     )
-    registry.register(worse, data_window=WINDOW, validation={"success": True})
-    assert not registry.promote_if_better("worse-1")
-    assert registry.current_version() == trained.version
-    assert registry.promote_if_better("worse-1", tolerance=0.25)  # within tolerance it may replace
+    registry.register(other, data_window=WINDOW, validation={"success": True})
+    registry.promote("other-1")
     assert registry.card(trained.version).status == "retired"
-    assert [c.version for c in registry.list()] == [trained.version, "worse-1"]
+    assert [c.version for c in registry.list()] == [trained.version, "other-1"]
 
 
 def test_registry_never_promotes_a_rejected_model(tmp_path: Path, trained: TrainedModel) -> None:
     registry = ModelRegistry(tmp_path)
     card = registry.register(trained, data_window=WINDOW, validation={"success": False, "failures": ["x"]})
     assert card.status == "rejected"
-    assert not registry.promote_if_better(trained.version)
+    with pytest.raises(ModelUnavailable, match="rejected"):
+        registry.promote(trained.version)
     assert registry.current() is None
     with pytest.raises(ModelUnavailable, match=trained.version):
         registry.card("nope")

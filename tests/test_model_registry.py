@@ -1,16 +1,19 @@
-"""Champion and challenger, the operator's promote and rollback, and `forewarn model list|promote|rollback`."""
+"""The champion race in the registry, the operator's promote and rollback, `forewarn model list|promote|rollback`."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from forewarn.cli import app
 from forewarn.errors import ModelUnavailable
-from forewarn.model.champion import challenge, newest_holdout
+from forewarn.model.candidates import Candidates, fit_candidates
+from forewarn.model.champion import RaceResult, crown
 from forewarn.model.registry import ModelRegistry
 from forewarn.model.train import TrainConfig, TrainedModel, train_model
 from tests.test_model import FEATURES, WINDOW, planted_frame
@@ -36,33 +39,90 @@ def registered(root: Path, *models: TrainedModel) -> ModelRegistry:
     return registry
 
 
-def test_challenger_is_promoted_only_when_it_beats_the_champion_on_the_same_rows(
-    tmp_path: Path, good: TrainedModel, blind: TrainedModel
-) -> None:
-    registry = registered(tmp_path, good, blind)
-    holdout = newest_holdout(planted_frame(seed=3), fraction=0.3)
-    first = challenge(registry, blind.version, holdout, "label_60m")
-    assert first.promoted and first.champion is None  # no champion yet: the first model serves
-
-    won = challenge(registry, good.version, holdout, "label_60m")
-    assert won.promoted and won.champion == blind.version
-    assert won.challenger_score is not None and won.champion_score is not None
-    assert won.challenger_score > won.champion_score
-    assert won.rows == len(holdout) and won.positives == int(holdout["label_60m"].sum())
-
-    lost = challenge(registry, blind.version, holdout, "label_60m")  # the old model challenges back and loses
-    assert not lost.promoted and "worse" in lost.reason
-    assert registry.current_version() == good.version
-    assert registry.card(blind.version).challenge == lost.model_dump(mode="json")
+def xor_frame(seed: int, signal: bool = True) -> pd.DataFrame:
+    """Failures follow an XOR of two metrics (both high or both low); healthy rows are often high on one and
+    low on the other. No single threshold and no linear model can tell them apart; trees can. Without
+    ``signal`` the two metrics are noise."""
+    frame = planted_frame(seed=seed)
+    rng = np.random.default_rng(seed)
+    n, y = len(frame), frame["label_60m"].to_numpy() > 0
+    side = rng.choice([-1.0, 1.0], n)
+    odd = rng.random(n) < 0.5  # healthy rows: half far out on opposite sides, half near the middle
+    u = np.where(y, side * 2.5, np.where(odd, side * 2.5, 0.0)) + rng.normal(scale=0.5, size=n)
+    v = np.where(y, side * 2.5, np.where(odd, -side * 2.5, 0.0)) + rng.normal(scale=0.5, size=n)
+    if not signal:
+        u, v = rng.permutation(u), rng.permutation(v)
+    return frame.assign(u=u, v=v)
 
 
-def test_no_promotion_when_the_holdout_cannot_decide(tmp_path: Path, good: TrainedModel, blind: TrainedModel) -> None:
-    registry = registered(tmp_path, good, blind)
-    registry.promote(blind.version)
-    quiet = newest_holdout(planted_frame(seed=3), fraction=0.3).assign(label_60m=0)
-    result = challenge(registry, good.version, quiet, "label_60m")
-    assert not result.promoted and "undefined" in result.reason
-    assert registry.current_version() == blind.version
+@functools.cache
+def candidates(seed: int, signal: bool = True) -> Candidates:
+    config = TrainConfig(max_rounds=80, seed=seed)
+    return fit_candidates(xor_frame(seed, signal), ["u", "v"], "label_60m", config, static={"u": "u", "v": "v"})
+
+
+def crowned(registry: ModelRegistry, fitted: Candidates, holdout: pd.DataFrame | None = None) -> RaceResult:
+    rows = fitted.test if holdout is None else holdout
+    return crown(registry, fitted.models, rows, "label_60m", data_window=WINDOW, validation={"success": True})[1]
+
+
+def test_xgboost_clearly_better_than_the_baselines_is_promoted(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    race = crowned(registry, candidates(seed=1))
+    assert race.champion == "xgboost" and race.promoted and race.in_service is None
+    card = registry.card(registry.current_version() or "")
+    assert card.kind == "xgboost" and card.challenge == race.model_dump(mode="json")
+    assert "XGBoost is champion" in race.reason and "clearly better" in race.reason
+    figures = {s.name: s for s in race.standings}
+    assert figures["xgboost"].ci is not None and figures["static"].ci is not None
+    assert figures["xgboost"].ci[0] > figures["static"].ci[1]
+
+
+def test_a_baseline_serves_when_xgboost_cannot_be_told_apart(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    race = crowned(registry, candidates(seed=2, signal=False))
+    assert race.champion == "static" and race.promoted
+    assert "cannot be told apart" in race.reason and "keeping static" in race.reason
+    model = registry.current()
+    assert model is not None and model.kind == "static"
+    rows = candidates(seed=3, signal=False).test.head(50)
+    p = model.predict_proba(rows)
+    assert ((p >= 0) & (p <= 1)).all()
+    scores = model.score(rows)
+    assert len(scores) == 50 and all(f.feature in ("u", "v") for s in scores for f in s.top_features)
+    listed = CliRunner().invoke(app, ["model", "list", "--registry", str(tmp_path)], terminal_width=250)
+    assert listed.exit_code == 0 and f"in service: {model.version} (static)" in listed.output
+    assert "why: static is champion" in listed.output and "cannot be told apart" in listed.output
+
+
+def test_the_model_in_service_stays_when_it_clearly_beats_the_new_winner(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    strong = candidates(seed=1)
+    assert crowned(registry, strong).promoted
+    serving = registry.current_version()
+    weak = candidates(seed=2, signal=False)  # trained on noise, judged on rows where the signal holds
+    race = crowned(registry, weak, holdout=strong.test)
+    assert not race.promoted and race.in_service == serving and registry.current_version() == serving
+    assert "against the model in service" in race.reason and "keeping in service" in race.reason
+    assert registry.card(race.version or "").status == "registered"
+
+    quiet = crowned(registry, candidates(seed=1), holdout=strong.test.assign(label_60m=0))
+    assert not quiet.promoted and "no failure" in quiet.reason and registry.current_version() == serving
+
+
+def test_a_baseline_champion_round_trips_through_the_registry(tmp_path: Path) -> None:
+    fitted = candidates(seed=1)
+    registry = ModelRegistry(tmp_path)
+    for name in ("static", "logistic"):
+        model = fitted.models[name]
+        registry.register(model, data_window=WINDOW, validation={"success": True})
+        loaded = registry.load(model.version)
+        assert loaded.kind == name and registry.card(model.version).kind == name
+        np.testing.assert_allclose(loaded.predict_proba(fitted.test), model.predict_proba(fitted.test))
+        assert [t.feature for t in loaded.explain(fitted.test.head(3))[0]] == [
+            t.feature for t in model.explain(fitted.test.head(3))[0]
+        ]
+        assert loaded.threshold == model.threshold and set(loaded.importance()) <= {"u", "v"}
 
 
 def test_promote_and_rollback_walk_the_champion_history(

@@ -203,7 +203,7 @@ def test_cli_replays_each_policy_and_writes_json_and_report(tmp_path: Path) -> N
                          horizon_minutes=60, version="20240301T000000Z-test00", metrics={"pr_auc": 0.5})  # fmt: skip
     registry = ModelRegistry(tmp_path / "models")
     card = registry.register(model, data_window=(T0.to_pydatetime(), T0.to_pydatetime()), validation={"success": True})
-    registry.promote_if_better(card.version)
+    registry.promote(card.version)
     other = tmp_path / "cautious.yaml"
     other.write_text(
         (PROJECT_ROOT / "policies" / "default.yaml").read_text().replace("name: default", "name: cautious")

@@ -30,17 +30,19 @@ def _figure(value: Any) -> str:
 @app.command("list")
 @friendly
 def model_list(registry: RegistryOption = None) -> None:
-    """Every registered version, oldest first, with its status, data window, test figures and last challenge."""
+    """Every registered version, oldest first, with its scorer, status, data window, test figures and the
+    champion race that decided it (which scorer won, and why, in words)."""
     from rich.table import Table
 
     models = _registry(registry)
-    table = Table("version", "status", "horizon", "data window", "pr_auc", "brier", "challenge")
+    table = Table("version", "scorer", "status", "horizon", "data window", "pr_auc", "brier", "why")
     for card in models.list():
         start, end = card.data_window
         verdict = card.challenge["reason"] if card.challenge else "-"
         status = f"[bold green]{card.status}[/]" if card.status == "current" else card.status
         table.add_row(
             card.version,
+            card.kind,
             status,
             f"{card.horizon_minutes} min",
             f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}",
@@ -50,7 +52,13 @@ def model_list(registry: RegistryOption = None) -> None:
         )
     console.print(table)
     current = models.current_version()
-    console.print(f"in service: {current}" if current else "no model in service yet (forewarn run train)")
+    if current is None:
+        console.print("no model in service yet (forewarn run train)")
+        return
+    card = models.card(current)
+    console.print(f"in service: {current} ({card.kind})")
+    if card.challenge:
+        console.print(f"why: {card.challenge['reason']}")
 
 
 @app.command("promote")

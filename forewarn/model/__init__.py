@@ -6,4 +6,7 @@ Terms:
     censored: the window (t, t+H] runs past the end of the data and no failure was seen in it, so the
         label is unknown (it would be 0 only if the data went on).
     calibrated probability: a score whose value matches the observed failure frequency of similar scores.
+    champion race: XGBoost, the static rules and the logistic model judged on the same newest rows by PR-AUC
+        with intervals over instances; the simplest that no other clearly beats serves
+        (:mod:`forewarn.model.champion`). A baseline serves as a :class:`~forewarn.model.baseline_model.BaselineModel`.
 """

@@ -147,6 +147,20 @@ def bootstrap(
     return {name: {k: np.concatenate(v) for k, v in figures.items()} for name, figures in out.items()}
 
 
+def untie(p: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``p`` with its ties broken at random (a fixed seed), never reordering distinct values.
+
+    Average precision counts a group of tied scores as one threshold, which scores a constant (or two-level)
+    scorer below a random ranking of the same rows: an uninformative continuous score would then "beat" a
+    constant one. Broken at random, ties score as chance does, so the comparison is between skills.
+    """
+    p = np.asarray(p, dtype=float)
+    values = np.unique(p[np.isfinite(p)])
+    gap = float(np.diff(values).min()) if len(values) > 1 else 1.0
+    jitter = np.random.default_rng(seed).random(len(p)) * gap * 0.5
+    return p + jitter
+
+
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Per-resample ratio, NaN where the denominator is zero or undefined."""
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,8 @@ from scipy.optimize import minimize
 from forewarn.errors import InputError
 
 CLIP = 8.0
+ROWS = 20_000
+"""Rows scored at a time."""
 
 
 class LogisticModel:
@@ -44,12 +47,28 @@ class LogisticModel:
         x = np.where(np.isfinite(x), x, self.medians)
         return np.clip((x - self.means) / self.scales, -CLIP, CLIP)
 
+    def contributions(self, features: pd.DataFrame) -> np.ndarray:
+        """Per row and feature, its term of the log-odds (weight times standardised value): rows x features."""
+        return self._design(features) * self.weights
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, read back by :meth:`from_dict`."""
+        arrays = {k: getattr(self, k).tolist() for k in ("medians", "means", "scales", "weights")}
+        return {"feature_names": self.feature_names, "intercept": self.intercept, **arrays}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LogisticModel:
+        arrays = {k: np.asarray(data[k], dtype=float) for k in ("medians", "means", "scales", "weights")}
+        return cls(data["feature_names"], intercept=float(data["intercept"]), **arrays)
+
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """P(label = 1) per row."""
         if not self.feature_names:
             return np.full(len(features), 1.0 / (1.0 + np.exp(-self.intercept)))
-        margin = self._design(features) @ self.weights + self.intercept
-        return np.asarray(1.0 / (1.0 + np.exp(-margin)))
+        margin = np.empty(len(features))
+        for start in range(0, len(features), ROWS):  # the design matrix is float64: bounded, a part at a time
+            margin[start : start + ROWS] = self._design(features.iloc[start : start + ROWS]) @ self.weights
+        return np.asarray(1.0 / (1.0 + np.exp(-(margin + self.intercept))))
 
 
 def fit_logistic(

@@ -6,10 +6,10 @@ Layout under ``root``::
     CURRENT                 the version in service, the champion (absent until one is promoted)
     HISTORY                 one JSON line per change of champion: version, time, how (auto, manual, rollback)
 
-A model whose validation failed is registered as ``rejected`` and is never promoted. A newly trained model
-is a challenger: :func:`forewarn.model.champion.challenge` scores it and the champion on the same newest
-holdout rows and promotes it only when it is at least as good. ``promote`` and ``rollback`` are the
-operator's overrides (``forewarn model promote VERSION`` and ``forewarn model rollback``).
+A model whose validation failed is registered as ``rejected`` and is never promoted. A training run
+registers the winner of its champion race (XGBoost or a baseline, :mod:`forewarn.model.champion`), which
+becomes champion unless the one in service clearly beats it on the same holdout rows. ``promote`` and
+``rollback`` are the operator's overrides (``forewarn model promote VERSION`` and ``forewarn model rollback``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from forewarn.errors import InputError, ModelUnavailable
+from forewarn.model.baseline_model import load_model
 from forewarn.model.train import TrainedModel
 from forewarn.schemas import UtcDatetime, utcnow
 
-LOWER_IS_BETTER = frozenset({"brier", "brier_constant", "log_loss"})
 Status = Literal["registered", "current", "retired", "rejected"]
 
 
@@ -48,7 +48,10 @@ class ModelCard(BaseModel):
     data_window: tuple[UtcDatetime, UtcDatetime]
     validation: dict[str, Any]
     status: Status = "registered"
+    kind: str = "xgboost"
+    """The scorer: ``xgboost``, or the baseline that won the champion race (``static``, ``logistic``)."""
     challenge: dict[str, Any] | None = None
+    """The champion race that decided its promotion (:class:`forewarn.model.champion.RaceResult`)."""
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -90,6 +93,7 @@ class ModelRegistry:
             data_window=data_window,
             validation=validation,
             status="rejected" if validation.get("success") is False else "registered",
+            kind=model.kind,
         )
         model.save(directory)
         self._save_card(card)
@@ -114,33 +118,12 @@ class ModelRegistry:
     def current(self) -> TrainedModel | None:
         """The model in service, loaded, or None when none was promoted."""
         version = self.current_version()
-        return TrainedModel.load(self.versions / version) if version else None
+        return load_model(self.versions / version) if version else None
 
     def load(self, version: str) -> TrainedModel:
         """Any registered version, loaded."""
         self.card(version)
-        return TrainedModel.load(self.versions / version)
-
-    def promote_if_better(self, version: str, *, metric: str = "pr_auc", tolerance: float = 0.0) -> bool:
-        """Make ``version`` current unless it is worse than the current model on ``metric``.
-
-        The candidate wins when it is at least as good as the current model less ``tolerance`` (higher is
-        better, except for the metrics in ``LOWER_IS_BETTER``). A rejected model, a model of another horizon
-        or one without the metric is never promoted over a current one.
-
-        Returns:
-            True when ``version`` is current afterwards.
-        """
-        candidate = self.card(version)
-        if candidate.status == "rejected":
-            return False
-        current_version = self.current_version()
-        if current_version == version:
-            return True
-        if current_version is not None and not self._better(candidate, self.card(current_version), metric, tolerance):
-            return False
-        self._make_current(candidate, how="auto")
-        return True
+        return load_model(self.versions / version)
 
     def _make_current(self, card: ModelCard, *, how: str) -> None:
         previous = self.current_version()
@@ -198,21 +181,8 @@ class ModelRegistry:
         self._make_current(self.card(previous), how="rollback")
         return self.card(previous)
 
-    @staticmethod
-    def _better(candidate: ModelCard, current: ModelCard, metric: str, tolerance: float) -> bool:
-        if candidate.horizon_minutes != current.horizon_minutes:
-            return False
-        new, old = candidate.metrics.get(metric), current.metrics.get(metric)
-        if new is None:
-            return False
-        if old is None:
-            return True
-        if metric in LOWER_IS_BETTER:
-            return float(new) <= float(old) + tolerance
-        return float(new) >= float(old) - tolerance
-
     def record_challenge(self, version: str, result: dict[str, Any]) -> ModelCard:
-        """Write a champion/challenger comparison into the challenger's card."""
+        """Write the champion race that decided ``version``'s promotion into its card."""
         card = self.card(version)
         card.challenge = result
         self._save_card(card)

@@ -60,11 +60,18 @@ def _class_weight(kind: str, y: np.ndarray) -> float:
 
 
 class TrainedModel:
-    """A booster with its calibrator, feature names, horizon, version, operating threshold and metrics."""
+    """A booster with its calibrator, feature names, horizon, version, operating threshold and metrics.
+
+    ``kind`` names the scorer: ``xgboost`` here; :class:`forewarn.model.baseline_model.BaselineModel` serves
+    a baseline that won the champion race (``static`` or ``logistic``) behind the same interface, without a
+    booster. Load either with :func:`forewarn.model.baseline_model.load_model`.
+    """
+
+    kind: str = "xgboost"
 
     def __init__(
         self,
-        booster: xgb.Booster,
+        booster: xgb.Booster | None,
         calibrator: Calibrator,
         *,
         feature_names: Sequence[str],
@@ -83,6 +90,20 @@ class TrainedModel:
         self.metrics = dict(metrics or {})
         self.params = dict(params or {})
 
+    def _booster(self) -> xgb.Booster:
+        if self.booster is None:
+            raise InputError(f"model {self.version} ({self.kind}) has no booster")
+        return self.booster
+
+    def set_threads(self, nthread: int) -> None:
+        """Threads the booster scores with (small batches score faster on one)."""
+        self._booster().set_param({"nthread": nthread})
+
+    def importance(self) -> dict[str, float]:
+        """Feature -> importance (XGBoost's gain), for the model report."""
+        gain = self._booster().get_score(importance_type="gain")
+        return {k: float(v) if isinstance(v, float | int) else float(np.sum(v)) for k, v in gain.items()}
+
     def _matrix(self, features: pd.DataFrame) -> pd.DataFrame:
         missing = [name for name in self.feature_names if name not in features.columns]
         if missing:
@@ -97,7 +118,7 @@ class TrainedModel:
         """Uncalibrated probabilities of the booster."""
         if features.empty:
             return np.zeros(0)
-        return np.asarray(self.booster.inplace_predict(self._matrix(features)), dtype=float)
+        return np.asarray(self._booster().inplace_predict(self._matrix(features)), dtype=float)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated P(failure within the horizon), one per row."""
@@ -112,7 +133,7 @@ class TrainedModel:
         if features.empty:
             return []
         matrix = self._matrix(features)
-        contribs = self.booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)[:, :-1]
+        contribs = self._booster().predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)[:, :-1]
         picks = top_k_by_magnitude(contribs, top_k)
         rows = np.arange(len(picks))[:, None]
         values = features[self.feature_names].to_numpy(dtype=float)[rows, picks].tolist()
@@ -171,9 +192,10 @@ class TrainedModel:
     def save(self, directory: Path) -> None:
         """Write ``booster.json``, ``calibrator.json`` and ``model.json`` into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(directory / "booster.json"))
+        self._booster().save_model(str(directory / "booster.json"))
         (directory / "calibrator.json").write_text(self.calibrator.model_dump_json(indent=2))
         meta = {
+            "kind": self.kind,
             "feature_names": self.feature_names,
             "horizon_minutes": self.horizon_minutes,
             "version": self.version,
@@ -190,6 +212,7 @@ class TrainedModel:
         booster.load_model(str(directory / "booster.json"))
         calibrator = Calibrator.model_validate_json((directory / "calibrator.json").read_text())
         meta = json.loads((directory / "model.json").read_text())
+        meta.pop("kind", None)
         return cls(booster, calibrator, **meta)
 
 

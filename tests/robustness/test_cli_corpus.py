@@ -216,7 +216,10 @@ CASES = [
     Case("aws-no-groups", ["plan", "approve", "plan-x"], 2, ["FOREWARN_AWS_GROUPS"], {"FOREWARN_CLOUD": "aws"}),
     # flags: durations, times, paths
     Case(
-        "prometheus-ftp", ["ingest", "prometheus", "--url", f"ftp://u:{SECRET}@h/"], 2, ["not an http(s) URL", "http://"]
+        "prometheus-ftp",
+        ["ingest", "prometheus", "--url", f"ftp://u:{SECRET}@h/"],
+        2,
+        ["not an http(s) URL", "http://"],
     ),
     Case("prometheus-no-scheme", ["ingest", "prometheus", "--url", "prometheus:9090"], 2, ["not an http(s) URL"]),
     Case("since-huge", ["ingest", "prometheus", "--url", "http://127.0.0.1:1", "--since", "999999999w"], 2, ["since"]),
