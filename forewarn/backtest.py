@@ -235,6 +235,15 @@ class Scorer(NamedTuple):
     threshold: float
     rank_eval: np.ndarray | None = None
     rank_train: np.ndarray | None = None
+    rule_threshold: float | None = None
+    """The static rules' own operating point: alert where a rule fires (the raw score at or above this), not
+    where the calibrated score passes a threshold (calibration may merge firing and quiet into one value)."""
+
+    def own(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """Training scores, evaluated scores and threshold of the scorer's own operating point."""
+        if self.rule_threshold is not None and self.rank_eval is not None and self.rank_train is not None:
+            return self.rank_train, self.rank_eval, self.rule_threshold
+        return self.p_train, self.p_eval, self.threshold
 
     def ranks(self) -> tuple[np.ndarray, np.ndarray]:
         """The scores the matched threshold is chosen on (training rows) and applied to (evaluated rows)."""
@@ -245,13 +254,14 @@ class Scorer(NamedTuple):
 
 def _evaluate(eval_part: pd.DataFrame, ef: EventFrame, scorer: Scorer, matched_threshold: float) -> Evaluated:
     p = scorer.p_eval
-    own = events_at(ef, p, scorer.threshold)
-    metrics = summarise_events(ef, own, scorer.threshold)
+    _, own_eval, own_threshold = scorer.own()
+    own = events_at(ef, own_eval, own_threshold)
+    metrics = summarise_events(ef, own, own_threshold)
     known = ef.up & ~ef.censored
     y, p_known = ef.truthful[known].astype(float), p[ef.order][known]
     untied = untie(p)[ef.order][known]  # ties score as chance (see untie), as in the intervals and the race
     metrics["pr_auc"] = _clean(pr_auc(y, untied)) if y.sum() else None
-    metrics["roc_auc"] = _clean(roc_auc(y, p_known))
+    metrics["roc_auc"] = _clean(roc_auc(y, untied))
     metrics["brier"] = brier(y, p_known) if len(y) else None
     metrics["n_samples"], metrics["prevalence"] = len(y), float(y.mean()) if len(y) else None
     rank_train, rank_eval = scorer.ranks()
@@ -270,7 +280,7 @@ def _evaluate(eval_part: pd.DataFrame, ef: EventFrame, scorer: Scorer, matched_t
     )
     return Evaluated(
         scores=scores,
-        threshold=scorer.threshold,
+        threshold=own_threshold,
         metrics=metrics,
         lead_minutes=own.leads.dropna().tolist(),
         matched=matched,
@@ -319,6 +329,8 @@ def _fit(
     }
     static = fitted.models["static"]
     baseline = static.baseline if isinstance(static, BaselineModel) else None
+    if isinstance(baseline, StaticThresholds):
+        scorers["static"] = scorers["static"]._replace(rule_threshold=baseline.threshold)
     rules = [r.model_dump() for r in baseline.rules] if isinstance(baseline, StaticThresholds) else []
     test = fitted.test
     at_cut, _, _ = race(
@@ -337,7 +349,7 @@ def _budget(scorers: dict[str, Scorer], given: float | None) -> tuple[float, str
     if given is not None:
         return given, "given"
     static = scorers["static"]
-    share = alert_share(static.p_train, static.threshold)
+    share = alert_share(*static.own()[::2])
     if share > 0:
         return share, "the static rules' alert share on the training rows"
     model = scorers["model"]
