@@ -12,7 +12,7 @@ plan: scores -> policy decisions -> allocation -> guardrails -> a journalled pla
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -210,7 +210,12 @@ def score(model: TrainedModel | None, features: pd.DataFrame, *, now: datetime) 
     return model.score(known, timestamp=now) if len(known) else []
 
 
-def feature_map(features: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """instance_id -> feature -> value, for the policy's static fallback thresholds."""
-    indexed = features.drop(columns=[c for c in ("event_timestamp",) if c in features]).set_index("instance_id")
-    return {str(k): {c: float(v) for c, v in row.items() if pd.notna(v)} for k, row in indexed.iterrows()}
+def feature_map(features: pd.DataFrame, columns: Collection[str] | None = None) -> dict[str, dict[str, float]]:
+    """instance_id -> feature -> value (NaN left out), for the policy's static fallback thresholds;
+    ``columns``: only these features (the thresholds'), not all of them for every instance."""
+    names = [c for c in features.columns if c not in ("instance_id", "event_timestamp")]
+    if columns is not None:
+        names = [c for c in names if c in columns]
+    ids = features["instance_id"].astype(str).tolist()
+    rows = features[names].to_numpy(dtype=float).tolist() if names else [[] for _ in ids]
+    return {i: {n: v for n, v in zip(names, row, strict=True) if v == v} for i, row in zip(ids, rows, strict=True)}

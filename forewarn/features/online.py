@@ -17,6 +17,7 @@ import sqlite3
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -137,8 +138,8 @@ def _sqlite_path(store: FeatureStore) -> str:
 
 Layout = list[tuple[Any, list[str], list[int]]]
 _SECONDS = (
-    "CASE typeof(event_ts) WHEN 'integer' THEN event_ts WHEN 'real' THEN CAST(event_ts AS INTEGER) "
-    "ELSE CAST(strftime('%s', event_ts) AS INTEGER) END"
+    "CASE typeof(v.event_ts) WHEN 'integer' THEN v.event_ts WHEN 'real' THEN CAST(v.event_ts AS INTEGER) "
+    "ELSE CAST(strftime('%s', v.event_ts) AS INTEGER) END"
 )
 """The event time in whole seconds, as Feast stores it (epoch seconds) or as SQLite's time text."""
 
@@ -146,32 +147,38 @@ _SECONDS = (
 def _read_sqlite(
     store: FeatureStore, layout: Layout, keys: list[bytes], values: np.ndarray, seconds: np.ndarray, versioned: bool
 ) -> None:
+    """Per view and batch, one join of the keys (in a temporary table, with their row) with the view's table;
+    SQLite gives each row's position and feature column as integers, so Python only walks the reply."""
     import pandas as pd
 
-    row_of = pd.Index(keys)
     with sqlite3.connect(_sqlite_path(store)) as conn:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS forewarn_keys (key BLOB PRIMARY KEY, row INTEGER)")
         for view, features, columns in layout:
             table = compute_table_id(store.config.project, view, versioned).replace('"', '""')
-            column_of = pd.Index(features)
-            target_of = np.asarray(columns, dtype=np.int64)
+            case = " ".join("WHEN ? THEN ?" for _ in features)
+            mapping = [x for pair in zip(features, columns, strict=True) for x in pair]
+            query = (
+                f"SELECT k.row, CASE v.feature_name {case} ELSE -1 END, v.value, {_SECONDS} "
+                f'FROM temp.forewarn_keys AS k JOIN "{table}" AS v ON v.entity_key = k.key'
+            )
             for first in range(0, len(keys), BATCH):
-                chunk = keys[first : first + BATCH]
-                rows = conn.execute(
-                    f'SELECT entity_key, feature_name, value, {_SECONDS} FROM "{table}" '
-                    f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
+                conn.execute("DELETE FROM temp.forewarn_keys")
+                conn.executemany(
+                    "INSERT OR IGNORE INTO temp.forewarn_keys VALUES (?, ?)",
+                    zip(keys[first : first + BATCH], range(first, first + BATCH), strict=False),
+                )
+                rows = conn.execute(query, mapping).fetchall()
                 if not rows:
                     continue
-                key_col, name_col, blob_col, ts_col = zip(*rows, strict=True)
-                row = row_of.get_indexer(key_col)
-                found = column_of.get_indexer(name_col)
-                keep = found >= 0
-                row, target = row[keep], target_of[found[keep]]
-                values[row, target] = decode_values(blob_col)[keep]
-                whole = np.asarray(ts_col, dtype=float)
+                count = len(rows)
+                row = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=count)
+                target = np.fromiter(map(itemgetter(1), rows), dtype=np.int64, count=count)
+                whole = np.fromiter(map(itemgetter(3), rows), dtype=float, count=count)
+                decoded = decode_values(list(map(itemgetter(2), rows)))
+                keep = target >= 0
+                values[row[keep], target[keep]] = decoded[keep]
                 # an instance's event time of a view is that of its row, for every feature the view gives
-                newest = pd.Series(whole).groupby(row_of.get_indexer(key_col)).max()
+                newest = pd.Series(whole).groupby(row).max()
                 seconds[np.ix_(newest.index.to_numpy(), columns)] = newest.to_numpy()[:, None]
 
 
