@@ -52,9 +52,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from sqlalchemy import insert
 
 from adapters.simulated import SimulatedAdapter
-from forewarn import metrics, service
+from forewarn import metrics, pipeline, service
 from forewarn.cycle import CycleResult, OnlineScoring, run_cycle
 from forewarn.features.online import entity_keys
 from forewarn.features.store import FeatureStoreGlue
@@ -132,7 +133,7 @@ def cycle(bench: Bench, now: datetime, stages: Stages) -> CycleResult:
         bench.ctx,
         bench.cloud,
         now,
-        scoring=OnlineScoring(bench.glue, bench.model, stages),
+        scoring=OnlineScoring(bench.glue, bench.model, stages, pipeline.explain_choice(bench.ctx.policy)),
         model_version=bench.model.version,
         stages=stages,
     )
@@ -229,9 +230,9 @@ def _bulk_insert(database: Database, plan: Any) -> None:
         for k, a in enumerate(plan.actions)
     ]
     with database.engine.begin() as conn:
-        conn.execute(PlanRow.__table__.insert(), [plan_row])
+        conn.execute(insert(PlanRow), [plan_row])
         if actions:
-            conn.execute(ActionRow.__table__.insert(), actions)
+            conn.execute(insert(ActionRow), actions)
 
 
 def _fresh_cloud(n: int) -> SimulatedAdapter:

@@ -27,10 +27,20 @@ Result = list[dict[str, Any]]
 
 
 def cycle(quick: bool) -> Result:
-    from bench import cycle as bench
+    """The production cycle, each size in its own process (so ``peak_mb`` is that size's)."""
+    import subprocess
+    import sys
 
-    trained = bench.model()
-    return [bench.run(size, trained) for size in bench.SIZES if not (quick and size > 10_000)]
+    from bench.cycle import SIZES
+
+    out = []
+    for size in SIZES:
+        if quick and size > 10_000:
+            continue
+        argv = [sys.executable, "-m", "bench.cycle", "--instances", str(size)]
+        done = subprocess.run(argv, check=True, capture_output=True, text=True)
+        out.append(json.loads(done.stdout))
+    return out
 
 
 def allocate(quick: bool) -> Result:
@@ -155,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))
         summary[name] = rows
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if {"cycle", "cli_startup"} & set(chosen):
+        from bench.readme import update
+
+        update(args.out)
     return 1 if any("error" in row for rows in summary.values() for row in rows) else 0
 
 

@@ -32,6 +32,7 @@ from forewarn.execution.applier import Applier, Hook
 from forewarn.execution.rollback import restore_failed_instance
 from forewarn.execution.runner import ActionRunner
 from forewarn.features.store import FeatureStoreGlue
+from forewarn.model.explaining import ExplainChoice
 from forewarn.model.train import TrainedModel
 from forewarn.policy.breaker import BreakerState
 from forewarn.policy.engine import PolicyEngine
@@ -54,12 +55,14 @@ class OnlineScoring:
     glue: FeatureStoreGlue
     model: TrainedModel | None
     stages: Stages = UNTIMED
+    explain: ExplainChoice | None = None
+    """Which scores carry top features (:func:`forewarn.pipeline.explain_choice` of the policy); None: all."""
 
     def __call__(self, instance_ids: Sequence[str], now: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
         with self.stages("online_read"):
             features = pipeline.online_features(self.glue, instance_ids, self.model)
         with self.stages("score"):
-            return pipeline.score(self.model, features, now=now), features
+            return pipeline.score(self.model, features, now=now, explain=self.explain), features
 
 
 @dataclass
