@@ -11,7 +11,8 @@ warm (registry cache, bands and guardrail state in the database).
 Timed: one cycle, acting on the simulated cloud, then publishing. Stages and their floors:
 
 - ``online_read``: the bulk read of the model's features (``FeatureStoreGlue.online_features``); floor: a
-  raw ``SELECT`` of the same rows from the same SQLite tables, values left undecoded.
+  raw read of the same rows in the same SQLite tables: SQLite finding and reading every value once, in one
+  query per view that hands nothing to Python (``count``, ``sum(length(value))``).
 - ``score``: calibrated scores with their top features (``pipeline.score``); floor: a bare
   ``inplace_predict`` of the booster on the same float32 matrix.
 - ``policy``: feature ages, the fallback's feature map, bands and rules; floor: the bands of all scores
@@ -172,16 +173,15 @@ def floors(bench: Bench, result: CycleResult, rows: list[dict[str, Any]]) -> dic
     project = glue.config.project
     tables = [f"{project}_{view.name}" for view in glue.definitions.views]
 
-    def raw_read() -> None:
+    def raw_read() -> None:  # SQLite finding and reading every value once, handing nothing to Python
         with sqlite3.connect(glue.workdir / "online.db") as conn:
+            conn.execute("CREATE TEMP TABLE k (key BLOB PRIMARY KEY)")
+            conn.executemany("INSERT INTO k VALUES (?)", ((key,) for key in keys))
             for table in tables:
-                for first in range(0, len(keys), 20_000):
-                    chunk = keys[first : first + 20_000]
-                    conn.execute(
-                        f'SELECT entity_key, feature_name, value, event_ts FROM "{table}" '
-                        f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
-                        chunk,
-                    ).fetchall()
+                conn.execute(
+                    f'SELECT count(*), sum(length(v.value)), max(v.event_ts) FROM temp.k JOIN "{table}" AS v '
+                    "ON v.entity_key = k.key"
+                ).fetchall()
 
     matrix = result.features[trained.feature_names].to_numpy(dtype=np.float32)
     probabilities = np.array([s.probability for s in result.scores])
