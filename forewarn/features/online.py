@@ -152,22 +152,25 @@ def _read_sqlite(
     store: FeatureStore, layout: Layout, keys: list[bytes], values: np.ndarray, seconds: np.ndarray, versioned: bool
 ) -> None:
     """Per view and batch: the keys go into a temporary table with their row; one query joins them with the
-    view's table and packs every double (row, column, event time, value) into one hex string, which numpy
-    decodes at once. Values of another shape (null, other types) come back as rows and go through protobuf."""
+    view's table and packs every double of the service's features (row, column, event time, value) into one
+    hex string, which numpy decodes at once. Only when some value has another shape (null, another type) does
+    a second query return those as rows, through protobuf. The event time of an instance's row of a view is
+    the newest of its requested features' (Feast writes one time for the whole row)."""
     with sqlite3.connect(_sqlite_path(store)) as conn:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS forewarn_keys (key BLOB PRIMARY KEY, row INTEGER)")
         for view, features, columns in layout:
             table = compute_table_id(store.config.project, view, versioned).replace('"', '""')
             case = " ".join("WHEN ? THEN ?" for _ in features)
-            mapping = [x for pair in zip(features, columns, strict=True) for x in pair]
+            mapping = [*(x for pair in zip(features, columns, strict=True) for x in pair), *features]
             joined = (
                 f"SELECT k.row AS row, CASE v.feature_name {case} ELSE -1 END AS col, v.value AS value, "
-                f'{_SECONDS} AS ts FROM temp.forewarn_keys AS k JOIN "{table}" AS v ON v.entity_key = k.key'
+                f'{_SECONDS} AS ts FROM temp.forewarn_keys AS k JOIN "{table}" AS v ON v.entity_key = k.key '
+                f"WHERE v.feature_name IN ({', '.join('?' * len(features))})"
             )
             double = "length(value) = 9 AND substr(value, 1, 1) = x'29'"
             packed = (
-                f"SELECT group_concat(printf('%08x%04x%016x', row, col, ts) || hex(value), '') "
-                f"FROM ({joined}) WHERE col >= 0 AND {double}"
+                f"SELECT group_concat(CASE WHEN {double} THEN printf('%08x%04x%016x', row, col, ts) "
+                f"|| hex(value) END, ''), count(*), sum({double}) FROM ({joined})"
             )
             others = f"SELECT row, col, value, ts FROM ({joined}) WHERE NOT ({double})"
             for first in range(0, len(keys), BATCH):
@@ -176,16 +179,16 @@ def _read_sqlite(
                     "INSERT OR IGNORE INTO temp.forewarn_keys VALUES (?, ?)",
                     zip(keys[first : first + BATCH], range(first, first + BATCH), strict=False),
                 )
-                text = conn.execute(packed, mapping).fetchone()[0] or ""
-                raw = np.frombuffer(bytes.fromhex(text), dtype=_PACKED)
+                text, count, doubles = conn.execute(packed, mapping).fetchone()
+                raw = np.frombuffer(bytes.fromhex(text or ""), dtype=_PACKED)
                 row, column = raw["row"].astype(np.int64), raw["column"].astype(np.int64)
                 values[row, column] = raw["value"]
                 stamp = raw["seconds"].astype(float)
-                for r, c, blob, ts in conn.execute(others, mapping).fetchall():  # nulls and other types: few
+                rest = conn.execute(others, mapping).fetchall() if count != (doubles or 0) else []
+                for r, c, blob, ts in rest:  # nulls and other types: few, and only then a second query
                     row, column = np.append(row, r), np.append(column, c)
                     stamp = np.append(stamp, float(ts))
-                    if c >= 0:
-                        values[r, c] = _one_value(blob)
+                    values[r, c] = _one_value(blob)
                 # an instance's event time of a view is that of its row, for every feature the view gives
                 newest = np.full(len(values), -np.inf)
                 np.maximum.at(newest, row, stamp)
