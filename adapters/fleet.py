@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from forewarn.cloud import root_id
@@ -46,7 +46,13 @@ class FleetState:
     factors: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> FleetState:
-        return copy.deepcopy(self)
+        """A copy to change independently: each instance and task copied (their fields are replaced, never
+        changed in place), every collection new. Many times faster than ``deepcopy`` on a large fleet."""
+        return FleetState(
+            instances={k: v.model_copy() for k, v in self.instances.items()},
+            tasks={k: v.model_copy() for k, v in self.tasks.items()},
+            **{f.name: copy.copy(getattr(self, f.name)) for f in fields(self) if f.name not in ("instances", "tasks")},
+        )
 
     def used(self, instance_id: str) -> tuple[float, float]:
         """CPU and memory taken by the tasks on an instance."""

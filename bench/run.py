@@ -1,8 +1,8 @@
 """``make bench``: every benchmark, each figure printed beside its floor, JSON under ``--out``.
 
-Runs the score-and-allocate cycle (bench/cycle.py) at 1k, 10k and 100k instances, allocation alone
-(bench/allocate.py), training (bench/train.py), ingestion (bench/ingest.py, when present), ingest + incremental
-materialize from history (bench/ingest_materialize.py), the simulator and
+Runs the production cycle (bench/cycle.py) at 10k and 100k instances, allocation alone (bench/allocate.py),
+the CLI's start-up (bench/cli_startup.py), training (bench/train.py), ingestion (bench/ingest.py, when
+present), ingest + incremental materialize from history (bench/ingest_materialize.py), the simulator and
 the window features. Writes ``<out>/<name>.json`` per benchmark and ``<out>/summary.json``; a benchmark that
 cannot run is recorded with its reason rather than stopping the others.
 
@@ -27,10 +27,20 @@ Result = list[dict[str, Any]]
 
 
 def cycle(quick: bool) -> Result:
-    from bench import cycle as bench
+    """The production cycle, each size in its own process (so ``peak_mb`` is that size's)."""
+    import subprocess
+    import sys
 
-    trained = bench.model()
-    return [bench.run(size, trained) for size in bench.SIZES if not (quick and size > 10_000)]
+    from bench.cycle import SIZES
+
+    out = []
+    for size in SIZES:
+        if quick and size > 10_000:
+            continue
+        argv = [sys.executable, "-m", "bench.cycle", "--instances", str(size)]
+        done = subprocess.run(argv, check=True, capture_output=True, text=True)
+        out.append(json.loads(done.stdout))
+    return out
 
 
 def allocate(quick: bool) -> Result:
@@ -90,7 +100,15 @@ def features(quick: bool) -> Result:
     return out
 
 
+def cli_startup(quick: bool) -> Result:
+    from bench.cli_startup import run
+
+    result = run(runs=3 if quick else 7)
+    return [{"command": name, **figures} for name, figures in result["commands"].items()]
+
+
 BENCHMARKS: dict[str, Callable[[bool], Result]] = {
+    "cli_startup": cli_startup,
     "cycle": cycle,
     "allocate": allocate,
     "train": train,
@@ -116,7 +134,7 @@ def line(name: str, row: dict[str, Any]) -> str:
         return f"{name}: skipped ({row['skipped']})"
     if "error" in row:
         return f"{name}: FAILED ({row['error']})"
-    size = next((f"{row[k]:,} {k}" for k in ("instances", "rows") if k in row), "")
+    size = next((f"{row[k]:,} {k}" for k in ("instances", "rows") if k in row), row.get("command", ""))
     if "seconds" not in row:  # figures of another shape (rates): print them as they come, floors included
         shown = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("instances", "rows"))
         return f"{name} {size}: {shown}"
@@ -147,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))
         summary[name] = rows
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if {"cycle", "cli_startup"} & set(chosen):
+        from bench.readme import update
+
+        update(args.out)
     return 1 if any("error" in row for rows in summary.values() for row in rows) else 0
 
 

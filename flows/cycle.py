@@ -23,6 +23,7 @@ from forewarn import metrics, service
 from forewarn.cloud import CloudAdapter
 from forewarn.cycle import Claim, CycleResult, Scoring, run_cycle
 from forewarn.features.store import FeatureStoreGlue
+from forewarn.model.explaining import ExplainChoice
 from forewarn.model.train import TrainedModel
 from forewarn.scale.config import ScaleSettings
 from forewarn.schemas import Plan, PlanState, RiskScore
@@ -62,12 +63,13 @@ def current_model(ctx: service.Context, now: datetime) -> tuple[TrainedModel | N
     return model, fresh
 
 
-def online_scoring(glue: FeatureStoreGlue, model: TrainedModel | None) -> Scoring:
-    """The online read and the scoring, each a Prefect task of the flow run."""
+def online_scoring(glue: FeatureStoreGlue, model: TrainedModel | None, explain: ExplainChoice | None = None) -> Scoring:
+    """The online read and the scoring, each a Prefect task of the flow run; ``explain``: which scores carry
+    their top features (the policy's ``explain``)."""
 
     def scoring(instance_ids: Sequence[str], now: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
         features = tasks.online_features(glue, list(instance_ids), model)
-        return tasks.score_fleet(model, features, now=now), features
+        return tasks.score_fleet(model, features, now=now, explain=explain), features
 
     return scoring
 

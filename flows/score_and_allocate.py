@@ -9,7 +9,7 @@ from prefect.states import State
 
 from flows import tasks
 from flows.cycle import act, current_model, online_scoring, publish
-from forewarn import compose, service
+from forewarn import compose, pipeline, service
 from forewarn.clock import clock_for
 
 
@@ -31,5 +31,6 @@ def score_and_allocate(dataset: str | None = None, dry_run: bool = True, at: str
     now = clock_for(at).now()
     cloud = compose.cloud(ctx, tasks.load_dataset(dataset) if dataset else None, at=now)
     model, fresh = current_model(ctx, now)
-    result = act(ctx, cloud, now, online_scoring(ctx.glue, model if fresh else None), model, fresh)
+    scoring = online_scoring(ctx.glue, model if fresh else None, pipeline.explain_choice(ctx.policy))
+    result = act(ctx, cloud, now, scoring, model, fresh)
     return publish(ctx, result)

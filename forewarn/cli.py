@@ -179,6 +179,20 @@ def bench_allocate(
     console.print_json(data=result) if as_json else console.print(result)
 
 
+@bench_app.command("cycle")
+@friendly
+def bench_cycle(
+    instances: Annotated[int, typer.Option(min=10, help="Instances in the fleet and the Feast store.")] = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Time the production cycle (online read, score, policy, allocate, guardrails, journal, apply, publish)
+    over a Feast store filled with N instances, each stage beside its floor."""
+    from bench.cycle import run
+
+    result = run(instances)
+    console.print_json(data=result) if as_json else console.print(result)
+
+
 @app.callback()
 def _prepare() -> None:
     # Prefect creates its home directory but not the parents of it.

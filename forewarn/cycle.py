@@ -33,11 +33,13 @@ from forewarn.execution.applier import Applier, Hook
 from forewarn.execution.rollback import restore_failed_instance
 from forewarn.execution.runner import ActionRunner
 from forewarn.features.store import FeatureStoreGlue
+from forewarn.model.explaining import ExplainChoice
 from forewarn.model.train import TrainedModel
 from forewarn.policy.breaker import BreakerState
 from forewarn.policy.engine import PolicyEngine
 from forewarn.schemas import ActionState, ActionType, Band, InstanceState, Plan, PlanState, RiskScore
 from forewarn.service import Context
+from forewarn.stages import UNTIMED, Stages
 
 Scoring = Callable[[Sequence[str], datetime], tuple[list[RiskScore], pd.DataFrame]]
 """Instance ids and the cycle's time -> their scores and the feature rows they came from (with
@@ -53,11 +55,16 @@ class OnlineScoring:
 
     glue: FeatureStoreGlue
     model: TrainedModel | None
+    stages: Stages = UNTIMED
+    explain: ExplainChoice | None = None
+    """Which scores carry top features (:func:`forewarn.pipeline.explain_choice` of the policy); None: all."""
 
     def __call__(self, instance_ids: Sequence[str], now: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
-        features = pipeline.online_features(self.glue, instance_ids, self.model)
-        features = pipeline.set_aside_absurd(features, self.model.feature_names if self.model else None)
-        return pipeline.score(self.model, features, now=now), features
+        with self.stages("online_read"):
+            features = pipeline.online_features(self.glue, instance_ids, self.model)
+            features = pipeline.set_aside_absurd(features, self.model.feature_names if self.model else None)
+        with self.stages("score"):
+            return pipeline.score(self.model, features, now=now, explain=self.explain), features
 
 
 @dataclass
@@ -174,9 +181,11 @@ def run_cycle(
     claim: Claim | None = None,
     bake_seconds: float = 0.0,
     hook: Hook | None = None,
+    stages: Stages = UNTIMED,
 ) -> CycleResult:
     """One cycle at ``now`` (see the module docstring); ``scoring=None`` is a reactive cycle: recover and
-    restore only, no plan. ``hook`` is the applier's crash-point hook (tests kill the process there)."""
+    restore only, no plan. ``hook`` is the applier's crash-point hook (tests kill the process there);
+    ``stages`` times the policy, allocation, guardrails, journal and apply (the scoring times its own)."""
     started = time.monotonic()
     applier = Applier(
         cloud, ctx.journal, dry_run=ctx.dry_run, runner=runner, bake_seconds=bake_seconds, hook=hook, clock=lambda: now
@@ -192,38 +201,45 @@ def run_cycle(
     instances = cloud.list_instances()
     up = [i for i in instances if i.state not in (InstanceState.FAILED, InstanceState.TERMINATED)]
     up_ids = [i.instance_id for i in up]
-    tasks = [t for t in cloud.list_tasks() if t.instance_id in set(up_ids)]
+    live = set(up_ids)
+    tasks = [t for t in cloud.list_tasks() if t.instance_id in live]
     scores, features = scoring(up_ids, now)
     unscorable: dict[str, str] = dict(features.attrs.get(pipeline.UNSCORABLE, {}))
-    max_age = timedelta(minutes=ctx.policy.fallback.max_feature_age_minutes)
-    stale = stale_instances(features, up_ids, now, max_age)
-    if stale:
-        late = set(stale)
-        scores = [s for s in scores if s.instance_id not in late]
-        features = features[~features["instance_id"].astype(str).isin(late)]
-    engine: PolicyEngine = ctx.engine()
+    with stages("policy"):
+        max_age = timedelta(minutes=ctx.policy.fallback.max_feature_age_minutes)
+        stale = stale_instances(features, up_ids, now, max_age)
+        if stale:
+            late = set(stale)
+            scores = [s for s in scores if s.instance_id not in late]
+            features = features[~features["instance_id"].astype(str).isin(late)]
+        engine: PolicyEngine = ctx.engine()
+        fallback_features = pipeline.feature_map(features, ctx.policy.fallback.static_thresholds)
+    with stages("guardrails"):
+        guard_state, held = ctx.guard_state(now), ctx.journal.holds()
     planned = pipeline.plan_cycle(
         scores,
         up,
         tasks,
         engine=engine,
         policy=ctx.policy,
-        guard_state=ctx.guard_state(now),
+        guard_state=guard_state,
         now=now,
         model_version=model_version,
         model_fresh=model_fresh,
-        features=pipeline.feature_map(features),
+        features=fallback_features,
         stale=stale,
-        held=ctx.journal.holds(),
+        held=held,
         can=capabilities(cloud),
         cloud=cloud.name,
+        stages=stages,
     )
     planned.plan.notes += [f"{i}: {why}" for i, why in sorted(unscorable.items()) if i in set(up_ids)]
     if claim is not None and planned.plan.state == PlanState.APPROVED and planned.plan.actions:
         planned.plan = claim(planned.plan, now)
-    plan = pipeline.apply_plan(ctx.journal, applier, planned.plan)
-    guard_state = pipeline.finish_cycle(plan, planned.guard_state)
-    ctx.save_state(engine=engine, guard_state=guard_state)
+    plan = pipeline.apply_plan(ctx.journal, applier, planned.plan, stages=stages)
+    with stages("guardrails"):
+        guard_state = pipeline.finish_cycle(plan, planned.guard_state)
+        ctx.save_state(engine=engine, guard_state=guard_state)
     return CycleResult(
         now=now,
         plan=plan,

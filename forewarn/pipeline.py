@@ -14,7 +14,7 @@ plan: scores -> policy decisions -> allocation -> guardrails -> a journalled pla
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +28,7 @@ from forewarn.features.store import FeatureStoreGlue
 from forewarn.features.windows import FEATURE_LIMIT, STATS, WINDOWS
 from forewarn.model.candidates import fit_candidates, static_columns
 from forewarn.model.champion import crown
+from forewarn.model.explaining import ExplainChoice
 from forewarn.model.frame import TRAIN_EVERY_MINUTES as TRAIN_EVERY_MINUTES
 from forewarn.model.frame import LabelSource, dataset_features, history_window, training_labels
 from forewarn.model.frame import training_entities as training_entities
@@ -38,6 +39,7 @@ from forewarn.planning import CyclePlan as CyclePlan
 from forewarn.planning import apply_plan as apply_plan
 from forewarn.planning import finish_cycle as finish_cycle
 from forewarn.planning import plan_cycle as plan_cycle
+from forewarn.policy.schema import Policy
 from forewarn.schemas import RiskScore
 from forewarn.store.history import HistoryStore
 from forewarn.validation import ValidationReport, validate_training_frame
@@ -163,6 +165,11 @@ def _unscorable(model: TrainedModel, features: pd.DataFrame) -> dict[str, list[s
     return out
 
 
+def explain_choice(policy: Policy) -> ExplainChoice:
+    """What the policy asks to explain: everything, or from the moderate band's entry up plus a sample."""
+    return ExplainChoice(everything=policy.explain == "all", from_probability=policy.bands.moderate.enter)
+
+
 def online_features(
     glue: FeatureStoreGlue, instance_ids: Sequence[str], model: TrainedModel | None = None
 ) -> pd.DataFrame:
@@ -204,11 +211,14 @@ def online_features(
     return frame
 
 
-def score(model: TrainedModel | None, features: pd.DataFrame, *, now: datetime) -> list[RiskScore]:
+def score(
+    model: TrainedModel | None, features: pd.DataFrame, *, now: datetime, explain: ExplainChoice | None = None
+) -> list[RiskScore]:
     """Calibrated scores with their top features; none without a model (the policy's fallback decides).
 
     Rows without any of the model's features, or without a feature time (see :func:`online_features`), are
-    not scored."""
+    not scored. ``explain`` chooses which scores carry top features (:mod:`forewarn.model.explaining`);
+    default: every one."""
     if model is None:
         return []
     present = [f for f in model.feature_names if f in features.columns]
@@ -217,7 +227,16 @@ def score(model: TrainedModel | None, features: pd.DataFrame, *, now: datetime) 
     known = features.dropna(subset=model.feature_names, how="all")
     if "event_timestamp" in known.columns:
         known = known[known["event_timestamp"].notna().to_numpy()]
-    return model.score(known, timestamp=now) if len(known) else []
+    if not len(known):
+        return []
+    if explain is None or explain.everything:
+        return model.score(known, timestamp=now)
+    scores = model.score(known, timestamp=now, explain_from=float("inf"))
+    probabilities = np.fromiter((s.probability for s in scores), dtype=float, count=len(scores))
+    rows = explain.rows(probabilities, [s.instance_id for s in scores])
+    for row, top in zip(rows.tolist(), model.explain(known.iloc[rows]), strict=True):
+        scores[row].top_features = top
+    return scores
 
 
 UNSCORABLE = "unscorable"
@@ -261,7 +280,12 @@ def set_aside_absurd(features: pd.DataFrame, names: Sequence[str] | None = None)
     return out
 
 
-def feature_map(features: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """instance_id -> feature -> value, for the policy's static fallback thresholds."""
-    indexed = features.drop(columns=[c for c in ("event_timestamp",) if c in features]).set_index("instance_id")
-    return {str(k): {c: float(v) for c, v in row.items() if pd.notna(v)} for k, row in indexed.iterrows()}
+def feature_map(features: pd.DataFrame, columns: Collection[str] | None = None) -> dict[str, dict[str, float]]:
+    """instance_id -> feature -> value (NaN left out), for the policy's static fallback thresholds;
+    ``columns``: only these features (the thresholds'), not all of them for every instance."""
+    names = [c for c in features.columns if c not in ("instance_id", "event_timestamp")]
+    if columns is not None:
+        names = [c for c in names if c in columns]
+    ids = features["instance_id"].astype(str).tolist()
+    rows = features[names].to_numpy(dtype=float).tolist() if names else [[] for _ in ids]
+    return {i: {n: v for n, v in zip(names, row, strict=True) if v == v} for i, row in zip(ids, rows, strict=True)}

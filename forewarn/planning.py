@@ -13,6 +13,7 @@ from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState, budget, enforce
 from forewarn.policy.schema import Policy
 from forewarn.schemas import ActionType, Band, Instance, Plan, PlanState, PolicyMode, RiskScore, Task
+from forewarn.stages import UNTIMED, Stages
 
 
 @dataclass
@@ -40,31 +41,35 @@ def plan_cycle(
     held: Collection[str] | None = None,
     can: Collection[ActionType] | None = None,
     cloud: str = "the cloud",
+    stages: Stages = UNTIMED,
 ) -> CyclePlan:
     """Decide, allocate and enforce the guardrails: the plan of one cycle, not yet persisted or run.
 
     ``stale``: instances whose features are too old to score (the fallback decides them); ``held``: the
     instances Forewarn holds back (from the journal), the only ones a release may touch; ``can``: the action
     types the cloud (named ``cloud``) can carry out (default: all): the rest are substituted or dropped with
-    a note (:mod:`forewarn.allocation.capable`), never planned to fail.
+    a note (:mod:`forewarn.allocation.capable`), never planned to fail. ``stages`` times the policy, the
+    allocation and the guardrails.
     """
     from forewarn.allocation.capable import fit_actions, fit_decisions
     from forewarn.allocation.planner import plan_actions
 
-    decisions = engine.decide(
-        scores, instances, tasks, now=now, model_fresh=model_fresh, features=features, stale=stale, held=held
-    )
-    notes: list[str] = []
-    if can is not None:
-        allowed = {ActionType(r.action.type) for r in policy.rules} | {ActionType(policy.fallback.action)}
-        decisions, notes = fit_decisions(decisions, can, allowed, cloud)
-    risk = {s.instance_id: s.probability for s in scores}
-    limits = budget(policy, len(instances), guard_state, now)  # the guardrails' engine: nothing planned is dropped
-    allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits(), engine=limits)
-    actions = allocation.actions
-    if can is not None:
-        actions, dropped = fit_actions(actions, can, cloud)
-        notes += dropped
+    with stages("policy"):
+        decisions = engine.decide(
+            scores, instances, tasks, now=now, model_fresh=model_fresh, features=features, stale=stale, held=held
+        )
+        notes: list[str] = []
+        if can is not None:
+            allowed = {ActionType(r.action.type) for r in policy.rules} | {ActionType(policy.fallback.action)}
+            decisions, notes = fit_decisions(decisions, can, allowed, cloud)
+    with stages("allocate"):
+        risk = {s.instance_id: s.probability for s in scores}
+        limits = budget(policy, len(instances), guard_state, now)  # the guardrails' engine: nothing planned is dropped
+        allocation = plan_actions(decisions, instances, tasks, risk, policy.velocity_limits(), engine=limits)
+        actions = allocation.actions
+        if can is not None:
+            actions, dropped = fit_actions(actions, can, cloud)
+            notes += dropped
     mode = PolicyMode(policy.mode)
     plan = Plan(
         policy=policy.name,
@@ -75,9 +80,10 @@ def plan_cycle(
         created_at=now,
     )
     high = sum(1 for band in engine.last_bands.values() if band == Band.HIGH)
-    plan, guard_state = enforce(
-        plan, policy, fleet_size=len(instances), high_risk_count=high, state=guard_state, now=now
-    )
+    with stages("guardrails"):
+        plan, guard_state = enforce(
+            plan, policy, fleet_size=len(instances), high_risk_count=high, state=guard_state, now=now
+        )
     if plan.mode == PolicyMode.SHADOW:
         plan.state = PlanState.SHADOW
     elif plan.mode == PolicyMode.AUTO:
@@ -85,17 +91,19 @@ def plan_cycle(
     return CyclePlan(plan=plan, guard_state=guard_state, high_risk=high)
 
 
-def apply_plan(journal: Journal, applier: Applier, plan: Plan) -> Plan:
+def apply_plan(journal: Journal, applier: Applier, plan: Plan, *, stages: Stages = UNTIMED) -> Plan:
     """Journal the plan before anything runs; run it when the policy's mode approved it. A plan with nothing
     to do ends SUCCEEDED at once rather than waiting APPROVED."""
-    journal.save_plan(plan)
-    if plan.state == PlanState.APPROVED and plan.actions:
-        return applier.run(plan)
-    if plan.state == PlanState.APPROVED:
-        journal.transition(plan.plan_id, PlanState.RUNNING)
-        journal.transition(plan.plan_id, PlanState.SUCCEEDED, note="no action needed")
-        return journal.get(plan.plan_id)
-    return plan
+    with stages("journal"):
+        journal.save_plan(plan)
+    with stages("apply"):
+        if plan.state == PlanState.APPROVED and plan.actions:
+            return applier.run(plan)
+        if plan.state == PlanState.APPROVED:
+            journal.transition(plan.plan_id, PlanState.RUNNING)
+            journal.transition(plan.plan_id, PlanState.SUCCEEDED, note="no action needed")
+            return journal.get(plan.plan_id)
+        return plan
 
 
 FINISHED = frozenset({PlanState.SUCCEEDED, PlanState.FAILED, PlanState.ROLLED_BACK, PlanState.CANCELLED})

@@ -6,19 +6,31 @@ The journal is the database of FOREWARN_DATABASE_URL (default: SQLite under FORE
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from forewarn.commands.common import console, friendly
 from forewarn.errors import InputError
-from forewarn.schemas import Action, ActionReason, Plan, PlanState
 
-ENDED_BADLY = {PlanState.ROLLED_BACK, PlanState.FAILED}
+if TYPE_CHECKING:
+    from forewarn.execution.journal import Journal
+    from forewarn.schemas import Action, ActionReason, Plan, PlanState
+
+ENDED_BADLY = {"ROLLED_BACK", "FAILED"}
+
+
+def _journal() -> Journal:
+    """The journal alone: no feature store, model registry or cloud is imported to read or steer plans."""
+    from forewarn.execution.journal import open_journal
+
+    return open_journal()
 
 
 def _state(name: str | None) -> PlanState | None:
+    from forewarn.schemas import PlanState
+
     if name is None:
         return None
     try:
@@ -101,9 +113,7 @@ app = typer.Typer(help="Read and steer the plans in the journal.", no_args_is_he
 @friendly
 def plan_list(state: Annotated[str | None, typer.Option(help="Only plans in this state.")] = None) -> None:
     """List the plans in the journal, newest first."""
-    from forewarn.service import journal
-
-    plans = list(reversed(journal().list(state=_state(state))))
+    plans = list(reversed(_journal().list(state=_state(state))))
     if not plans:
         console.print("no plans" + (f" in state {state.upper()}" if state else ""))
         return
@@ -125,9 +135,7 @@ def plan_list(state: Annotated[str | None, typer.Option(help="Only plans in this
 @friendly
 def plan_show(plan_id: str) -> None:
     """Show a plan: each action with its reason (score, top features, rule, budget used) and its outcome."""
-    from forewarn.service import journal
-
-    for line in plan_text(journal().get(plan_id)):
+    for line in plan_text(_journal().get(plan_id)):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -148,7 +156,7 @@ def plan_approve(
     console.print(f"{plan.plan_id}: {plan.state.value} ({outcomes(plan)})", markup=False, highlight=False)
     if plan.notes:
         console.print(plan.notes[-1], markup=False, highlight=False, soft_wrap=True)
-    if plan.state in ENDED_BADLY:
+    if plan.state.value in ENDED_BADLY:
         raise typer.Exit(1)
 
 
@@ -156,7 +164,5 @@ def plan_approve(
 @friendly
 def plan_cancel(plan_id: str) -> None:
     """Cancel a plan that has not run yet (RECOMMENDED or APPROVED)."""
-    from forewarn.service import journal
-
-    journal().cancel(plan_id)
+    _journal().cancel(plan_id)
     console.print(f"{plan_id}: CANCELLED")

@@ -28,8 +28,8 @@ from forewarn.execution.actions import UNDO
 from forewarn.execution.order import run_order
 from forewarn.policy.limits import ActionRecord
 from forewarn.schemas import Action, ActionReason, ActionState, ActionType, Plan, PlanState, utcnow
+from forewarn.store.database import Database
 from forewarn.store.models import ActionRow, PlanRow, SnapshotRow
-from forewarn.store.repository import Repository
 
 P, A = PlanState, ActionState
 PLAN_TRANSITIONS: dict[PlanState, set[PlanState]] = {
@@ -75,10 +75,17 @@ def _plan(row: PlanRow, actions: builtins.list[ActionRow]) -> Plan:
     )
 
 
+def open_journal(url: str | None = None) -> Journal:
+    """The journal of ``url`` (default: the settings' database), its schema brought to the newest migration."""
+    database = Database(url)
+    database.create_all()
+    return Journal(database)
+
+
 class Journal:
     """Plans and the write-ahead record of their actions."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Database) -> None:
         self.repo = repo
 
     # -- plans ---------------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ from forewarn.features.repo import (
 from forewarn.features.windows import KEYS, METRICS, safe_name
 from forewarn.settings import Settings, get_settings
 
+from forewarn.features.online import read_online  # isort: skip  (after forewarn.features.repo)
+
 from feast import FeatureService, FeatureStore  # isort: skip  (after forewarn.features.repo, which configures Feast)
 from feast.data_source import PushMode  # isort: skip
 from feast.online_response import TIMESTAMP_POSTFIX  # isort: skip
@@ -258,12 +260,16 @@ class FeatureStoreGlue:
         columns = [*entity_df.columns, *[n for n in names if n not in entity_df.columns]]
         return joined[columns]
 
-    def online_features(self, instance_ids: Sequence[str], service: str | None = None) -> pd.DataFrame:
+    def online_features(
+        self, instance_ids: Sequence[str], service: str | None = None, *, bulk: bool = True
+    ) -> pd.DataFrame:
         """The latest online features of each instance, in the order given (NaN for unknown instances), with
         ``event_timestamp``: when the newest of them was computed (NaT where none is known), so a cycle can
         tell features too old to trust.
 
         ``service`` (e.g. the champion's, :func:`service_name`) chooses the features; default: this glue's.
+        ``bulk`` reads the store in one round trip per batch (:mod:`forewarn.features.online`); False goes
+        through ``FeatureStore.get_online_features`` (the same values, several times slower).
         """
         ids = [str(i) for i in instance_ids]
         found, names = self._service(service, cache=True)
@@ -272,12 +278,18 @@ class FeatureStoreGlue:
             empty = pd.DataFrame({c: pd.Series(dtype=object if c == "instance_id" else float) for c in columns})
             empty["event_timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
             return empty
-        response = self.store.get_online_features(features=found, entity_rows={"instance_id": ids})
-        frame = response.to_df(include_event_timestamps=True)
-        frame[names] = frame[names].astype(float)
-        stamps = frame[[f"{n}{TIMESTAMP_POSTFIX}" for n in names]].to_numpy(dtype=float)
+        if bulk:
+            rows = read_online(self.store, found, names, ids)
+            out = pd.DataFrame(rows.values, columns=names)
+            out.insert(0, "instance_id", ids)
+            stamps = rows.seconds
+        else:
+            response = self.store.get_online_features(features=found, entity_rows={"instance_id": ids})
+            frame = response.to_df(include_event_timestamps=True)
+            frame[names] = frame[names].astype(float)
+            stamps = frame[[f"{n}{TIMESTAMP_POSTFIX}" for n in names]].to_numpy(dtype=float)
+            out = frame[columns].reset_index(drop=True)
         newest = np.where(np.isnan(stamps) | (stamps <= 0), -np.inf, stamps).max(axis=1) if names else np.array([])
-        out = frame[columns].reset_index(drop=True)
         seconds = pd.Series(np.where(np.isfinite(newest), newest, np.nan))
         out["event_timestamp"] = pd.to_datetime(seconds, unit="s", utc=True)
         return out

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import Field
 
 from forewarn.policy.actions import PolicyModel, default_params, get_action
@@ -32,6 +32,9 @@ from forewarn.schemas import (
     Task,
     UtcDatetime,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _ORDER = {Band.LOW: 0, Band.MODERATE: 1, Band.HIGH: 2}
 _BY_CODE = (Band.LOW, Band.MODERATE, Band.HIGH)
@@ -56,6 +59,8 @@ def band_for(probability: float, bands: Bands, previous: Band | None = None) -> 
 
 def band_codes(probabilities: np.ndarray, bands: Bands, previous: np.ndarray) -> np.ndarray:
     """:func:`band_for` of many scores at once, as codes 0 low, 1 moderate, 2 high (``previous`` -1: none)."""
+    import numpy as np  # here, not at the top: `forewarn policy check` needs no numpy
+
     high = (probabilities >= bands.high.enter) | ((previous == 2) & (probabilities >= bands.high.exit))
     moderate = ((previous >= 1) & (probabilities >= bands.moderate.exit)) | (probabilities >= bands.moderate.enter)
     return np.where(high, 2, np.where(moderate, 1, 0))
@@ -94,6 +99,8 @@ class BandTracker(PolicyModel):
         """:meth:`update` of each instance in turn, with the bands computed in bulk."""
         if len(set(instance_ids)) != len(instance_ids):  # a repeated id sees its own first update
             return [self.update(i, p, now) for i, p in zip(instance_ids, probabilities, strict=True)]
+        import numpy as np
+
         states = [self.states.get(instance_id) for instance_id in instance_ids]
         previous = np.array([-1 if st is None else _ORDER[st.band] for st in states], dtype=np.int64)
         wanted = band_codes(np.asarray(probabilities, dtype=float), self.bands, previous)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import Field
 
 from forewarn.errors import PolicyError
@@ -21,6 +20,9 @@ from forewarn.policy.engine import band_for, matches
 from forewarn.policy.loader import load_policy
 from forewarn.policy.schema import Policy
 from forewarn.schemas import ActionType, Band, Instance
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _policy_files(path: Path) -> list[Path]:

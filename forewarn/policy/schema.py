@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -139,6 +139,9 @@ class Policy(PolicyModel):
     opt_out_tag: str = Field(default="forewarn/opt-out", min_length=1)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     fallback: Fallback = Field(default_factory=Fallback)
+    explain: Literal["risky", "all"] = "risky"
+    """Which scores carry their top features: ``risky`` (every score from the moderate band's entry up, and
+    a sample of the rest; the contributions cost more than the scores) or ``all``."""
 
     def velocity_limits(self) -> VelocityLimits:
         """The guardrails as the shared :class:`VelocityLimits` record."""

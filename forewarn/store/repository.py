@@ -12,16 +12,14 @@ from typing import Any, cast
 import pandas as pd
 from pydantic import Field, field_validator
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 from forewarn.dataset import Dataset
 from forewarn.redacted import Redacted
 from forewarn.schemas import Instance, Model, UtcDatetime, VelocityLimits, utcnow
-from forewarn.settings import get_settings
+from forewarn.store.database import Database
 from forewarn.store.engine import make_engine as make_engine
 from forewarn.store.history import HistoryStore
-from forewarn.store.migrate import upgrade
-from forewarn.store.models import InstanceRow, ModelVersionRow, QuarantineRow, SnapshotRow, VelocityParametersRow
+from forewarn.store.models import InstanceRow, ModelVersionRow, QuarantineRow, VelocityParametersRow
 
 INSTANCE_COLUMNS = ("instance_id", "cpu_capacity", "memory_capacity", "group", "zone", "boot_time")
 
@@ -57,28 +55,13 @@ class ModelVersion(Model):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
-class Repository(HistoryStore):
+class Repository(Database, HistoryStore):
     """The historical repository.
 
     Args:
         url: a SQLAlchemy URL (``sqlite:///path.db``, ``sqlite://`` in memory, ``postgresql://...``);
             default: the settings' database URL, a SQLite file under FOREWARN_HOME.
     """
-
-    def __init__(self, url: str | None = None) -> None:
-        self.url = url or get_settings().resolved_database_url()
-        self.engine = make_engine(self.url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    def session(self) -> Session:
-        return self.sessions()
-
-    def create_all(self) -> None:
-        """Create or upgrade the schema to the newest migration."""
-        upgrade(self.engine)
-
-    def dispose(self) -> None:
-        self.engine.dispose()
 
     # -- instances -----------------------------------------------------------------------------------------
     def save_instances(self, instances: Iterable[Instance]) -> int:
@@ -178,16 +161,6 @@ class Repository(HistoryStore):
         with self.session() as session:
             rows = session.scalars(query).all()
             return [QuarantineRecord.model_validate(_columns(r, skip=("id", "created_at"))) for r in rows]
-
-    def save_snapshot(self, snapshot_id: str, *, adapter: str, plan_id: str | None = None) -> None:
-        with self.session() as session, session.begin():
-            session.add(SnapshotRow(snapshot_id=snapshot_id, adapter=adapter, plan_id=plan_id, created_at=utcnow()))
-
-    def snapshot_of(self, plan_id: str) -> str | None:
-        """The snapshot taken for a plan, if any (the latest when there are several)."""
-        query = select(SnapshotRow.snapshot_id).where(SnapshotRow.plan_id == plan_id).order_by(SnapshotRow.id.desc())
-        with self.session() as session:
-            return session.scalars(query.limit(1)).first()
 
     def save_model_version(self, version: ModelVersion) -> None:
         with self.session() as session, session.begin():
