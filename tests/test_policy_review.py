@@ -153,9 +153,8 @@ class OracleModel:
 
     def __init__(self, failures: pd.DataFrame) -> None:
         self.failures = failures
-        self.booster = self  # the replay tunes the booster's threads
 
-    def set_param(self, params: dict[str, object]) -> None:
+    def set_threads(self, threads: int) -> None:  # the replay tunes the model's threads
         pass
 
     def score(self, features: pd.DataFrame, *, timestamp: datetime) -> list[RiskScore]:
