@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import InputError
+from forewarn.features import baselines
 from forewarn.features.events import EVENT_FEATURES, error_counts, error_feature_names, event_features
 from forewarn.features.velocity import VELOCITY_FEATURES, velocity_features
 from forewarn.features.workloads import WORKLOAD_FEATURES, workload_features
@@ -82,6 +83,8 @@ def feature_names(metrics: Sequence[str] | None = None) -> list[str]:
             f"metric names collide once made safe for feature names: {', '.join(map(str, chosen))}", field="metrics"
         )
     names = [f"{safe_name(m)}_{stat}_{window}" for m in chosen for window in WINDOWS for stat in WINDOW_STATS[window]]
+    if baselines.BASELINE_FEATURES:
+        names += baselines.baseline_feature_names(safe)
     return [*names, *error_feature_names(), *EVENT_FEATURES]
 
 
@@ -297,6 +300,8 @@ def compute_window_features(
         for i, metric in enumerate(chosen):
             for stat in WINDOW_STATS[window]:
                 columns[f"{safe_name(metric)}_{stat}_{window}"] = block[f"m{i}_{stat}"]
+    if baselines.BASELINE_FEATURES:
+        _add_baselines(columns, frame, targets, since, chosen)
     stat_names = list(columns)
     keys = pd.DataFrame(
         {
@@ -323,6 +328,29 @@ def compute_window_features(
     out = _thin(out, every_minutes) if every_minutes else out
     out.attrs[CLIPPED] = clipped
     return out
+
+
+def _add_baselines(
+    columns: dict[str, np.ndarray],
+    frame: pd.DataFrame,
+    targets: np.ndarray,
+    since: pd.Timestamp | None,
+    chosen: list[str],
+) -> None:
+    """Add :mod:`forewarn.features.baselines` to ``columns`` (which hold the window statistics)."""
+    for window, minutes in baselines.BASELINE_WINDOWS.items():
+        block = _window_blocks(*_window_input(frame, targets, since, minutes), len(chosen), minutes)
+        for i, metric in enumerate(chosen):
+            columns[f"{safe_name(metric)}_mean_{window}"] = block[f"m{i}_mean"]  # a helper, not a feature
+    for metric in map(safe_name, chosen):
+        values = baselines.baseline_values(
+            *(columns[f"{metric}_{stat}"] for stat in ("mean_5m", "mean_15m", "mean_1h", "mean_6h", "std_6h"))
+        )
+        for stat, value in values.items():
+            columns[f"{metric}_{stat}"] = _clip(value, ~np.isnan(value))
+    for window in baselines.BASELINE_WINDOWS:
+        for metric in map(safe_name, chosen):
+            del columns[f"{metric}_mean_{window}"]
 
 
 def _count_clipped(values: dict[str, np.ndarray], window_names: list[str], instances: pd.Series) -> int:
