@@ -61,6 +61,7 @@ from forewarn.model.frame import (
 )
 from forewarn.model.labels import censored_column, label_column, make_labels
 from forewarn.model.train import TrainConfig
+from forewarn.scale.compute import shard_dataset
 
 METHODS = ("model", "static", "logistic")
 NAMES = {"xgboost": "model", "static": "static", "logistic": "logistic"}
@@ -168,25 +169,6 @@ def instance_groups(telemetry: pd.DataFrame, rows: int | None = None) -> list[li
     return groups
 
 
-def _part(dataset: Dataset, ids: list[str]) -> Dataset:
-    """The rows of ``dataset`` that concern the instances ``ids``."""
-    wanted = set(ids)
-
-    def keep(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-        return None if frame is None else frame[frame["instance_id"].astype(str).isin(wanted).to_numpy()]
-
-    telemetry, failures = keep(dataset.telemetry), keep(dataset.failures)
-    assert telemetry is not None and failures is not None
-    return Dataset(
-        telemetry=telemetry,
-        failures=failures,
-        errors=keep(dataset.errors),
-        instances=keep(dataset.instances),
-        workloads=keep(dataset.workloads),
-        metrics=list(dataset.metrics),
-    )
-
-
 def prepare(dataset: Dataset, horizon_minutes: int, train_fraction: float) -> Prepared:
     """The training frame exactly as the train flow builds it with ``until`` at the cut, and every later sample.
 
@@ -203,7 +185,7 @@ def prepare(dataset: Dataset, horizon_minutes: int, train_fraction: float) -> Pr
     labelled_ids = labels["instance_id"].astype(str).to_numpy()
     train_parts, eval_parts = [], []
     for ids in instance_groups(dataset.telemetry):
-        part = _part(dataset, ids)
+        part = shard_dataset(dataset, ids)
         features = dataset_features(part)
         before = (features["event_timestamp"] < cut).to_numpy()
         mine = labels.loc[np.isin(labelled_ids, ids)]

@@ -122,17 +122,7 @@ class BaselineModel(TrainedModel):
         directory.mkdir(parents=True, exist_ok=True)
         body = self.baseline.model_dump() if isinstance(self.baseline, StaticThresholds) else self.baseline.to_dict()
         (directory / "baseline.json").write_text(json.dumps(body, indent=2))
-        (directory / "calibrator.json").write_text(self.calibrator.model_dump_json(indent=2))
-        meta = {
-            "kind": self.kind,
-            "feature_names": self.feature_names,
-            "horizon_minutes": self.horizon_minutes,
-            "version": self.version,
-            "threshold": self.threshold,
-            "metrics": self.metrics,
-            "params": self.params,
-        }
-        (directory / "model.json").write_text(json.dumps(meta, indent=2, default=str))
+        self._save_common(directory)
 
     @classmethod
     def load(cls, directory: Path, *, nthread: int = 2) -> BaselineModel:

@@ -193,6 +193,10 @@ class TrainedModel:
         """Write ``booster.json``, ``calibrator.json`` and ``model.json`` into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         self._booster().save_model(str(directory / "booster.json"))
+        self._save_common(directory)
+
+    def _save_common(self, directory: Path) -> None:
+        """The calibrator and ``model.json`` (kind, features, horizon, version, threshold, metrics, params)."""
         (directory / "calibrator.json").write_text(self.calibrator.model_dump_json(indent=2))
         meta = {
             "kind": self.kind,
