@@ -3,6 +3,9 @@ nothing done twice. The kill here is an exception nothing catches; test_executio
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,3 +94,40 @@ def test_dry_run_applier_does_not_recover_live_plans(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="only a live applier resumes it"):
         dry.resume(plan_id)
     assert adapter.effects == effects and len(jr.interrupted()) == 1
+
+
+def test_a_plan_another_live_process_is_running_is_not_recovered_under_it(tmp_path: Path) -> None:
+    """Two score-and-allocate runs at once: the second's recovery must not "finish" the first's plan while the
+    first is still acting on it (found by the two-worker race). The plan's lease says who runs it; a holder that
+    is alive keeps it, and once it lets go (or its process is gone) the plan is recovered as before."""
+    from forewarn.store.lease import PLAN_TTL, LeaseHeld, LeaseStore
+
+    adapter, jr = fleet(), journal(tmp_path)
+    plan = full_plan()
+    with pytest.raises(Crash):
+        applier(adapter, jr, hook=crash_at("after-execute", "a-move")).run(plan)
+    effects = list(adapter.effects)
+    leases = LeaseStore(jr.repo.engine)
+    alive = f"{support_host()}:{os.getpid()}:other-run"  # this process stands for the first run, still alive
+    assert leases.acquire(f"plan:{plan.plan_id}", alive, ttl=PLAN_TTL)
+    assert applier(adapter, jr).recover() == []
+    with pytest.raises(LeaseHeld, match="other-run"):
+        applier(adapter, jr).resume(plan.plan_id)
+    assert adapter.effects == effects and jr.get(plan.plan_id).state == PlanState.RUNNING
+    dead = f"{support_host()}:{dead_pid()}:killed-run"  # the same, after the first run's process died
+    assert leases.release(f"plan:{plan.plan_id}", alive) and leases.acquire(f"plan:{plan.plan_id}", dead, ttl=PLAN_TTL)
+    recovered = applier(adapter, jr).recover()
+    assert [p.state for p in recovered] == [PlanState.SUCCEEDED]
+
+
+def support_host() -> str:
+    from forewarn.store.lease import HOST
+
+    return HOST
+
+
+def dead_pid() -> int:
+    """The PID of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

@@ -34,6 +34,7 @@ from forewarn.execution.journal import Journal
 from forewarn.execution.resilience import CircuitBreaker, default_retry
 from forewarn.execution.runner import ActionRunner
 from forewarn.schemas import Action, ActionState, ActionType, Plan, PlanState, utcnow
+from forewarn.store.lease import LeaseHeld, LeaseStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +95,8 @@ class Applier:
         self.hook = hook or (lambda point, action_id: None)
         self.runner = runner
         self.clock = clock
+        self.leases = LeaseStore(journal.repo.engine)
+        self.leases.create()
 
     # -- entry points --------------------------------------------------------------------------------------
     def run(self, plan: Plan) -> Plan:
@@ -105,26 +108,42 @@ class Applier:
             raise PlanError(f"plan {plan.plan_id} is {plan.state}; only an APPROVED plan runs (approve it first)")
         for action in plan.actions:
             handler_for(action).validate(action)
-        self.journal.transition(plan.plan_id, PlanState.RUNNING, note=DRY_RUN_NOTE if self.dry_run else None)
-        self.hook("after-start", None)
-        if self.dry_run:
-            return self._dry_run(plan.plan_id)
-        if not self._snapshot(plan.plan_id):
-            return self.journal.get(plan.plan_id)
-        return self._resume(plan.plan_id)
+        with self.leases.running_plan(plan.plan_id):  # from before RUNNING: no other process "recovers" it
+            self.journal.transition(plan.plan_id, PlanState.RUNNING, note=DRY_RUN_NOTE if self.dry_run else None)
+            self.hook("after-start", None)
+            if self.dry_run:
+                return self._dry_run(plan.plan_id)
+            if not self._snapshot(plan.plan_id):
+                return self.journal.get(plan.plan_id)
+            return self._resume(plan.plan_id)
 
     def recover(self) -> list[Plan]:
-        """Finish every plan a crash left RUNNING; returns them as they ended."""
+        """Finish every plan a crash left RUNNING; returns them as they ended. A plan another live process is
+        running (it holds the plan's lease) is left to it."""
         done = []
         for plan in self.journal.list(PlanState.RUNNING):
             if DRY_RUN_NOTE not in plan.notes and self.dry_run:
                 log.warning("plan %s was interrupted; a dry-run applier leaves it to a live one", plan.plan_id)
                 continue
-            done.append(self.resume(plan.plan_id))
+            try:
+                with self.leases.running_plan(plan.plan_id):
+                    if self.journal.get(plan.plan_id).state == PlanState.RUNNING:  # it may have ended meanwhile
+                        done.append(self._resume_plan(plan.plan_id))
+            except LeaseHeld as held:
+                log.info("plan %s is running in another process (%s); left to it", plan.plan_id, held)
         return done
 
     def resume(self, plan_id: str) -> Plan:
-        """Finish one RUNNING plan a crash interrupted (a live one needs a live applier); returns it as it ended."""
+        """Finish one RUNNING plan a crash interrupted (a live one needs a live applier); returns it as it ended.
+
+        Raises:
+            LeaseHeld: another live process is running the plan.
+            PlanError: the plan is not RUNNING, or it acted and this applier is a dry run.
+        """
+        with self.leases.running_plan(plan_id):
+            return self._resume_plan(plan_id)
+
+    def _resume_plan(self, plan_id: str) -> Plan:
         plan = self.journal.get(plan_id)
         if plan.state != PlanState.RUNNING:
             raise PlanError(f"plan {plan_id} is {plan.state}; only a RUNNING plan is resumed")

@@ -12,9 +12,6 @@ for fault-injection tests.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,13 +23,13 @@ from forewarn.errors import AdapterError, ForewarnError
 from forewarn.ingest import IngestSummary, ingest_pulled
 from forewarn.redacted import Redacted
 from forewarn.schemas import Model
-from forewarn.store.lease import LeaseHeld, LeaseStore
+from forewarn.store.lease import HOST as HOST
+from forewarn.store.lease import LeaseHeld, LeaseStore, process_owner
 from forewarn.store.repository import Repository
 from forewarn.store.watermarks import WatermarkStore
 from forewarn.telemetry.sources import Acknowledging, Pulled, Source
 
 Hook = Callable[[str], None]
-HOST = socket.gethostname()
 LEASE_TTL = timedelta(minutes=10)
 """How long a source's ingest lease lasts (wall clock): a run killed on another host blocks that source at most
 this long; on this host its lease is given back as soon as its process is seen gone."""
@@ -106,8 +103,8 @@ def ingest_source(
     """
     leases = LeaseStore(repository.engine)
     leases.create()
-    name, owner = f"ingest:{source.name}", f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    _drop_if_dead(leases, name)
+    name, owner = f"ingest:{source.name}", process_owner()
+    leases.drop_if_dead(name)
     try:
         with leases.held(name, owner, ttl=LEASE_TTL):
             return _ingest_source(source, repository, now, retries, backoff, hook)
@@ -121,21 +118,6 @@ def ingest_source(
         return SourceReport(
             source=source.name, kind=kind, landed=True, watermark_before=mark, watermark=mark, summary=summary
         )
-
-
-def _drop_if_dead(leases: LeaseStore, name: str) -> None:
-    """Give back lease ``name`` when its holder was a process on this host that is gone (killed mid-ingest)."""
-    holder = leases.holder(name)
-    host, _, rest = holder.owner.partition(":") if holder else ("", "", "")
-    pid = rest.split(":")[0]
-    if holder is None or host != HOST or not pid.isdigit():
-        return
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        leases.release(name, holder.owner)  # only if that dead owner still holds it
-    except PermissionError:
-        pass  # alive, another user's
 
 
 def _ingest_source(

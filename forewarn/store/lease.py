@@ -20,6 +20,9 @@ EXISTS``), not by the Alembic migrations of :mod:`forewarn.store.models`.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -33,6 +36,16 @@ from forewarn.schemas import Model, Plan, UtcDatetime, utcnow
 from forewarn.store.models import UtcDateTime
 
 metadata = MetaData()
+HOST = socket.gethostname()
+PLAN_TTL = timedelta(minutes=30)
+"""How long a plan's lease lasts: a run killed on another host holds its plan's recovery back at most this long;
+on this host its lease is given back as soon as its process is seen gone."""
+
+
+def process_owner() -> str:
+    """A lease owner naming this host and process (``HOST:PID:random``), so a dead holder can be told."""
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
 
 leases = Table(
     "leases",
@@ -128,6 +141,29 @@ class LeaseStore:
             yield lease
         finally:
             self.release(name, owner)
+
+    def drop_if_dead(self, name: str) -> None:
+        """Give back lease ``name`` when its holder was a process on this host that is gone (killed)."""
+        holder = self.holder(name)
+        host, _, rest = holder.owner.partition(":") if holder else ("", "", "")
+        pid = rest.split(":")[0]
+        if holder is None or host != HOST or not pid.isdigit():
+            return
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            self.release(name, holder.owner)  # only if that dead owner still holds it
+        except PermissionError:
+            pass  # alive, another user's
+
+    @contextmanager
+    def running_plan(self, plan_id: str) -> Iterator[Lease]:
+        """Hold ``plan:ID`` while this process runs the plan's actions, so no other process "recovers" a plan
+        that is still running (raises :class:`LeaseHeld` when another live process holds it)."""
+        name = f"plan:{plan_id}"
+        self.drop_if_dead(name)
+        with self.held(name, process_owner(), ttl=PLAN_TTL) as lease:
+            yield lease
 
     # -- instance claims -----------------------------------------------------------------------------------
     def claim(self, instance_ids: Iterable[str], owner: str, *, cycle: str, ttl: timedelta) -> set[str]:
