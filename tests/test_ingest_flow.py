@@ -215,8 +215,8 @@ def test_a_fleet_source_lands_only_the_frames_asked(monkeypatch: pytest.MonkeyPa
 
 
 def test_an_overlapping_run_leaves_the_source_to_the_one_ingesting_it(fleet: Path, repository: Repository) -> None:
-    from forewarn.sources.step import HOST, LEASE_TTL
-    from forewarn.store.lease import LeaseStore
+    from forewarn.sources.step import LEASE_TTL
+    from forewarn.store.lease import HOST, LeaseStore
 
     source = DatasetReplaySource(fleet, name="fleet")
     leases = LeaseStore(repository.engine)

@@ -23,7 +23,6 @@ from forewarn.errors import AdapterError, ForewarnError
 from forewarn.ingest import IngestSummary, ingest_pulled
 from forewarn.redacted import Redacted
 from forewarn.schemas import Model
-from forewarn.store.lease import HOST as HOST
 from forewarn.store.lease import LeaseHeld, LeaseStore, process_owner
 from forewarn.store.repository import Repository
 from forewarn.store.watermarks import WatermarkStore
