@@ -61,7 +61,7 @@ from forewarn.cycle import CycleResult, OnlineScoring, run_cycle
 from forewarn.features.online import entity_keys
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.calibrate import Calibrator
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.policy.engine import band_codes
 from forewarn.schemas import Instance, Task
 from forewarn.settings import Settings

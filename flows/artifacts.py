@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from forewarn import service
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.registry import ModelCard
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.schemas import Band, Plan, RiskScore
 
 RISK_TABLE_KEY = "risk-table"

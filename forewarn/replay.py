@@ -30,7 +30,7 @@ from forewarn.compose import simulated_fleet
 from forewarn.cycle import CycleResult, FrameScoring, run_cycle
 from forewarn.dataset import Dataset
 from forewarn.model.evaluate import static_baseline
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.policy.schema import Policy
 from forewarn.replay_support import ReplayConfig, RunResult, arrivals, lost_hours, overhead
 from forewarn.schemas import ActionState, ActionType, RiskScore, Task

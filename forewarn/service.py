@@ -23,7 +23,7 @@ from forewarn.execution.journal import Journal
 from forewarn.execution.runner import ActionRunner
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.registry import ModelRegistry
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.pipeline import CyclePlan, TrainOutcome
 from forewarn.pipeline import apply_plan as pipeline_apply
 from forewarn.policy.engine import BandTracker, PolicyEngine
