@@ -26,8 +26,8 @@ def measure(path: str, horizon: int) -> dict[str, Any]:
     from forewarn.model import bootstrap as bs
     from forewarn.model.candidates import fit_candidates
     from forewarn.model.champion import race
+    from forewarn.model.config import TrainConfig
     from forewarn.model.labels import label_column
-    from forewarn.model.train import TrainConfig
 
     rows = prepare(read_dataset(path), horizon, 0.6)
     label = label_column(horizon)

@@ -56,12 +56,12 @@ import xgboost as xgb
 from sqlalchemy import insert
 
 from adapters.simulated import SimulatedAdapter
-from forewarn import metrics, pipeline, service
+from forewarn import markdown, metrics, pipeline, service
 from forewarn.cycle import CycleResult, OnlineScoring, run_cycle
 from forewarn.features.online import entity_keys
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.calibrate import Calibrator
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.policy.engine import band_codes
 from forewarn.schemas import Instance, Task
 from forewarn.settings import Settings
@@ -144,8 +144,8 @@ def publish(bench: Bench, result: CycleResult, stages: Stages) -> list[dict[str,
     """What flows.cycle.publish computes and writes, less the Prefect API call."""
     assert result.plan is not None
     with stages("publish"):
-        rows = service.risk_rows(result.scores, result.plan, top=20)
-        service.plan_markdown(result.plan)
+        rows = markdown.risk_rows(result.scores, result.plan, top=20)
+        markdown.plan_markdown(result.plan)
         metrics.record_to_snapshot(
             result.scores,
             result.bands,

@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from forewarn import pipeline
+from forewarn.model.config import TrainConfig
 from forewarn.model.labels import make_labels
-from forewarn.model.train import TrainConfig, TrainedModel, train_model
+from forewarn.model.scoring import TrainedModel
+from forewarn.model.train import train_model
 from forewarn.scale.compute import ParquetSource, score_on_client
 from forewarn.scale.config import ScaleSettings, dask_client
 from forewarn.scale.shards import shards

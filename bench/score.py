@@ -27,7 +27,7 @@ import xgboost as xgb
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.features.windows import all_feature_names
 from forewarn.model.calibrate import Calibrator
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 
 
 def fleet(instances: int, seed: int = 0) -> pd.DataFrame:

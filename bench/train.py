@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from forewarn.model.config import TrainConfig
 from forewarn.model.labels import make_labels
-from forewarn.model.train import TrainConfig, train_model
+from forewarn.model.train import train_model
 
 
 def synthetic(rows: int, features: int, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:

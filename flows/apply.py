@@ -46,19 +46,20 @@ def _transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> bool:
     return False
 
 
-def _carry_out(action_id: str, verb: str, call: Callable[[], Any]) -> Any:
-    """One change of one action (idempotent by key, so a retry never acts twice)."""
+def _run_change(action_id: str, verb: str, call: Callable[[], Any]) -> Any:
+    """One change (execute or revert) of one action (idempotent by key, so a retry never acts twice)."""
     return call()
 
 
-carry_out = task(name="action", cache_policy=NO_CACHE, retry_condition_fn=_transient)(_carry_out)
+change_task = task(name="action", cache_policy=NO_CACHE, retry_condition_fn=_transient)(_run_change)
+"""The Prefect task each change runs as (:func:`prefect_runner` names each run after its action)."""
 
 
 def prefect_runner(*, retries: int = RETRIES, backoff_seconds: float = BACKOFF_SECONDS) -> ActionRunner:
     """An ActionRunner that makes each change a Prefect task run with ``retries`` and exponential backoff."""
 
     def run(action: Action, verb: str, call: Callable[[], T], /) -> T:
-        named = carry_out.with_options(
+        named = change_task.with_options(
             name=f"{verb}-{action.type.value}",
             task_run_name=f"{verb} {action.action_id} ({action.type.value})",
             retries=retries,

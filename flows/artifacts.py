@@ -14,10 +14,10 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from forewarn import service
+from forewarn import markdown
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.registry import ModelCard
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.schemas import Band, Plan, RiskScore
 
 RISK_TABLE_KEY = "risk-table"
@@ -29,7 +29,7 @@ def risk_table(
     scores: Sequence[RiskScore], plan: Plan, bands: Mapping[str, Band], top: int = 20
 ) -> list[dict[str, Any]]:
     """The riskiest instances with probability, band, planned action and top features."""
-    rows = service.risk_rows(scores, plan, top=top)
+    rows = markdown.risk_rows(scores, plan, top=top)
     return [
         {
             "instance": row["instance"],
@@ -48,7 +48,7 @@ def publish_cycle(scores: Sequence[RiskScore], plan: Plan, bands: Mapping[str, B
     if not rows:
         rows = [{"instance": "-", "probability": None, "band": "-", "action": "-", "top features": "no model scored"}]
     create_table_artifact(rows, key=RISK_TABLE_KEY, description="Instances by failure probability")
-    create_markdown_artifact(service.plan_markdown(plan), key=PLAN_KEY, description="This cycle's plan")
+    create_markdown_artifact(markdown.plan_markdown(plan), key=PLAN_KEY, description="This cycle's plan")
 
 
 def feature_age_seconds(glue: FeatureStoreGlue, now: datetime) -> float | None:

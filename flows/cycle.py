@@ -24,7 +24,7 @@ from forewarn.cloud import CloudAdapter
 from forewarn.cycle import Claim, CycleResult, Scoring, run_cycle
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.explaining import ExplainChoice
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.scale.config import ScaleSettings
 from forewarn.schemas import Plan, PlanState, RiskScore
 from forewarn.store.lease import LeaseStore, claim_plan

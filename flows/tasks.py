@@ -1,11 +1,12 @@
-"""Prefect tasks: each wraps one function of forewarn.pipeline or forewarn.service. Retries only on I/O."""
+"""Prefect tasks: each wraps one function of forewarn (pipeline, ingest, dataset). Retries only on I/O."""
 
 from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from forewarn import ingest, pipeline, service
+from forewarn import ingest, pipeline
+from forewarn.dataset import read_dataset
 from forewarn.features.incremental import OpenGlue
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.settings import Settings
@@ -16,7 +17,7 @@ def glue_opener(settings: Settings) -> OpenGlue:
     return lambda metrics: FeatureStoreGlue(settings.features_dir, settings=settings, metrics=metrics)
 
 
-load_dataset = task(name="load-dataset", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)(service.load_dataset)
+load_dataset = task(name="load-dataset", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)(read_dataset)
 ingest_dataset = task(name="ingest-dataset", cache_policy=NO_CACHE)(ingest.ingest_files)
 build_features = task(name="build-features", cache_policy=NO_CACHE)(pipeline.build_features)
 materialize_features = task(name="materialize-features", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)(

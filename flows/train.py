@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import artifacts, tasks
-from forewarn import service
+from forewarn import markdown, service
 from forewarn.clock import clock_for, parse_time
 from forewarn.model.feedback import journal_actions
 
@@ -41,7 +41,7 @@ def train(dataset: str | None = None, dry_run: bool = True, until: str | None = 
         horizon_minutes=ctx.settings.horizon_minutes,
         actions=actions,
     )
-    summary = service.describe_training(outcome)
+    summary = markdown.describe_training(outcome)
     model = ctx.registry.load(outcome.card.version) if outcome.card else None
     artifacts.publish_model_report(summary, outcome.card, model)
     return summary

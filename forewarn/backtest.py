@@ -42,6 +42,7 @@ from forewarn.model.baselines import StaticThresholds
 from forewarn.model.bootstrap import LEVEL, RESAMPLES, untie
 from forewarn.model.candidates import fit_candidates, static_columns
 from forewarn.model.champion import ORDER, race
+from forewarn.model.config import TrainConfig
 from forewarn.model.evaluate import (
     EventFrame,
     Events,
@@ -60,7 +61,6 @@ from forewarn.model.frame import (
     training_labels,
 )
 from forewarn.model.labels import censored_column, label_column, make_labels
-from forewarn.model.train import TrainConfig
 from forewarn.scale.compute import shard_dataset
 
 METHODS = ("model", "static", "logistic")

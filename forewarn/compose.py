@@ -16,9 +16,10 @@ import pandas as pd
 
 from forewarn.cloud import CloudAdapter, SimulatedCloud
 from forewarn.dataset import Dataset, read_dataset
+from forewarn.dataset_fleet import instances_from, tasks_at
 from forewarn.errors import ConfigError
 from forewarn.schemas import Instance, Plan, Task, utcnow
-from forewarn.service import Context, context, instances_from, tasks_at
+from forewarn.service import Context, context
 from forewarn.telemetry.sources import Source
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from forewarn.execution.rollback import restore_failed_instance
 from forewarn.execution.runner import ActionRunner
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.explaining import ExplainChoice
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.policy.breaker import BreakerState
 from forewarn.policy.engine import PolicyEngine
 from forewarn.schemas import ActionState, ActionType, Band, InstanceState, Plan, PlanState, RiskScore

@@ -21,7 +21,7 @@ from rich.table import Table
 from forewarn.dataset import Dataset, read_dataset
 from forewarn.errors import ConfigError, ModelUnavailable
 from forewarn.model.registry import ModelRegistry
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.policy.loader import load_policy
 from forewarn.policy.schema import Policy
 from forewarn.replay import Replay, ReplayConfig, RunResult, static_scorer

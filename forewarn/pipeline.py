@@ -28,12 +28,13 @@ from forewarn.features.store import FeatureStoreGlue
 from forewarn.features.windows import FEATURE_LIMIT, STATS, WINDOWS
 from forewarn.model.candidates import fit_candidates, static_columns
 from forewarn.model.champion import crown
+from forewarn.model.config import TrainConfig
 from forewarn.model.explaining import ExplainChoice
 from forewarn.model.frame import TRAIN_EVERY_MINUTES as TRAIN_EVERY_MINUTES
 from forewarn.model.frame import LabelSource, dataset_features, history_window, training_labels
 from forewarn.model.frame import training_entities as training_entities
 from forewarn.model.registry import ModelCard, ModelRegistry
-from forewarn.model.train import TrainConfig, TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.planning import FINISHED as FINISHED
 from forewarn.planning import CyclePlan as CyclePlan
 from forewarn.planning import apply_plan as apply_plan

@@ -29,12 +29,13 @@ from forewarn.cloud import SimulatedCloud, root_id
 from forewarn.compose import simulated_fleet
 from forewarn.cycle import CycleResult, FrameScoring, run_cycle
 from forewarn.dataset import Dataset
+from forewarn.dataset_fleet import instances_from, tasks_at
 from forewarn.model.evaluate import static_baseline
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.policy.schema import Policy
 from forewarn.replay_support import ReplayConfig, RunResult, arrivals, lost_hours, overhead
 from forewarn.schemas import ActionState, ActionType, RiskScore, Task
-from forewarn.service import Context, instances_from, tasks_at
+from forewarn.service import Context
 from forewarn.settings import Settings
 
 Scorer = Callable[[pd.DataFrame, datetime], list[RiskScore]]

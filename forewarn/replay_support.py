@@ -10,8 +10,8 @@ from datetime import datetime
 import pandas as pd
 
 from forewarn.dataset import Dataset
+from forewarn.dataset_fleet import workload_tasks
 from forewarn.schemas import Instance, InstanceState, Task
-from forewarn.service import workload_tasks
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """What every flow works with, built once per run from settings: the store, journal, registry, feature store,
-policy and the cycle state they share. The cloud is picked by :mod:`forewarn.compose`.
+policy and the cycle state they share. The cloud is picked by :mod:`forewarn.compose`; a dataset's fleet is
+read by :mod:`forewarn.dataset_fleet`; the flows' Markdown is written by :mod:`forewarn.markdown`.
 """
 
 from __future__ import annotations
@@ -7,37 +8,29 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from forewarn.cloud import CloudAdapter
-from forewarn.dataset import Dataset, read_dataset
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.execution.runner import ActionRunner
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.registry import ModelRegistry
-from forewarn.model.train import TrainedModel
-from forewarn.pipeline import CyclePlan, TrainOutcome
+from forewarn.model.scoring import TrainedModel
+from forewarn.pipeline import CyclePlan
 from forewarn.pipeline import apply_plan as pipeline_apply
 from forewarn.policy.engine import BandTracker, PolicyEngine
 from forewarn.policy.guardrails import GuardrailState
 from forewarn.policy.loader import load_policy
 from forewarn.policy.schema import Policy
-from forewarn.schemas import Instance, Plan, RiskScore, Task
+from forewarn.schemas import Plan
 from forewarn.settings import Settings, get_settings
 from forewarn.store import Repository
 from forewarn.store.state import MERGES, StateStore, Versioned
-
-
-def load_dataset(path: str | Path) -> Dataset:
-    return read_dataset(path)
 
 
 @dataclass
@@ -171,42 +164,6 @@ def context(*, dry_run: bool | None = None, settings: Settings | None = None, po
     return Context(settings=s, dry_run=s.dry_run if dry_run is None else dry_run, policy_path=policy)
 
 
-def instances_from(dataset: Dataset) -> list[Instance]:
-    """The fleet's instances: from instances.csv where present, else every instance in the telemetry."""
-    if dataset.instances is None:
-        return [Instance(instance_id=i) for i in dataset.instance_ids]
-    allowed = set(Instance.model_fields) - {"tags", "state"}
-    rows = dataset.instances.to_dict("records")
-    return [Instance(**{k: v for k, v in row.items() if k in allowed and not pd.isna(v)}) for row in rows]
-
-
-def workload_tasks(rows: pd.DataFrame) -> list[Task]:
-    """Tasks from rows of workloads.csv (batch and ETL work can be split; services cannot)."""
-    return [
-        Task(
-            task_id=str(r.task_id),
-            instance_id=str(r.instance_id),
-            kind=str(r.kind),
-            cpu=float(r.cpu),
-            memory=float(r.memory),
-            data_size=0.0 if pd.isna(r.data_size) else float(r.data_size),
-            expected_duration_minutes=60.0 if pd.isna(r.expected_duration) else float(r.expected_duration),
-            splittable=str(r.kind) in {"batch", "etl"},
-            start=r.start.to_pydatetime(),
-            end=None if pd.isna(r.end) else r.end.to_pydatetime(),
-        )
-        for r in rows.itertuples(index=False)
-    ]
-
-
-def tasks_at(dataset: Dataset, at: pd.Timestamp) -> list[Task]:
-    """Tasks running at ``at`` per workloads.csv; without one, a unit task per instance."""
-    if dataset.workloads is None:
-        return [Task(task_id=f"task-{i}", instance_id=i) for i in dataset.instance_ids]
-    w = dataset.workloads
-    return workload_tasks(w[(w["start"] <= at) & (w["end"].isna() | (w["end"] > at))])
-
-
 def usable_model(ctx: Context, now: datetime) -> tuple[TrainedModel | None, bool]:
     """The current model and whether the policy may use it at the cycle's time ``now``: trained, and its
     training data not older than ``fallback.max-model-age-hours`` (whenever it was built)."""
@@ -229,67 +186,3 @@ def apply_plan(ctx: Context, adapter: CloudAdapter, cycle: CyclePlan, *, runner:
 
 def journal() -> Journal:
     return context().journal
-
-
-def describe_training(outcome: TrainOutcome) -> str:
-    lines = [f"# Training: {outcome.rows:,} rows", ""]
-    if outcome.card is None:
-        lines.append("The training frame failed validation; the current model stays.")
-        lines += [f"- {failure}" for failure in outcome.validation.failures]
-        return "\n".join(lines)
-    card = outcome.card
-    lines.append(
-        f"Model **{card.version}** ({card.kind}) {'promoted to current' if outcome.promoted else 'kept as candidate'}."
-    )
-    lines += race_lines(card.challenge)
-    lines += ["", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in card.metrics.items()]
-    return "\n".join(lines)
-
-
-def race_lines(race: dict[str, Any] | None) -> list[str]:
-    """The champion race in words and as a table: each candidate's PR-AUC with its 90% interval."""
-    if not race:
-        return []
-    lines = [
-        "",
-        f"Champion race on the newest {race['rows']:,} rows ({race['positives']} positive, "
-        f"{race['instances']} instances; 90% intervals from {race['resamples']} resamples of whole instances):",
-        "",
-        "| scorer | PR-AUC | 90% interval |",
-        "|---|---|---|",
-    ]
-    for standing in race["standings"]:
-        value, ci = standing["pr_auc"], standing["ci"]
-        shown = "n/a" if value is None else f"{value:.3f}"
-        lines.append(f"| {standing['name']} | {shown} | {'-' if ci is None else f'{ci[0]:.3f}-{ci[1]:.3f}'} |")
-    return [*lines, "", str(race["reason"]) + "."]
-
-
-def risk_rows(scores: Sequence[RiskScore], plan: Plan, top: int = 20) -> list[dict[str, Any]]:
-    """The risk table: the riskiest instances with score, action planned and top features."""
-    planned = {a.instance_id: a.type.value for a in plan.actions}
-    ranked = sorted(scores, key=lambda s: s.probability, reverse=True)[:top]
-    return [
-        {
-            "instance": s.instance_id,
-            "probability": round(s.probability, 4),
-            "action": planned.get(s.instance_id, "-"),
-            "top features": ", ".join(f"{f.feature} ({f.contribution:+.2f})" for f in s.top_features),
-        }
-        for s in ranked
-    ]
-
-
-def plan_markdown(plan: Plan) -> str:
-    lines = [f"# Plan {plan.plan_id}: {plan.state}", "", f"Policy `{plan.policy}`, mode `{plan.mode}`.", ""]
-    if plan.actions:
-        lines += ["| action | instance | target | tasks | rule | probability |", "|---|---|---|---|---|---|"]
-        for a in plan.actions:
-            p = "" if a.reason.probability is None else f"{a.reason.probability:.3f}"
-            lines.append(
-                f"| {a.type} | {a.instance_id} | {a.target_instance_id or ''} | {len(a.task_ids)} | "
-                f"{a.reason.rule} | {p} |"
-            )
-    lines += ["", *[f"- {n}" for n in plan.notes]]
-    return "\n".join(lines)

@@ -26,9 +26,9 @@ from adapters.openstack import OpenStackAdapter
 from adapters.simulated import SimulatedAdapter
 from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError, NotFoundError
-from forewarn.execution.actions import UNDO
 from forewarn.execution.applier import Applier
 from forewarn.execution.resilience import default_retry
+from forewarn.execution.undo import UNDO
 from forewarn.schemas import (
     Action,
     ActionState,

@@ -107,8 +107,9 @@ def test_training_labels_see_no_failure_after_the_cut(fleet: Dataset) -> None:
 def test_training_cuts_by_failures_when_rows_crowd_into_one_period() -> None:
     """Backblaze's shape: failing instances all along, healthy ones only at the end. Cuts by rows would
     leave the validation period without a failure; train_model cuts by failures there instead."""
+    from forewarn.model.config import TrainConfig
     from forewarn.model.split import time_split
-    from forewarn.model.train import TrainConfig, training_split
+    from forewarn.model.train import training_split
 
     rng = np.random.default_rng(0)
     days = pd.date_range("2024-01-01", periods=300, freq="D", tz="UTC")

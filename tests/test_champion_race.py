@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from flows import artifacts
-from forewarn import pipeline, service
+from forewarn import markdown, pipeline
 from forewarn.dataset import Dataset
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.registry import ModelRegistry
@@ -47,7 +47,7 @@ def test_without_precursors_a_baseline_is_promoted_and_the_flow_says_why(
     reason = race["reason"]
     assert reason.startswith(f"{card.kind} is champion") and "XGBoost" in reason
     assert "cannot be told apart" in reason or "clearly worse" in reason
-    summary = service.describe_training(outcome)
+    summary = markdown.describe_training(outcome)
     assert f"({card.kind}) promoted to current" in summary and reason in summary
     assert "| xgboost |" in summary and "| static |" in summary
     model = registry.current()

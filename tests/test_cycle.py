@@ -189,7 +189,8 @@ def test_features_from_after_the_cycle_time_are_not_used(tmp_path: Path) -> None
 
 def test_a_model_is_stale_by_the_end_of_its_data_against_the_cycle_clock(tmp_path: Path) -> None:
     from forewarn import service
-    from forewarn.model.train import TrainConfig, train_model
+    from forewarn.model.config import TrainConfig
+    from forewarn.model.train import train_model
     from tests.test_model import FEATURES, planted_frame
 
     ctx = context(tmp_path)

@@ -8,8 +8,8 @@ import pytest
 
 from adapters.faults import ALWAYS
 from forewarn.errors import AdapterError, PlanError
-from forewarn.execution.actions import UNDO
 from forewarn.execution.journal import Journal
+from forewarn.execution.undo import UNDO
 from forewarn.schemas import Action, ActionState, ActionType, Plan, PlanState, PolicyMode
 from forewarn.store.repository import Repository
 from tests.execution_support import Crash, applier, fleet, journal

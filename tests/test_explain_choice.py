@@ -15,7 +15,7 @@ from forewarn import pipeline
 from forewarn.errors import PolicyError
 from forewarn.model.calibrate import Calibrator
 from forewarn.model.explaining import MIN_SAMPLE
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.policy.loader import load_policy
 from forewarn.settings import PROJECT_ROOT
 

@@ -18,8 +18,9 @@ from forewarn.dataset import Dataset
 from forewarn.features.events import EVENT_FEATURES, error_feature_names
 from forewarn.features.windows import feature_names
 from forewarn.model.champion import RaceResult, race
+from forewarn.model.config import TrainConfig
 from forewarn.model.frame import dataset_features, join_features, training_labels
-from forewarn.model.train import TrainConfig, train_model, training_split
+from forewarn.model.train import train_model, training_split
 from forewarn.sim import SimConfig
 from forewarn.sim.scenarios import simulate_scenario
 

@@ -11,11 +11,13 @@ import pytest
 
 from forewarn.errors import InputError, ModelUnavailable
 from forewarn.model.calibrate import Calibrator
+from forewarn.model.config import TrainConfig
 from forewarn.model.evaluate import brier, choose_threshold, event_metrics, pr_auc, static_baseline
 from forewarn.model.labels import make_labels
 from forewarn.model.registry import ModelRegistry
+from forewarn.model.scoring import TrainedModel
 from forewarn.model.split import time_split
-from forewarn.model.train import TrainConfig, TrainedModel, train_model
+from forewarn.model.train import train_model
 
 T0 = pd.Timestamp("2024-01-01T00:00Z")
 

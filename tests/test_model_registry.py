@@ -14,8 +14,10 @@ from forewarn.cli import app
 from forewarn.errors import ModelUnavailable
 from forewarn.model.candidates import Candidates, fit_candidates
 from forewarn.model.champion import RaceResult, crown
+from forewarn.model.config import TrainConfig
 from forewarn.model.registry import ModelRegistry
-from forewarn.model.train import TrainConfig, TrainedModel, train_model
+from forewarn.model.scoring import TrainedModel
+from forewarn.model.train import train_model
 from tests.test_model import FEATURES, WINDOW, planted_frame
 
 

@@ -20,7 +20,8 @@ import xgboost as xgb
 from forewarn.allocation.model import Fleet
 from forewarn.errors import InputError
 from forewarn.model.calibrate import Calibrator
-from forewarn.model.train import TrainedModel, top_k_by_magnitude
+from forewarn.model.explaining import top_k_by_magnitude
+from forewarn.model.scoring import TrainedModel
 from forewarn.policy import PolicyEngine, load_policy_text
 from forewarn.policy.actions import get_action
 from forewarn.policy.engine import matches

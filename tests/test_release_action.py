@@ -9,8 +9,9 @@ import pytest
 
 from adapters.simulated import SimulatedAdapter
 from forewarn.errors import AdapterError, PlanError
-from forewarn.execution.actions import UNDO, handler_for
+from forewarn.execution.actions import handler_for
 from forewarn.execution.applier import Applier
+from forewarn.execution.undo import UNDO
 from forewarn.policy import load_policy_text
 from forewarn.policy.actions import get_action
 from forewarn.schemas import Action, ActionState, ActionType, InstanceState, Plan, PlanState, PolicyMode

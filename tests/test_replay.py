@@ -190,7 +190,7 @@ def test_cli_replays_each_policy_and_writes_json_and_report(tmp_path: Path) -> N
     from forewarn.cli import app
     from forewarn.model.calibrate import Calibrator
     from forewarn.model.registry import ModelRegistry
-    from forewarn.model.train import TrainedModel
+    from forewarn.model.scoring import TrainedModel
     from forewarn.pipeline import build_features
 
     data, _ = fleet()

@@ -14,9 +14,10 @@ from forewarn import pipeline
 from forewarn.dataset import Dataset, read_dataset
 from forewarn.execution.journal import Journal
 from forewarn.features.store import FeatureStoreGlue
+from forewarn.model.config import TrainConfig
 from forewarn.model.labels import make_labels
 from forewarn.model.registry import ModelRegistry
-from forewarn.model.train import TrainConfig, train_model
+from forewarn.model.train import train_model
 from forewarn.scale import compute
 from forewarn.scale.config import ScaleSettings, dask_client
 from forewarn.scale.shards import shard_of, shards

@@ -64,8 +64,9 @@ def test_an_unknown_scenario_names_the_choices() -> None:
 
 @pytest.mark.slow
 def test_in_a_sudden_scenario_prediction_does_no_harm(tmp_path: Path) -> None:
+    from forewarn.model.config import TrainConfig
     from forewarn.model.labels import make_labels
-    from forewarn.model.train import TrainConfig, train_model
+    from forewarn.model.train import train_model
     from forewarn.pipeline import build_features, training_entities
     from forewarn.policy.loader import load_policy
     from forewarn.replay import Replay

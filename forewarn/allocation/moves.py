@@ -14,7 +14,7 @@ import numpy as np
 from forewarn.allocation.cycle import COOLDOWN, Cycle
 from forewarn.allocation.model import EPS, Fleet
 from forewarn.allocation.placement import CAPACITY, FLEET_FRACTION, VELOCITY, Demand, select
-from forewarn.allocation.repair import carry_out, make_room
+from forewarn.allocation.repair import emit_migrations, make_room
 from forewarn.policy.actions import ScaleBackParams
 from forewarn.policy.limits import COOLDOWN as COOLDOWN_KEY
 from forewarn.schemas import ActionType, Decision
@@ -49,7 +49,7 @@ def move_one(cycle: Cycle, row: int, decision: Decision, waiting: int = 0) -> bo
     )
     chosen, why = select(fleet, demand, cycle.velocity(), cycle.migrations)
     if chosen:
-        carry_out(cycle, row, chosen, decision)
+        emit_migrations(cycle, row, chosen, decision)
         return True
     if why == CAPACITY and make_room(cycle, row, demand, decision):
         return True

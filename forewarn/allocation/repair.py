@@ -1,4 +1,4 @@
-"""Carrying out a move, and making room when a task fits nowhere.
+"""Emitting the migrations of a chosen placement, and making room when a task fits nowhere.
 
 Making room: when no lower-risk instance has room for a task, look at the few lowest-risk candidates; on
 each, pick the cheapest task (least value) whose departure would free enough, and move it to another
@@ -22,8 +22,9 @@ HOSTS = 8
 """How many of the lowest-risk candidate hosts are examined for a task that fits nowhere."""
 
 
-def carry_out(cycle: Cycle, row: int, chosen: list[tuple[int, float]], decision: Decision, why: str = "") -> None:
-    """Apply a selection for task row ``row`` and emit one MIGRATE per piece, each with its note."""
+def emit_migrations(cycle: Cycle, row: int, chosen: list[tuple[int, float]], decision: Decision, why: str = "") -> None:
+    """Move task row ``row`` to the chosen targets in the fleet model and emit one MIGRATE per piece, each with
+    its note (a piece the cycle refuses after all goes back)."""
     fleet = cycle.fleet
     source, parent = int(fleet.task_instance[row]), str(fleet.task_ids[row])
     free = {target: float(fleet.free_cpu()[target]) for target, _ in chosen}
@@ -88,9 +89,9 @@ def make_room(cycle: Cycle, row: int, demand: Demand, decision: Decision) -> boo
             if value * (ceiling - float(fleet.risk[host])) <= rise + cost:
                 continue
             note = f"; makes room for {fleet.task_ids[row]}"
-            carry_out(cycle, victim, spots, decision, note)
+            emit_migrations(cycle, victim, spots, decision, note)
             if select(fleet, whole, cycle.velocity(), cycle.migrations)[0][:1] != [(host, 1.0)]:
                 return False  # cannot happen (room was just freed); never move the task elsewhere blindly
-            carry_out(cycle, row, [(host, 1.0)], decision, f"; room made by moving {fleet.task_ids[victim]}")
+            emit_migrations(cycle, row, [(host, 1.0)], decision, f"; room made by moving {fleet.task_ids[victim]}")
             return True
     return False

@@ -66,23 +66,23 @@ def reason_line(reason: ActionReason) -> str:
 
 def outcome_line(action: Action) -> str:
     """The journalled outcome: state, why (for skipped, failed, reverted), and what a revert restores."""
-    from forewarn.execution.actions import UNDO
+    from forewarn.execution.undo import undo_of
 
     text = action.state.value
     if action.error:
         text += f": {action.error}"
-    undo = action.params.get(UNDO)
+    undo = undo_of(action)
     if undo:
         text += " (before it: " + ", ".join(f"{k} {v}" for k, v in sorted(undo.items())) + ")"
     return text
 
 
 def action_lines(number: int, action: Action) -> list[str]:
-    from forewarn.execution.actions import UNDO
+    from forewarn.execution.undo import own_params
 
     target = f" -> {action.target_instance_id}" if action.target_instance_id else ""
     tasks = f" tasks {', '.join(action.task_ids)}" if action.task_ids else ""
-    params = {k: v for k, v in action.params.items() if k != UNDO}
+    params = own_params(action)
     shown = f" {params}" if params else ""
     return [
         f"{number}. {action.action_id}  {action.type.value} {action.instance_id}{target}{tasks}{shown}",

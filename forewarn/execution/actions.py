@@ -3,8 +3,8 @@
 Each declares a params model and four verbs, all given the adapter and the action:
     pre_condition: False when the action should be skipped (its target is gone, or it is already done);
     execute: make the change, with the action id as idempotency key; it may return *undo data* (what was in
-        force before, such as a scale-back's previous factor), which the applier journals under the params
-        key :data:`UNDO` and ``revert`` reads back with :meth:`ActionHandler.undo`;
+        force before, such as a scale-back's previous factor), which the applier journals (see
+        :mod:`forewarn.execution.undo`) and ``revert`` reads back with :func:`~forewarn.execution.undo.undo_of`;
     post_condition: whether the change holds and its instances are healthy (checked after the bake time);
     revert: undo it (key ``<action id>:revert``); returns False when it deliberately leaves things as they
         are because undoing would put work back on a failed instance.
@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from forewarn.cloud import CloudAdapter, root_id
 from forewarn.errors import AdapterError, NotFoundError, PlanError
+from forewarn.execution.undo import own_params, undo_of
 from forewarn.policy import actions as policy
 from forewarn.schemas import Action, ActionType, Instance, InstanceState, Model
 
@@ -32,10 +33,6 @@ LATEST = "latest"
 def policy_default(model: type[policy.PolicyModel], name: str) -> Any:
     """The default the policy's params model gives ``name``: the executor's defaults are the policy's."""
     return model.model_fields[name].default
-
-
-UNDO = "_undo"
-"""The params key under which the journal keeps what ``execute`` returned; plans may not set it."""
 
 
 class NoParams(Model):
@@ -51,7 +48,7 @@ class ActionHandler:
 
     def params(self, action: Action) -> Any:
         try:
-            return self.Params.model_validate({k: v for k, v in action.params.items() if k != UNDO})
+            return self.Params.model_validate(own_params(action))
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "params"
@@ -63,11 +60,6 @@ class ActionHandler:
         self.params(action)
         if self.needs_target and not action.target_instance_id:
             raise PlanError(f"action {action.action_id} ({self.action_type}) needs target_instance_id")
-
-    @staticmethod
-    def undo(action: Action) -> dict[str, Any]:
-        """What ``execute`` recorded for the revert (empty when it recorded nothing)."""
-        return dict(action.params.get(UNDO) or {})
 
     def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         return True
@@ -249,7 +241,7 @@ class ScaleBack(ActionHandler):
         return healthy(adapter, action.instance_id)
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
-        before = self.undo(action).get("factor")
+        before = undo_of(action).get("factor")
         if before is None:
             log.warning("%s: the factor before it is unknown; restoring nominal capacity", action.action_id)
         factor = 1.0 if before is None else float(before)
@@ -359,7 +351,7 @@ class Release(ActionHandler):
         return not any(self._lifts(action, inst))
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
-        undo, params = self.undo(action), self.params(action)
+        undo, params = undo_of(action), self.params(action)
         if not undo:
             log.warning("%s: nothing recorded of the holds it lifted; leaving the instance as it is", action.action_id)
             return True

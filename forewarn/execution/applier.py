@@ -33,6 +33,7 @@ from forewarn.execution.actions import LATEST, ActionHandler, handler_for
 from forewarn.execution.journal import Journal
 from forewarn.execution.resilience import CircuitBreaker, default_retry
 from forewarn.execution.runner import ActionRunner
+from forewarn.execution.undo import undo_of
 from forewarn.schemas import Action, ActionState, ActionType, Plan, PlanState, utcnow
 from forewarn.store.lease import LeaseHeld, LeaseStore
 
@@ -222,7 +223,7 @@ class Applier:
         when there is no such snapshot."""
         if action.type is not ActionType.ROLLBACK or action.params.get("snapshot", LATEST) != LATEST:
             return action
-        snapshot = ActionHandler.undo(action).get("snapshot")
+        snapshot = undo_of(action).get("snapshot")
         if snapshot is None:
             snapshot = self.journal.latest_snapshot(self.adapter.name, before=plan_id)
             if snapshot is None:

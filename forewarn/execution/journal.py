@@ -11,7 +11,7 @@ SUCCEEDED | FAILED | SKIPPED (outcome); PENDING -> SKIPPED (dry-run); SUCCEEDED 
 For a SKIPPED, FAILED or REVERTED action, ``Action.error`` says why (e.g. ``dry-run``).
 
 Actions are stored in the order they run (:func:`~forewarn.execution.order.run_order`). What an action's
-execute returned for its revert is kept in its params under :data:`~forewarn.execution.actions.UNDO`.
+execute returned for its revert is kept in its params under :data:`~forewarn.execution.undo.UNDO`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from forewarn.errors import PlanError
-from forewarn.execution.actions import UNDO
 from forewarn.execution.order import run_order
+from forewarn.execution.undo import UNDO
 from forewarn.policy.limits import ActionRecord
 from forewarn.schemas import Action, ActionReason, ActionState, ActionType, Plan, PlanState, utcnow
 from forewarn.store.database import Database

@@ -65,7 +65,7 @@ class FleetService:
 
     def _instances(self) -> list[Instance]:
         from forewarn.dataset import Dataset
-        from forewarn.service import instances_from
+        from forewarn.dataset_fleet import instances_from
 
         empty = pd.DataFrame({"instance_id": [], "timestamp": []})
         return instances_from(Dataset(telemetry=empty, failures=empty, instances=self.timeline.instances))
@@ -133,7 +133,7 @@ class FleetService:
             self._arrive(subject)
 
     def _arrive(self, row: Any) -> None:
-        from forewarn.service import workload_tasks
+        from forewarn.dataset_fleet import workload_tasks
 
         cloud = self.cloud
         task = workload_tasks(pd.DataFrame([row._asdict()]))[0]

@@ -1,4 +1,5 @@
-"""The failure model: labels, time splits, training, calibration, evaluation, registry, explanations.
+"""The failure model: labels, time splits, configuration, training, calibration, evaluation, scoring, persistence,
+registry, explanations.
 
 Terms:
     entity row: one (instance_id, event_timestamp) at which features are known and a score is wanted.

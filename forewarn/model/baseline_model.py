@@ -3,20 +3,17 @@
 A :class:`BaselineModel` wraps the static rules (:mod:`forewarn.model.baselines`) or the logistic regression
 (:mod:`forewarn.model.logistic`) with a calibrator fitted like the model's (isotonic on the validation
 period), so its probabilities mean what the model's mean and the policy's risk bands keep their sense. It
-scores, explains and is saved and loaded as :class:`forewarn.model.train.TrainedModel` is:
+scores and explains as :class:`forewarn.model.scoring.TrainedModel` does, and is saved and loaded beside it
+(:mod:`forewarn.model.persist`):
 
     static: the top features are the rules that fire, each with the log-odds lift of an alert over a quiet
         row (rows where no rule fires carry none).
     logistic: the top features are the largest terms of the log-odds (weight times standardised value).
-
-:func:`load_model` reads either kind from a registry directory.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +21,9 @@ import pandas as pd
 
 from forewarn.model.baselines import StaticThresholds
 from forewarn.model.calibrate import Calibrator
+from forewarn.model.explaining import top_contributions
 from forewarn.model.logistic import LogisticModel
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.schemas import FeatureContribution
 
 Baseline = StaticThresholds | LogisticModel
@@ -96,50 +94,6 @@ class BaselineModel(TrainedModel):
         """Per row, the ``top_k`` features with the largest share of the log-odds (none that contribute 0)."""
         if features.empty:
             return []
-        from forewarn.model.train import top_k_by_magnitude
-
         matrix = self._matrix(features)
         contribs = self._contributions(matrix)
-        picks = top_k_by_magnitude(contribs, top_k)
-        values = matrix.to_numpy(dtype=float)
-        out = []
-        for row, chosen in enumerate(picks.tolist()):
-            out.append(
-                [
-                    FeatureContribution(
-                        feature=self.feature_names[j],
-                        value=None if np.isnan(values[row, j]) else float(values[row, j]),
-                        contribution=float(contribs[row, j]),
-                    )
-                    for j in chosen
-                    if contribs[row, j] != 0.0
-                ]
-            )
-        return out
-
-    def save(self, directory: Path) -> None:
-        """Write ``baseline.json``, ``calibrator.json`` and ``model.json`` into ``directory``."""
-        directory.mkdir(parents=True, exist_ok=True)
-        body = self.baseline.model_dump() if isinstance(self.baseline, StaticThresholds) else self.baseline.to_dict()
-        (directory / "baseline.json").write_text(json.dumps(body, indent=2))
-        self._save_common(directory)
-
-    @classmethod
-    def load(cls, directory: Path, *, nthread: int = 2) -> BaselineModel:
-        """Read a baseline written by :meth:`save`."""
-        meta = json.loads((directory / "model.json").read_text())
-        kind = meta.pop("kind")
-        body = json.loads((directory / "baseline.json").read_text())
-        baseline: Baseline = (
-            StaticThresholds.model_validate(body) if kind == "static" else LogisticModel.from_dict(body)
-        )
-        calibrator = Calibrator.model_validate_json((directory / "calibrator.json").read_text())
-        return cls(baseline, calibrator, **meta)
-
-
-def load_model(directory: Path) -> TrainedModel:
-    """The model stored in ``directory``: XGBoost, or a baseline that won the race (by ``model.json``'s kind)."""
-    meta = json.loads((directory / "model.json").read_text())
-    if meta.get("kind", "xgboost") == "xgboost":
-        return TrainedModel.load(directory)
-    return BaselineModel.load(directory)
+        return top_contributions(contribs, matrix.to_numpy(dtype=float), self.feature_names, top_k, skip_zero=True)

@@ -20,9 +20,12 @@ from forewarn.features.windows import safe_name
 from forewarn.model.baseline_model import Baseline, BaselineModel
 from forewarn.model.baselines import StaticThresholds, fit_static
 from forewarn.model.calibrate import Calibrator
+from forewarn.model.config import TrainConfig
 from forewarn.model.evaluate import brier, choose_threshold, pr_auc
 from forewarn.model.logistic import fit_logistic
-from forewarn.model.train import TrainConfig, TrainedModel, fit_parts, new_version, training_split
+from forewarn.model.registry import new_version
+from forewarn.model.scoring import TrainedModel
+from forewarn.model.train import fit_parts, training_split
 
 STATIC_WINDOW = "mean_5m"
 """The window feature a static rule reads: a metric's latest level."""

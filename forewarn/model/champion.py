@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from forewarn.model import bootstrap as bs
 from forewarn.model.evaluate import pr_auc
 from forewarn.model.registry import ModelCard, ModelRegistry
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 
 ORDER = ("static", "logistic", "xgboost")
 """The train flow's candidates, simplest first."""

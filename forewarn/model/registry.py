@@ -2,7 +2,7 @@
 
 Layout under ``root``::
 
-    versions/<version>/booster.json, calibrator.json, model.json, card.json
+    versions/<version>/booster.json, calibrator.json, model.json, card.json   (:mod:`forewarn.model.persist`)
     CURRENT                 the version in service, the champion (absent until one is promoted)
     HISTORY                 one JSON line per change of champion: version, time, how (auto, manual, rollback)
 
@@ -10,6 +10,7 @@ A model whose validation failed is registered as ``rejected`` and is never promo
 registers the winner of its champion race (XGBoost or a baseline, :mod:`forewarn.model.champion`), which
 becomes champion unless the one in service clearly beats it on the same holdout rows. ``promote`` and
 ``rollback`` are the operator's overrides (``forewarn model promote VERSION`` and ``forewarn model rollback``).
+A version (:func:`new_version`) sorts by the time it was made.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -24,8 +26,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from forewarn.errors import InputError, ModelUnavailable
-from forewarn.model.baseline_model import load_model
-from forewarn.model.train import TrainedModel
+from forewarn.model.persist import load_model, save_model
+from forewarn.model.scoring import TrainedModel
 from forewarn.schemas import UtcDatetime, utcnow
 
 Status = Literal["registered", "current", "retired", "rejected"]
@@ -52,6 +54,11 @@ class ModelCard(BaseModel):
     """The scorer: ``xgboost``, or the baseline that won the champion race (``static``, ``logistic``)."""
     challenge: dict[str, Any] | None = None
     """The champion race that decided its promotion (:class:`forewarn.model.champion.RaceResult`)."""
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A sortable, unique model version such as ``20240301T120000Z-3f9a1c``."""
+    return f"{(now or utcnow()):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -95,7 +102,7 @@ class ModelRegistry:
             status="rejected" if validation.get("success") is False else "registered",
             kind=model.kind,
         )
-        model.save(directory)
+        save_model(model, directory)
         self._save_card(card)
         return card
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from forewarn.dataset import Dataset
-from forewarn.model.train import TrainedModel
+from forewarn.model.scoring import TrainedModel
 from forewarn.schemas import RiskScore
 
 

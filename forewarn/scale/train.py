@@ -19,9 +19,12 @@ import xgboost as xgb
 
 from forewarn.errors import InputError
 from forewarn.model.calibrate import Calibrator
+from forewarn.model.config import TrainConfig
 from forewarn.model.evaluate import brier, choose_threshold, pr_auc
+from forewarn.model.registry import new_version
+from forewarn.model.scoring import TrainedModel
 from forewarn.model.split import time_split
-from forewarn.model.train import TrainConfig, TrainedModel, _class_weight, new_version
+from forewarn.model.train import _class_weight
 
 
 def _bounds(times: pd.Series, config: TrainConfig) -> list[tuple[pd.Timestamp, pd.Timestamp]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from forewarn.dataset import Dataset, read_dataset
+from forewarn.dataset_fleet import instances_from
 from forewarn.schemas import Instance
 from forewarn.telemetry.sources import Pulled
 
@@ -50,8 +51,6 @@ class DatasetReplaySource:
         return self._dataset
 
     def _instances(self) -> list[Instance]:
-        from forewarn.service import instances_from
-
         return instances_from(self.dataset)
 
     def pull(self, since: datetime | None, until: datetime) -> Pulled:

@@ -20,10 +20,10 @@ from openstack import connection
 from adapters.aws_tags import encode_task
 from adapters.openstack import OpenStackAdapter
 from forewarn.errors import AdapterError, NotFoundError
-from forewarn.execution.actions import UNDO
 from forewarn.execution.applier import Applier
 from forewarn.execution.journal import Journal
 from forewarn.execution.resilience import default_retry
+from forewarn.execution.undo import UNDO
 from forewarn.schemas import Action, ActionState, ActionType, InstanceState, Plan, PlanState, PolicyMode, Task
 from forewarn.store.repository import Repository
 

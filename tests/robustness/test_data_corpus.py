@@ -465,7 +465,7 @@ def test_one_absurd_value_sends_its_instance_to_the_fallback_and_the_fleet_is_sc
     from forewarn.dataset import Dataset
     from forewarn.features.windows import CLIPPED, compute_window_features
     from forewarn.model.calibrate import Calibrator
-    from forewarn.model.train import TrainedModel
+    from forewarn.model.scoring import TrainedModel
     from forewarn.replay import model_scorer
     from forewarn.service import Context
     from forewarn.settings import Settings
