@@ -42,23 +42,17 @@ FALLBACK_RULE = "fallback"
 
 
 def band_for(probability: float, bands: Bands, previous: Band | None = None) -> Band:
-    """The band of ``probability`` given the band the instance was in (hysteresis, no dwell).
+    """The band of ``probability`` given the band the instance was in (hysteresis, no dwell): :func:`band_codes`
+    of one score. With no previous band the ``enter`` thresholds alone decide; NaN is low."""
+    import numpy as np
 
-    With no previous band the ``enter`` thresholds alone decide.
-    """
-    if probability >= bands.high.enter:
-        return Band.HIGH
-    if previous is Band.HIGH and probability >= bands.high.exit:
-        return Band.HIGH
-    if previous in (Band.HIGH, Band.MODERATE) and probability >= bands.moderate.exit:
-        return Band.MODERATE
-    if probability >= bands.moderate.enter:
-        return Band.MODERATE
-    return Band.LOW
+    code = -1 if previous is None else _ORDER[previous]
+    return _BY_CODE[int(band_codes(np.array([probability], dtype=float), bands, np.array([code]))[0])]
 
 
 def band_codes(probabilities: np.ndarray, bands: Bands, previous: np.ndarray) -> np.ndarray:
-    """:func:`band_for` of many scores at once, as codes 0 low, 1 moderate, 2 high (``previous`` -1: none)."""
+    """The band of each score, as codes 0 low, 1 moderate, 2 high, given each instance's previous code (-1:
+    none). Moving up takes reaching ``enter``; staying takes reaching ``exit``; NaN compares false (low)."""
     import numpy as np  # here, not at the top: `forewarn policy check` needs no numpy
 
     high = (probabilities >= bands.high.enter) | ((previous == 2) & (probabilities >= bands.high.exit))
@@ -80,23 +74,15 @@ class BandTracker(PolicyModel):
     states: dict[str, BandState] = Field(default_factory=dict)
 
     def update(self, instance_id: str, probability: float, now: datetime) -> Band:
-        """Record a new probability for an instance and return its band now."""
-        state = self.states.get(instance_id)
-        previous = state.band if state is not None else None
-        wanted = band_for(probability, self.bands, previous)
-        if state is None:
-            self.states[instance_id] = BandState(band=wanted, since=now)
-            return wanted
-        if wanted == state.band:
-            return state.band
-        moving_down = _ORDER[wanted] < _ORDER[state.band]
-        if moving_down and now - state.since < timedelta(minutes=self.bands.min_dwell_minutes):
-            return state.band
-        self.states[instance_id] = BandState(band=wanted, since=now)
-        return wanted
+        """Record a new probability for an instance and return its band now: :meth:`update_many` of one."""
+        return self.update_many([instance_id], [probability], now)[0]
 
     def update_many(self, instance_ids: Sequence[str], probabilities: Sequence[float], now: datetime) -> list[Band]:
-        """:meth:`update` of each instance in turn, with the bands computed in bulk."""
+        """Record a new probability for each instance and return their bands now, computed in bulk.
+
+        Moving up a band is immediate; moving down waits until the instance has been ``min_dwell_minutes``
+        in its band. An instance seen for the first time enters the band of its ``enter`` thresholds.
+        """
         if len(set(instance_ids)) != len(instance_ids):  # a repeated id sees its own first update
             return [self.update(i, p, now) for i, p in zip(instance_ids, probabilities, strict=True)]
         import numpy as np
@@ -149,12 +135,9 @@ def _tasks_by_instance(tasks: Sequence[Task]) -> dict[str, list[Task]]:
 
 
 def matches(match: Match, band: Band, instance: Instance, tasks: Sequence[Task], model_fresh: bool) -> bool:
-    """Whether every condition of ``match`` holds for this instance."""
-    if match.model_fresh is not None and match.model_fresh != model_fresh:
-        return False
-    if not model_fresh and match.model_fresh is None:
-        return False
-    if match.band is not None and match.band != band:
+    """Whether every condition of ``match`` holds for this instance: :func:`_may_match`, then the instance's
+    group, its tasks' workload kinds and its tags."""
+    if not _may_match(match, band, model_fresh):
         return False
     if match.groups and instance.group not in match.groups:
         return False
