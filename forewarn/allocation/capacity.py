@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from forewarn.allocation.cycle import Cycle
-from forewarn.allocation.model import EPS, Fleet
+from forewarn.allocation.model import Fleet
+from forewarn.capacity import EPS
 from forewarn.policy.actions import AutoscaleParams
 from forewarn.schemas import ActionType, Decision, InstanceState
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from forewarn.capacity import scaled_back
 from forewarn.policy.actions import PolicyModel, default_params, get_action
 from forewarn.policy.schema import Bands, Match, Policy, Rule
 from forewarn.schemas import (
@@ -110,7 +111,7 @@ def _holds(instance: Instance, held: Collection[str] | None) -> bool:
     """Whether the instance holds capacity back (cordon, scale-back, buffer) that Forewarn put there."""
     if held is not None and instance.instance_id not in held:
         return False
-    return instance.state == InstanceState.CORDONED or instance.capacity_factor < 1.0 - 1e-9 or instance.reserved > 0.0
+    return instance.state == InstanceState.CORDONED or scaled_back(instance.capacity_factor) or instance.reserved > 0.0
 
 
 def _tags_match(wanted: Mapping[str, str], tags: Mapping[str, str]) -> bool:
