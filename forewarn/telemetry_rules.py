@@ -159,21 +159,25 @@ def _broken(rule: ColumnRule, frame: pd.DataFrame) -> Iterator[tuple[Any, str]]:
     name, present = rule.column, rule.column in frame.columns
     if rule.kind is Kind.KEY:
         values = frame[name] if present else pd.Series(None, index=frame.index, dtype=object)
-        yield values.isna() | (values.astype(str).str.strip() == ""), f"missing {name}"
+        if rule.not_null:
+            yield values.isna() | (values.astype(str).str.strip() == ""), f"missing {name}"
         return
     if rule.kind is Kind.TIME:
         stamps = pd.to_datetime(
             frame[name] if present else pd.Series(None, index=frame.index), utc=True, errors="coerce"
         )
-        yield stamps.isna(), f"missing or bad {name}"
-        yield stamps > rule.high, f"{name} in the future"
+        if rule.not_null:
+            yield stamps.isna(), f"missing or bad {name}"
+        if rule.high is not None:
+            yield stamps > rule.high, f"{name} in the future"
         return
     if not present:
         yield np.ones(len(frame)), f"no column {name}"
         return
     values = pd.to_numeric(frame[name], errors="coerce")
     high, low = float(rule.high or 0.0), float(rule.low or 0.0)
-    yield values.isna(), f"{name} is NaN"
+    if rule.not_null:
+        yield values.isna(), f"{name} is NaN"
     yield np.isinf(values), f"{name} is infinite"
     if low == 0.0:
         yield values < 0, f"{name} is negative"
