@@ -33,6 +33,7 @@ from adapters.aws_tags import CORDONED, FACTOR, RESERVED, record_changes, unit_f
 from adapters.aws_view import FleetView, Member
 from adapters.cloudwatch import CloudWatchSource
 from adapters.fleet import FleetState
+from forewarn.capacity import fits
 from forewarn.errors import AdapterError, NotFoundError
 from forewarn.schemas import Instance, Task
 
@@ -268,7 +269,7 @@ class AwsAdapter:
         before = unit_float(members[name].tags, FACTOR, 1.0)
         cpu, memory = self.view.capacity(str(members[name].ec2.get("InstanceType", "")))
         used_cpu, used_memory = self.view.fleet(members).used(name)
-        if factor < before and (used_cpu > cpu * factor + 1e-9 or used_memory > memory * factor + 1e-9):
+        if factor < before and not (fits(used_cpu, cpu * factor) and fits(used_memory, memory * factor)):
             raise AdapterError(
                 f"scale: {name} at {factor:.0%} would hold cpu {cpu * factor:.3g} and memory "
                 f"{memory * factor:.3g}, but its tasks use {used_cpu:.3g} and {used_memory:.3g}; "

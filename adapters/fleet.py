@@ -5,6 +5,9 @@ repeating a scale-back does not compound and ``factor=1.0`` restores it; the cal
 in force before, which is what a revert restores. A shrink that would leave the instance's tasks over its new
 capacity is refused: move them off first.
 
+Capacity is :mod:`forewarn.capacity`'s, as the allocator counts it: new work and a buffer take the usable
+capacity (nominal x (factor - reserved)), a shrink only needs the tasks to fit the scaled capacity.
+
 Plain mechanics with no idempotency, faults or dry-run (those live in :mod:`adapters.simulated`). Every
 operation checks everything before it changes anything, so a refused call leaves the fleet as it was.
 
@@ -20,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
+from forewarn import capacity
+from forewarn.capacity import EPS, fits
 from forewarn.cloud import root_id
 from forewarn.errors import AdapterError, NotFoundError
 from forewarn.schemas import Instance, InstanceState, Task
-
-EPS = 1e-9
 
 
 @dataclass
@@ -59,12 +62,25 @@ class FleetState:
         tasks = [t for t in self.tasks.values() if t.instance_id == instance_id]
         return sum(t.cpu for t in tasks), sum(t.memory for t in tasks)
 
-    def free(self, instance_id: str) -> tuple[float, float]:
-        """CPU and memory still free on an instance, after its reserved buffer."""
+    def sizes(self, instance_id: str) -> tuple[float, float, float]:
+        """Nominal cpu and memory of an instance, and the factor it runs at (see :mod:`forewarn.capacity`)."""
         inst = self.instance(instance_id)
-        keep = 1.0 - self.reserved.get(instance_id, 0.0)
-        cpu, memory = self.used(instance_id)
-        return inst.cpu_capacity * keep - cpu, inst.memory_capacity * keep - memory
+        if instance_id in self.nominal:
+            cpu, memory = self.nominal[instance_id]
+            return cpu, memory, self.factors.get(instance_id, 1.0)
+        factor = inst.capacity_factor  # a cloud's fleet reports it; a simulated instance never scaled runs at 1
+        return capacity.nominal(inst.cpu_capacity, factor), capacity.nominal(inst.memory_capacity, factor), factor
+
+    def usable(self, instance_id: str, reserved: float | None = None) -> tuple[float, float]:
+        """CPU and memory new work may fill on an instance, its buffer (or ``reserved``) kept free."""
+        cpu, memory, factor = self.sizes(instance_id)
+        keep = self.reserved.get(instance_id, 0.0) if reserved is None else reserved
+        return float(capacity.usable(cpu, factor, keep)), float(capacity.usable(memory, factor, keep))
+
+    def free(self, instance_id: str) -> tuple[float, float]:
+        """CPU and memory that new work may still take on an instance, after its reserved buffer."""
+        (cpu, memory), (used_cpu, used_memory) = self.usable(instance_id), self.used(instance_id)
+        return cpu - used_cpu, memory - used_memory
 
     def instance(self, instance_id: str) -> Instance:
         try:
@@ -110,7 +126,7 @@ class FleetState:
         share = self._check_fractions(tasks, fractions)
         free_cpu, free_memory = self.free(target)
         need_cpu, need_memory = sum(t.cpu for t in tasks) * share, sum(t.memory for t in tasks) * share
-        if need_cpu > free_cpu + EPS or need_memory > free_memory + EPS:
+        if not (fits(need_cpu, free_cpu) and fits(need_memory, free_memory)):
             raise AdapterError(f"migrate: target {target} is full (free cpu {free_cpu:.3g}, memory {free_memory:.3g})")
         for task in tasks:
             self.left[root_id(task.task_id)] = source
@@ -199,7 +215,7 @@ class FleetState:
         cpu, memory = self.nominal.setdefault(name, (inst.cpu_capacity, inst.memory_capacity))
         if factor < before:
             used_cpu, used_memory = self.used(name)
-            if used_cpu > cpu * factor + EPS or used_memory > memory * factor + EPS:
+            if not (fits(used_cpu, cpu * factor) and fits(used_memory, memory * factor)):
                 raise AdapterError(
                     f"scale: {name} at {factor:.0%} would hold cpu {cpu * factor:.3g} and memory "
                     f"{memory * factor:.3g}, but its tasks use cpu {used_cpu:.3g} and memory {used_memory:.3g}; "
@@ -221,11 +237,11 @@ class FleetState:
             self.reserved.pop(instance_id, None)
 
     def reserve(self, instance_id: str, fraction: float) -> None:
-        inst = self.instance(instance_id)
+        self.instance(instance_id)
         if not 0.0 <= fraction < 1.0:
             raise AdapterError(f"reserve: fraction must be in [0, 1), got {fraction}")
-        cpu, memory = self.used(instance_id)
-        if cpu > inst.cpu_capacity * (1 - fraction) + EPS or memory > inst.memory_capacity * (1 - fraction) + EPS:
+        (cpu, memory), (used_cpu, used_memory) = self.usable(instance_id, fraction), self.used(instance_id)
+        if not (fits(used_cpu, cpu) and fits(used_memory, memory)):
             raise AdapterError(f"reserve: {instance_id} is too full to hold back {fraction:.0%}")
         self.reserved[instance_id] = fraction
 

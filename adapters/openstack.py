@@ -27,6 +27,7 @@ from adapters.aws_tags import CORDONED, FACTOR, PREFIX, RESERVED, TASK, record_c
 from adapters.fleet import FleetState
 from adapters.openstack_calls import capacity_of, guarded, host_of
 from adapters.openstack_ops import UP, NovaOperations
+from forewarn.capacity import fits
 from forewarn.cloud import EVERY_ACTION
 from forewarn.errors import AdapterError, NotFoundError
 from forewarn.schemas import ActionType, Instance, InstanceState, Task, utcnow
@@ -131,7 +132,7 @@ class OpenStackAdapter(NovaOperations):
             before = unit_float(dict(server.metadata or {}), FACTOR, 1.0)
             cpu, memory = capacity_of(server)
             used_cpu, used_memory = fleet.used(server.id)
-            if factor < before and (used_cpu > cpu * factor + 1e-9 or used_memory > memory * factor + 1e-9):
+            if factor < before and not (fits(used_cpu, cpu * factor) and fits(used_memory, memory * factor)):
                 raise AdapterError(f"scale: {server.id} at {factor:.0%} is below what its tasks use; move work first")
             if factor != 1.0:
                 self._meta(server.id, {FACTOR: f"{factor:.6g}"})

@@ -55,7 +55,8 @@ from forewarn.settings import Settings
 from forewarn.store.repository import Repository
 from forewarn.store.watermarks import WatermarkStore
 from forewarn.telemetry.instances import read_fleet
-from forewarn.validation import FRACTION_METRICS, validate_telemetry
+from forewarn.telemetry_rules import FRACTION_METRICS
+from forewarn.validation import validate_telemetry
 
 PERIOD_MINUTES = 5
 """How often materialize runs (prefect.yaml: every few minutes): the new rows of one run."""

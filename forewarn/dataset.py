@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from forewarn.errors import DatasetError
-from forewarn.validation import upper_bound
+from forewarn.telemetry_rules import upper_bound
 
 TELEMETRY_KEYS = ("instance_id", "timestamp")
 FAILURE_COLUMNS = ("instance_id", "timestamp")

@@ -40,7 +40,8 @@ from forewarn.telemetry.rows import Reasons, parse_failures, parse_telemetry, re
 from forewarn.telemetry.screen import Screened, screen, screen_failures
 from forewarn.telemetry.sources import Pulled
 from forewarn.telemetry.tables import read_errors_lenient, read_workloads_lenient
-from forewarn.validation import FRACTION_METRICS, ValidationReport, validate_telemetry
+from forewarn.telemetry_rules import FRACTION_METRICS
+from forewarn.validation import ValidationReport, validate_telemetry
 
 ROUND_OFF = 1e-9
 """Prometheus values this close below 0 (or above 1 for fractions) are round-off, not bad values."""

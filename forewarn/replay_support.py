@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from forewarn.capacity import nominal
 from forewarn.dataset import Dataset
 from forewarn.dataset_fleet import workload_tasks
 from forewarn.schemas import Instance, InstanceState, Task
@@ -109,8 +110,9 @@ def overhead(instances: Sequence[Instance], base_cpu: float) -> float:
         if inst.state == InstanceState.CORDONED:
             held += inst.cpu_capacity
             continue
-        held += inst.cpu_capacity * inst.reserved
-        held += inst.cpu_capacity / inst.capacity_factor - inst.cpu_capacity
+        size = nominal(inst.cpu_capacity, inst.capacity_factor)
+        held += size * min(inst.reserved, inst.capacity_factor)  # the buffer, a share of nominal (forewarn.capacity)
+        held += size - inst.cpu_capacity
         if inst.instance_id.startswith("i-auto-"):
             held += inst.cpu_capacity
     return held / base_cpu

@@ -1,10 +1,13 @@
 """Data gates with Great Expectations (1.x, ephemeral context, expectations defined in code).
 
-GX validates a whole batch and says which expectations failed; :func:`quarantine` (plain pandas) says
-which rows break the same telemetry rules, and why. Great Expectations is imported on first use (the
-import takes seconds). GX 1.24 ships no usage-statistics client any more (``analytics_enabled`` is only a
-config field); it is set off all the same, with ``GX_ANALYTICS_ENABLED=false``, and progress bars are
-switched off through the context's ``progress_bars`` setting.
+GX validates a whole batch and says which expectations failed. The telemetry suite is built from the table of
+telemetry rules (:mod:`forewarn.telemetry_rules`), from which the row-level quarantine is built too, so the
+two agree: :func:`forewarn.telemetry_rules.quarantine` says which rows break the rules, and why.
+
+Great Expectations is imported on first use (the import takes seconds). GX 1.24 ships no usage-statistics
+client any more (``analytics_enabled`` is only a config field); it is set off all the same, with
+``GX_ANALYTICS_ENABLED=false``, and progress bars are switched off through the context's ``progress_bars``
+setting.
 """
 
 from __future__ import annotations
@@ -16,55 +19,21 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from forewarn.errors import ValidationFailed
-from forewarn.schemas import utcnow
+from forewarn.telemetry_rules import Kind, TelemetryRules, as_utc, telemetry_rules
 
-__all__ = ["ValidationReport", "quarantine", "require", "validate_telemetry", "validate_training_frame"]
+__all__ = [
+    "ValidationReport",
+    "require",
+    "telemetry_expectations",
+    "validate_telemetry",
+    "validate_training_frame",
+]
 
 _FLOAT_MAX = sys.float_info.max
-FRACTION_METRICS = frozenset(
-    {
-        "cpu",
-        "memory",
-        "mem",
-        "cpu_util",
-        "memory_util",
-        "mem_util",
-        "cpu_usage",
-        "memory_usage",
-        "cpu_fraction",
-        "memory_fraction",
-    }
-)
-"""Metric names taken as fractions in [0, 1] unless the caller names the fraction metrics itself."""
-
-ABSURD = 1e15
-"""The largest value any metric may take (a 48-bit SMART raw counter is 2.8e14): anything larger is a broken
-agent or a typo, and its square (in a standard deviation) would overflow the features."""
-LATENCY_MAX = 1e8
-"""The largest latency in milliseconds (about 28 hours): metrics named ``*_ms``."""
-COUNT_MAX = 1e12
-"""The largest count per sample: metrics named ``*_count`` or ``errors_*``."""
-
-
-def upper_bound(metric: str, fractions: Collection[str] = FRACTION_METRICS) -> float:
-    """The largest sane value of ``metric`` by its kind: 1 for a fraction, then latency, count, any other."""
-    if metric in fractions:
-        return 1.0
-    if metric.endswith("_ms"):
-        return LATENCY_MAX
-    if metric.endswith("_count") or metric.startswith("errors_"):
-        return COUNT_MAX
-    return ABSURD
-
-
-def _utc(moment: datetime | None) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment or utcnow())
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 class ValidationReport(BaseModel):
@@ -154,6 +123,30 @@ def _column_checks(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[list[An
     return [gxe.ExpectColumnToExist(column=c) for c in columns], [c for c in columns if c in frame.columns]
 
 
+def telemetry_expectations(rules: TelemetryRules, frame: pd.DataFrame) -> list[Any]:
+    """The Great Expectations suite of a telemetry rule table (the rules of columns ``frame`` lacks are only
+    that they exist): per column exists, not null (a key not blank either), between its bounds, in its
+    allowed set; the unique columns unique together; at least ``min_rows`` rows."""
+    gxe = _expectations()
+    expectations, present = _column_checks(frame, [rule.column for rule in rules.columns])
+    expectations.append(gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows))
+    for rule in (r for r in rules.columns if r.column in present):
+        if rule.not_null:
+            expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=rule.column))
+        if rule.not_null and rule.kind is Kind.KEY:
+            expectations.append(gxe.ExpectColumnValuesToNotMatchRegex(column=rule.column, regex=r"^\s*$"))
+        if rule.low is not None or rule.high is not None:
+            high = rule.high.to_pydatetime() if isinstance(rule.high, pd.Timestamp) else rule.high
+            expectations.append(
+                gxe.ExpectColumnValuesToBeBetween(column=rule.column, min_value=rule.low, max_value=high)
+            )
+        if rule.allowed is not None:
+            expectations.append(gxe.ExpectColumnValuesToBeInSet(column=rule.column, value_set=sorted(rule.allowed)))
+    if set(rules.unique) <= set(present):
+        expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rules.unique)))
+    return expectations
+
+
 def validate_telemetry(
     frame: pd.DataFrame,
     *,
@@ -161,32 +154,24 @@ def validate_telemetry(
     now: datetime | None = None,
     fraction_metrics: Sequence[str] | None = None,
     signed_metrics: Sequence[str] = (),
+    known_instances: Collection[str] | None = None,
 ) -> ValidationReport:
-    """Gate a telemetry batch (dataset format: ``instance_id``, ``timestamp``, metric columns).
+    """Gate a telemetry batch (dataset format: ``instance_id``, ``timestamp``, metric columns) with the suite
+    of :func:`forewarn.telemetry_rules.telemetry_rules` (arguments as there).
 
-    Checks: the columns exist; keys are not null; metrics are present, finite and non-negative (except
-    ``signed_metrics``); ``fraction_metrics`` (default: those of ``metrics`` named in
-    ``FRACTION_METRICS``, such as cpu and memory) lie in [0, 1], the others under their kind's
-    :func:`upper_bound` (and above its negative when signed); no timestamp after ``now``; no duplicate
-    (instance_id, timestamp); at least one row.
+    Checks: the columns exist; keys are not null (nor blank); metrics are present, finite and non-negative
+    (except ``signed_metrics``); fractions lie in [0, 1], the others under their kind's bound; no timestamp
+    after ``now``; no duplicate (instance_id, timestamp); with ``known_instances``, no other instance; at
+    least one row.
     """
-    gxe = _expectations()
-    when = _utc(now)
-    fractions = [m for m in metrics if m in FRACTION_METRICS] if fraction_metrics is None else list(fraction_metrics)
-    expectations, present = _column_checks(frame, ["instance_id", "timestamp", *metrics])
-    expectations.append(gxe.ExpectTableRowCountToBeBetween(min_value=1))
-    for key in ("instance_id", "timestamp"):
-        if key in present:
-            expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=key))
-    if "timestamp" in present:
-        expectations.append(gxe.ExpectColumnValuesToBeBetween(column="timestamp", max_value=when.to_pydatetime()))
-    if {"instance_id", "timestamp"} <= set(present):
-        expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=["instance_id", "timestamp"]))
-    for metric in (m for m in metrics if m in present):
-        high = upper_bound(metric, fractions)
-        low = -high if metric in signed_metrics else 0.0
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=metric))
-        expectations.append(gxe.ExpectColumnValuesToBeBetween(column=metric, min_value=low, max_value=high))
+    rules = telemetry_rules(
+        metrics,
+        now=now,
+        fraction_metrics=fraction_metrics,
+        signed_metrics=signed_metrics,
+        known_instances=known_instances,
+    )
+    expectations = telemetry_expectations(rules, frame)
     return _run("telemetry", frame, expectations, {"rows": len(frame), "metrics": len(metrics)})
 
 
@@ -228,7 +213,7 @@ def validate_training_frame(
         low, high = prevalence_range
         expectations.append(gxe.ExpectColumnMeanToBeBetween(column=label_column, min_value=low, max_value=high))
     if max_age is not None and time_col in present:
-        oldest = _utc(now) - max_age
+        oldest = as_utc(now) - max_age
         expectations.append(gxe.ExpectColumnMaxToBeBetween(column=time_col, min_value=oldest.to_pydatetime()))
     return _run("training_frame", frame, expectations, {"rows": len(frame), "features": len(feature_columns)})
 
@@ -237,61 +222,3 @@ def require(report: ValidationReport) -> None:
     """Raise ValidationFailed listing the failed expectations unless ``report`` succeeded."""
     if not report.success:
         raise ValidationFailed(f"suite '{report.suite}' failed: " + "; ".join(report.failures))
-
-
-def quarantine(
-    frame: pd.DataFrame,
-    *,
-    metrics: Sequence[str],
-    known_instances: Collection[str] | None = None,
-    now: datetime | None = None,
-    fraction_metrics: Sequence[str] | None = None,
-    signed_metrics: Sequence[str] = (),
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split telemetry rows into good ones and bad ones, each bad row with its reasons.
-
-    Rules (the telemetry suite's, row by row): missing instance_id or timestamp, NaN or infinite metric,
-    negative metric (except ``signed_metrics``), fraction metric above 1, any other metric above its kind's
-    :func:`upper_bound` (or a signed one below its negative), timestamp after ``now``, instance not in
-    ``known_instances`` (when given), and a repeated (instance_id, timestamp) (the first is kept).
-
-    Returns:
-        ``(good, bad)``: ``bad`` has the rows' columns plus ``reason`` (reasons joined by "; ").
-    """
-    fractions = [m for m in metrics if m in FRACTION_METRICS] if fraction_metrics is None else list(fraction_metrics)
-    reasons: list[pd.Series] = []
-
-    def flag(mask: pd.Series | Any, text: str) -> None:
-        reasons.append(pd.Series(np.where(np.asarray(mask, dtype=bool), text, ""), index=frame.index))
-
-    instance = frame["instance_id"] if "instance_id" in frame.columns else pd.Series(None, index=frame.index)
-    stamps = pd.to_datetime(frame.get("timestamp", pd.Series(None, index=frame.index)), utc=True, errors="coerce")
-    flag(instance.isna() | (instance.astype(str).str.strip() == ""), "missing instance_id")
-    flag(stamps.isna(), "missing or bad timestamp")
-    flag(stamps > _utc(now), "timestamp in the future")
-    for metric in metrics:
-        values = pd.to_numeric(frame[metric], errors="coerce") if metric in frame.columns else None
-        if values is None:
-            flag(np.ones(len(frame)), f"no column {metric}")
-            continue
-        flag(values.isna(), f"{metric} is NaN")
-        flag(np.isinf(values), f"{metric} is infinite")
-        if metric not in signed_metrics:
-            flag(values < 0, f"{metric} is negative")
-        if metric in fractions:
-            flag(values > 1, f"{metric} above 1")
-        else:
-            high = upper_bound(metric, fractions)
-            flag(np.isfinite(values) & (values.abs() > high), f"{metric} beyond {high:g}")
-    if known_instances is not None:
-        flag(instance.notna() & ~instance.astype(str).isin(set(known_instances)), "unknown instance")
-    flag(
-        pd.DataFrame({"i": instance, "t": stamps}).duplicated(keep="first") & stamps.notna(),
-        "duplicate (instance_id, timestamp)",
-    )
-    joined = pd.Series("", index=frame.index, dtype=object)
-    for reason in reasons:
-        separator = np.where((joined != "") & (reason != ""), "; ", "")
-        joined = joined + separator + reason
-    bad_mask = joined != ""
-    return frame.loc[~bad_mask], frame.loc[bad_mask].assign(reason=joined[bad_mask])

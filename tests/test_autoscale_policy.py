@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from forewarn.allocation.capacity import autoscale_params
 from forewarn.errors import PolicyError
 from forewarn.planning import plan_cycle
+from forewarn.policy.actions import AutoscaleParams
 from forewarn.policy.engine import PolicyEngine
 from forewarn.policy.guardrails import GuardrailState
 from forewarn.policy.loader import load_policy_text
-from forewarn.schemas import ActionType, Instance, RiskScore, Task
+from forewarn.schemas import ActionType, Band, Decision, Instance, RiskScore, Task
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 POLICY = """\
@@ -56,3 +58,11 @@ def test_thresholds_that_would_flap_are_refused_with_one_line() -> None:
     message = str(caught.value)
     assert "elastic.yaml" in message and "low-utilisation" in message and "below high-utilisation (0.5)" in message
     assert "\n" not in message
+
+
+def test_a_decision_without_bounds_takes_the_policys_defaults_not_a_number_of_its_own() -> None:
+    """The allocator has no capacity threshold of its own: what a decision lacks is the policy's default."""
+    bare = Decision(instance_id="b0", band=Band.LOW, action=ActionType.AUTOSCALE, rule="r", params={"triggered": []})
+    assert autoscale_params(bare) == AutoscaleParams()  # min 1, max 10, 0.30, 0.85, as docs/policy.md says
+    given = bare.model_copy(update={"params": {"max": 3, "high_utilisation": 0.4}})
+    assert (autoscale_params(given).max, autoscale_params(given).high_utilisation) == (3, 0.4)

@@ -117,3 +117,23 @@ def test_case_post_condition_fails(tmp_path: Path) -> None:
     assert split.state == ActionState.REVERTED and "post-condition failed" in str(split.error)
     assert "post-condition failed" in saved.notes[-1]
     assert layout(adapter) == before  # the chunk came back and rejoined t2
+
+
+def test_restored_work_never_lands_in_a_buffer_the_policy_reserved(tmp_path: Path) -> None:
+    adapter, jr = fleet(), journal(tmp_path)  # i2 holds t3 (0.5); i3 and i4 are empty
+    adapter.reserve("i3", 0.9, key="buffer-i3")  # 0.1 left for new work: neither t1 (0.3) nor t2 (0.4)
+    adapter.reserve("i4", 0.6, key="buffer-i4")  # 0.4 left
+    adapter.fail_instance("i1")
+    plan = restore_failed_instance(adapter, jr, "i1", now=NOW, applier=applier(adapter, jr))
+    assert plan.state == PlanState.SUCCEEDED, plan.notes
+    assert adapter.placement()["t2"] == "i2" and adapter.placement()["t1"] == "i4"  # i3 passed over: its buffer
+    assert all(min(adapter.free(i)) >= -1e-9 for i in ("i2", "i3", "i4"))
+
+    (tmp_path / "full").mkdir()
+    adapter, jr = fleet(), journal(tmp_path / "full")
+    for spare in ("i3", "i4"):
+        adapter.reserve(spare, 0.9, key=f"buffer-{spare}")
+    adapter.fail_instance("i1")
+    plan = restore_failed_instance(adapter, jr, "i1", now=NOW, applier=applier(adapter, jr))
+    assert plan.state == PlanState.SUCCEEDED and adapter.placement()["t1"] == "i1"  # nowhere to go but a buffer
+    assert any("no healthy capacity for t1" in n for n in plan.notes), plan.notes

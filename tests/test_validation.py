@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from forewarn.errors import ValidationFailed
-from forewarn.validation import ValidationReport, quarantine, require, validate_telemetry, validate_training_frame
+from forewarn.telemetry_rules import quarantine
+from forewarn.validation import ValidationReport, require, validate_telemetry, validate_training_frame
 
 NOW = datetime(2024, 1, 2, tzinfo=UTC)
 METRICS = ["cpu", "memory", "error_rate"]

@@ -5,7 +5,8 @@ Utilisation of a group is the larger of its cpu and memory load over the usable 
 instances. Below ``low_utilisation`` (default 0.30) empty low-risk instances are released until the
 group would pass the midpoint of the two thresholds; above ``high_utilisation`` (default 0.85) instances
 are added until it would drop to that midpoint. ``min``/``max`` from the decision bound the group size; all
-four are the policy's (the ``autoscale`` action's ``min``, ``max``, ``low-utilisation``, ``high-utilisation``).
+four are the policy's (the ``autoscale`` action's ``min``, ``max``, ``low-utilisation``, ``high-utilisation``),
+with the policy's defaults where a decision lacks one (:func:`autoscale_params`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from forewarn.allocation.cycle import Cycle
-from forewarn.allocation.model import EPS, Fleet
+from forewarn.allocation.model import Fleet
+from forewarn.capacity import EPS
 from forewarn.policy.actions import AutoscaleParams
 from forewarn.schemas import ActionType, Decision, InstanceState
 
-LOW_UTILISATION = float(AutoscaleParams.model_fields["low_utilisation"].default)
-HIGH_UTILISATION = float(AutoscaleParams.model_fields["high_utilisation"].default)
-"""The policy's defaults (``autoscale`` action: ``low-utilisation``, ``high-utilisation``)."""
+
+def autoscale_params(decision: Decision) -> AutoscaleParams:
+    """The ``autoscale`` parameters a decision carries, the policy's defaults for any it lacks: the one source of
+    the thresholds and bounds (no number here the policy cannot set)."""
+    given = {k: v for k, v in decision.params.items() if k in AutoscaleParams.model_fields and k != "type"}
+    return AutoscaleParams.model_validate(given)
 
 
 def reserve_buffers(cycle: Cycle, count: int, fraction: float, decision: Decision | None) -> None:
@@ -82,7 +87,8 @@ def _utilisation(fleet: Fleet, rows: np.ndarray) -> float:
 
 def _scale_down(cycle: Cycle, group: str, members: list[Decision], running: np.ndarray, level: float) -> None:
     fleet, first = cycle.fleet, members[0]
-    low, goal, lowest = _thresholds(first)[0], sum(_thresholds(first)[:2]) / 2, int(first.params.get("min", 1))
+    wanted = autoscale_params(first)
+    low, goal, lowest = wanted.low_utilisation, (wanted.low_utilisation + wanted.high_utilisation) / 2, wanted.min
     count = np.bincount(fleet.task_instance[fleet.task_instance >= 0], minlength=fleet.n_instances)
     empty = [fleet.index[d.instance_id] for d in members]
     empty = sorted(
@@ -104,11 +110,6 @@ def _scale_down(cycle: Cycle, group: str, members: list[Decision], running: np.n
         fleet.accepting[np.asarray(chosen)] = False
 
 
-def _thresholds(decision: Decision) -> tuple[float, float]:
-    low = float(decision.params.get("low_utilisation", LOW_UTILISATION))
-    return low, float(decision.params.get("high_utilisation", HIGH_UTILISATION))
-
-
 def autoscale(cycle: Cycle, decisions: Sequence[Decision], scaled_up: set[str]) -> int:
     """Per group of the low-risk AUTOSCALE decisions, scale down an underused group or up an overused one.
 
@@ -122,14 +123,15 @@ def autoscale(cycle: Cycle, decisions: Sequence[Decision], scaled_up: set[str]) 
         by_group.setdefault(str(fleet.group[fleet.index[decision.instance_id]]), []).append(decision)
     for group, members in sorted(by_group.items()):
         first = members[0]
-        low, high = _thresholds(first)
+        wanted = autoscale_params(first)
+        low, high = wanted.low_utilisation, wanted.high_utilisation
         running = np.flatnonzero((fleet.group == group) & (fleet.state == InstanceState.RUNNING.value))
         level = _utilisation(fleet, running)
         if level < low:
             _scale_down(cycle, group, members, running, level)
         elif level > high and group not in scaled_up:
             delta = math.ceil(len(running) * (level / ((low + high) / 2) - 1) - EPS)
-            delta = min(max(delta, 1), max(0, int(first.params.get("max", 10**9)) - len(running)))
+            delta = min(max(delta, 1), max(0, wanted.max - len(running)))
             note = f"scale up group {group} by {delta}: utilisation {level:.0%} > {high:.0%}"
             row = fleet.index[first.instance_id]
             params = {"delta": delta, "group": group}

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from forewarn.capacity import nominal, usable
 from forewarn.errors import InputError
 from forewarn.schemas import Instance, InstanceState, Task
 
-EPS = 1e-9
-"""Tolerance of every capacity comparison."""
+__all__ = ["Fleet"]
 
 
 def _index_of(ids: Sequence[str], what: str) -> dict[str, int]:
@@ -139,8 +139,8 @@ class Fleet:
         factor = np.array(factors, dtype=float)
         fleet = cls(
             instance_ids=np.array(inst_ids, dtype=object),
-            cpu_capacity=np.array(cpu_cap, dtype=float) / factor,  # nominal: the fleet applies the factor itself
-            memory_capacity=np.array(mem_cap, dtype=float) / factor,
+            cpu_capacity=nominal(np.array(cpu_cap, dtype=float), factor),  # the fleet applies the factor itself
+            memory_capacity=nominal(np.array(mem_cap, dtype=float), factor),
             risk=scores,
             state=np.array([state.value for state in states], dtype=object),
             group=np.array(groups, dtype=object),
@@ -166,11 +166,11 @@ class Fleet:
         return len(self.task_ids)
 
     def usable_cpu(self) -> np.ndarray:
-        """CPU each instance may carry this cycle: capacity x (scale-back factor - reserved buffer)."""
-        return self.cpu_capacity * np.clip(self.capacity_factor - self.reserved, 0.0, None)
+        """CPU each instance may carry this cycle (:func:`forewarn.capacity.usable`; capacities are nominal)."""
+        return usable(self.cpu_capacity, self.capacity_factor, self.reserved)
 
     def usable_memory(self) -> np.ndarray:
-        return self.memory_capacity * np.clip(self.capacity_factor - self.reserved, 0.0, None)
+        return usable(self.memory_capacity, self.capacity_factor, self.reserved)
 
     def free_cpu(self) -> np.ndarray:
         return self.usable_cpu() - self.cpu_used

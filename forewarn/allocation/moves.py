@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from forewarn.allocation.cycle import COOLDOWN, Cycle
-from forewarn.allocation.model import EPS, Fleet
+from forewarn.allocation.model import Fleet
 from forewarn.allocation.placement import CAPACITY, FLEET_FRACTION, VELOCITY, Demand, select
 from forewarn.allocation.repair import emit_migrations, make_room
+from forewarn.capacity import EPS, fits, usable
 from forewarn.policy.actions import ScaleBackParams
 from forewarn.policy.limits import COOLDOWN as COOLDOWN_KEY
 from forewarn.schemas import ActionType, Decision
@@ -109,11 +110,10 @@ def migrate(cycle: Cycle, decisions: Sequence[Decision]) -> set[int]:
 
 
 def fits_within(fleet: Fleet, row: int) -> bool:
-    """Whether instance ``row`` carries no more than its usable capacity."""
-    share = max(float(fleet.capacity_factor[row] - fleet.reserved[row]), 0.0)
-    return bool(
-        fleet.cpu_used[row] <= fleet.cpu_capacity[row] * share + EPS
-        and fleet.memory_used[row] <= fleet.memory_capacity[row] * share + EPS
+    """Whether instance ``row`` carries no more than its usable capacity (:func:`forewarn.capacity.usable`)."""
+    factor, reserved = float(fleet.capacity_factor[row]), float(fleet.reserved[row])
+    return fits(float(fleet.cpu_used[row]), usable(float(fleet.cpu_capacity[row]), factor, reserved)) and fits(
+        float(fleet.memory_used[row]), usable(float(fleet.memory_capacity[row]), factor, reserved)
     )
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forewarn.allocation.model import EPS, Fleet
+from forewarn.allocation.model import Fleet
+from forewarn.capacity import EPS
 from forewarn.schemas import Task, VelocityLimits
 
 OK, VELOCITY, FLEET_FRACTION, CAPACITY = "ok", "velocity", "fleet-fraction", "capacity"

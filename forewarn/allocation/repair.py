@@ -14,8 +14,8 @@ from dataclasses import replace
 import numpy as np
 
 from forewarn.allocation.cycle import Cycle
-from forewarn.allocation.model import EPS
 from forewarn.allocation.placement import CAPACITY, Demand, apply, budgets, candidates, select
+from forewarn.capacity import EPS
 from forewarn.schemas import ActionType, Decision
 
 HOSTS = 8

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError, field_validator
 
+from forewarn.capacity import scaled_back
 from forewarn.cloud import CloudAdapter, root_id
 from forewarn.errors import AdapterError, NotFoundError, PlanError
 from forewarn.execution.undo import own_params, undo_of
@@ -281,10 +282,6 @@ class ReleaseParams(Model):
     free_buffer: bool = policy_default(policy.ReleaseParams, "free_buffer")
 
 
-NOMINAL = 1.0 - 1e-9
-"""A capacity factor at or above this is the nominal capacity (1.0, give or take rounding)."""
-
-
 @register
 class Release(ActionHandler):
     """Undo what Forewarn holds on an instance whose risk fell: its cordon, its scale-back and its buffer.
@@ -310,7 +307,7 @@ class Release(ActionHandler):
         params = self.params(action)
         return (
             params.uncordon and inst.state == InstanceState.CORDONED,
-            params.restore_scale and inst.capacity_factor < NOMINAL,
+            params.restore_scale and scaled_back(inst.capacity_factor),
             params.free_buffer and inst.reserved > 0.0,
         )
 
@@ -362,7 +359,7 @@ class Release(ActionHandler):
         if params.free_buffer and reserved > 0.0:
             adapter.reserve(action.instance_id, reserved, key=f"{key}:reserve")
         factor = float(undo.get("factor") or 1.0)
-        if params.restore_scale and factor < NOMINAL:
+        if params.restore_scale and scaled_back(factor):
             adapter.scale(action.instance_id, factor=factor, key=f"{key}:scale")
         return True
 

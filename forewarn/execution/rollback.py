@@ -1,7 +1,8 @@
 """Restore the work of an instance that failed despite the prediction.
 
 Its tasks restart from their last checkpoint on healthy instances: a plan of MIGRATE actions from the
-failed instance, placed first-fit by free capacity, largest task first. Before planning, the target
+failed instance, placed first-fit by free capacity (:func:`forewarn.capacity.free`: a buffer the policy
+reserved stays free), largest task first. Before planning, the target
 placement is compared with the failed one: when no task is left on the failed instance there is nothing
 to restore, and no second restore plan is made while one for the same instance is open, so a rollback
 never loops. Tasks that fit nowhere stay listed in the plan's notes.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
+from forewarn import capacity
 from forewarn.cloud import CloudAdapter
 from forewarn.errors import PlanError
 from forewarn.execution.applier import Applier
@@ -32,18 +34,24 @@ def _open_restore(journal: Journal, instance_id: str) -> Plan | None:
 
 def _place(adapter: CloudAdapter, failed_id: str, tasks: list[Task]) -> tuple[dict[str, list[str]], list[str]]:
     """First-fit decreasing onto running instances; returns target -> task ids, and the tasks that fit nowhere."""
-    free: dict[str, list[float]] = {}
-    for inst in adapter.list_instances():
-        if inst.instance_id != failed_id and inst.state == InstanceState.RUNNING and adapter.health(inst.instance_id):
-            free[inst.instance_id] = [inst.cpu_capacity, inst.memory_capacity]
+    up = {
+        inst.instance_id: inst
+        for inst in adapter.list_instances()
+        if inst.instance_id != failed_id and inst.state == InstanceState.RUNNING and adapter.health(inst.instance_id)
+    }
+    used: dict[str, list[float]] = {instance_id: [0.0, 0.0] for instance_id in up}
     for task in adapter.list_tasks():
-        if task.instance_id in free:
-            free[task.instance_id][0] -= task.cpu
-            free[task.instance_id][1] -= task.memory
+        if task.instance_id in used:
+            used[task.instance_id][0] += task.cpu
+            used[task.instance_id][1] += task.memory
+    free = {i: list(capacity.free(inst, *used[i])) for i, inst in up.items()}
     placed: dict[str, list[str]] = defaultdict(list)
     unplaced: list[str] = []
     for task in sorted(tasks, key=lambda t: (-t.cpu, -t.memory, t.task_id)):
-        target = next((i for i, (cpu, mem) in free.items() if cpu >= task.cpu and mem >= task.memory), None)
+        target = next(
+            (i for i, (cpu, mem) in free.items() if capacity.fits(task.cpu, cpu) and capacity.fits(task.memory, mem)),
+            None,
+        )
         if target is None:
             unplaced.append(task.task_id)
             continue

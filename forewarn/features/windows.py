@@ -46,7 +46,7 @@ standard deviation (always 0) and slope (never defined) would be constant column
 KEYS = ("instance_id", "event_timestamp")
 FEATURE_LIMIT = 1e30
 """The largest magnitude of a window feature: larger ones (and overflows) are clipped to it. Finite in
-float32 (the model's input), far above anything a bounded metric gives (see forewarn.validation.upper_bound)."""
+float32 (the model's input), far above anything a bounded metric gives (see forewarn.telemetry_rules.upper_bound)."""
 CLIPPED = "clipped"
 """``frame.attrs`` key of :func:`compute_window_features`: how many feature values were clipped."""
 log = logging.getLogger("forewarn.features")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from forewarn.capacity import scaled_back
 from forewarn.policy.actions import PolicyModel, default_params, get_action
 from forewarn.policy.schema import Bands, Match, Policy, Rule
 from forewarn.schemas import (
@@ -41,28 +42,29 @@ _BY_CODE = (Band.LOW, Band.MODERATE, Band.HIGH)
 FALLBACK_RULE = "fallback"
 
 
+def _band_tests(probability: Any, bands: Bands, previous: Any) -> tuple[Any, Any]:
+    """The band rule, written once for one score or many (floats or numpy arrays alike): whether the score
+    is high and whether it is at least moderate, given the previous band's code (-1 none, 0 low, 1 moderate,
+    2 high). Moving up takes reaching ``enter``; staying takes reaching ``exit``; NaN compares false (low)."""
+    high = (probability >= bands.high.enter) | ((previous == 2) & (probability >= bands.high.exit))
+    moderate = ((previous >= 1) & (probability >= bands.moderate.exit)) | (probability >= bands.moderate.enter)
+    return high, moderate
+
+
 def band_for(probability: float, bands: Bands, previous: Band | None = None) -> Band:
     """The band of ``probability`` given the band the instance was in (hysteresis, no dwell).
 
     With no previous band the ``enter`` thresholds alone decide.
     """
-    if probability >= bands.high.enter:
-        return Band.HIGH
-    if previous is Band.HIGH and probability >= bands.high.exit:
-        return Band.HIGH
-    if previous in (Band.HIGH, Band.MODERATE) and probability >= bands.moderate.exit:
-        return Band.MODERATE
-    if probability >= bands.moderate.enter:
-        return Band.MODERATE
-    return Band.LOW
+    high, moderate = _band_tests(probability, bands, -1 if previous is None else _ORDER[previous])
+    return Band.HIGH if high else (Band.MODERATE if moderate else Band.LOW)
 
 
 def band_codes(probabilities: np.ndarray, bands: Bands, previous: np.ndarray) -> np.ndarray:
     """:func:`band_for` of many scores at once, as codes 0 low, 1 moderate, 2 high (``previous`` -1: none)."""
     import numpy as np  # here, not at the top: `forewarn policy check` needs no numpy
 
-    high = (probabilities >= bands.high.enter) | ((previous == 2) & (probabilities >= bands.high.exit))
-    moderate = ((previous >= 1) & (probabilities >= bands.moderate.exit)) | (probabilities >= bands.moderate.enter)
+    high, moderate = _band_tests(probabilities, bands, previous)
     return np.where(high, 2, np.where(moderate, 1, 0))
 
 
@@ -80,23 +82,18 @@ class BandTracker(PolicyModel):
     states: dict[str, BandState] = Field(default_factory=dict)
 
     def update(self, instance_id: str, probability: float, now: datetime) -> Band:
-        """Record a new probability for an instance and return its band now."""
+        """Record a new probability for an instance and return its band now (see :meth:`update_many`)."""
         state = self.states.get(instance_id)
         previous = state.band if state is not None else None
-        wanted = band_for(probability, self.bands, previous)
-        if state is None:
-            self.states[instance_id] = BandState(band=wanted, since=now)
-            return wanted
-        if wanted == state.band:
-            return state.band
-        moving_down = _ORDER[wanted] < _ORDER[state.band]
-        if moving_down and now - state.since < timedelta(minutes=self.bands.min_dwell_minutes):
-            return state.band
-        self.states[instance_id] = BandState(band=wanted, since=now)
-        return wanted
+        return self._settle(instance_id, state, band_for(probability, self.bands, previous), now)
 
     def update_many(self, instance_ids: Sequence[str], probabilities: Sequence[float], now: datetime) -> list[Band]:
-        """:meth:`update` of each instance in turn, with the bands computed in bulk."""
+        """Record a new probability for each instance and return their bands now, the bands computed in bulk.
+
+        Moving up a band is immediate; moving down waits until the instance has been ``min_dwell_minutes``
+        in its band (:meth:`_settle`). An instance seen for the first time enters the band of its ``enter``
+        thresholds.
+        """
         if len(set(instance_ids)) != len(instance_ids):  # a repeated id sees its own first update
             return [self.update(i, p, now) for i, p in zip(instance_ids, probabilities, strict=True)]
         import numpy as np
@@ -105,14 +102,20 @@ class BandTracker(PolicyModel):
         previous = np.array([-1 if st is None else _ORDER[st.band] for st in states], dtype=np.int64)
         wanted = band_codes(np.asarray(probabilities, dtype=float), self.bands, previous)
         out = [_BY_CODE[code] for code in wanted.tolist()]
-        dwell = timedelta(minutes=self.bands.min_dwell_minutes)
         for row in np.flatnonzero(wanted != previous).tolist():
-            state = states[row]
-            if state is not None and wanted[row] < previous[row] and now - state.since < dwell:
-                out[row] = state.band
-                continue
-            self.states[instance_ids[row]] = BandState(band=out[row], since=now)
+            out[row] = self._settle(instance_ids[row], states[row], out[row], now)
         return out
+
+    def _settle(self, instance_id: str, state: BandState | None, wanted: Band, now: datetime) -> Band:
+        """The dwell rule, written once: the band an instance with ``state`` is in once its score wants
+        ``wanted``; up (or first sight) at once, down only after ``min_dwell_minutes`` in its band."""
+        if state is not None and wanted == state.band:
+            return wanted
+        dwell = timedelta(minutes=self.bands.min_dwell_minutes)
+        if state is not None and _ORDER[wanted] < _ORDER[state.band] and now - state.since < dwell:
+            return state.band
+        self.states[instance_id] = BandState(band=wanted, since=now)
+        return wanted
 
     def forget(self, instance_ids: Sequence[str]) -> None:
         """Drop instances that left the fleet."""
@@ -124,7 +127,7 @@ def _holds(instance: Instance, held: Collection[str] | None) -> bool:
     """Whether the instance holds capacity back (cordon, scale-back, buffer) that Forewarn put there."""
     if held is not None and instance.instance_id not in held:
         return False
-    return instance.state == InstanceState.CORDONED or instance.capacity_factor < 1.0 - 1e-9 or instance.reserved > 0.0
+    return instance.state == InstanceState.CORDONED or scaled_back(instance.capacity_factor) or instance.reserved > 0.0
 
 
 def _tags_match(wanted: Mapping[str, str], tags: Mapping[str, str]) -> bool:
@@ -149,12 +152,9 @@ def _tasks_by_instance(tasks: Sequence[Task]) -> dict[str, list[Task]]:
 
 
 def matches(match: Match, band: Band, instance: Instance, tasks: Sequence[Task], model_fresh: bool) -> bool:
-    """Whether every condition of ``match`` holds for this instance."""
-    if match.model_fresh is not None and match.model_fresh != model_fresh:
-        return False
-    if not model_fresh and match.model_fresh is None:
-        return False
-    if match.band is not None and match.band != band:
+    """Whether every condition of ``match`` holds for this instance: :func:`_may_match`, then the instance's
+    group, its tasks' workload kinds and its tags."""
+    if not _may_match(match, band, model_fresh):
         return False
     if match.groups and instance.group not in match.groups:
         return False

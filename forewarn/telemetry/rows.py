@@ -11,7 +11,7 @@ keep every good row and set each bad one aside with its line and why (see :mod:`
 * cells are parsed column by column; a row whose key is empty, whose timestamp does not parse or has no
   zone, or whose number is text (``nan`` included: a missing value is an empty cell) gets a reason. Value
   rules (negative, beyond the metric's bound, future, duplicate, unknown instance) are
-  :func:`forewarn.validation.quarantine`'s, applied by the caller to the rows that parsed.
+  :func:`forewarn.telemetry_rules.quarantine`'s, applied by the caller to the rows that parsed.
 
 Line numbers count the header as line 1; blank lines are skipped but counted. In a parquet file a "line"
 is the 1-based row number plus one, as if it were a CSV with a header.

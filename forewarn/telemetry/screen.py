@@ -1,7 +1,7 @@
 """Screen a telemetry or failure batch row by row before storage: each bad row gets its reasons.
 
 A row is refused when it did not parse (:mod:`forewarn.telemetry.rows`), breaks a rule of the telemetry
-suite (:func:`forewarn.validation.quarantine`: NaN, infinite, negative, fraction above 1, timestamp in
+suite (:func:`forewarn.telemetry_rules.quarantine`: NaN, infinite, negative, fraction above 1, timestamp in
 the future, unknown instance, repeated (instance_id, timestamp) in the batch). A good row whose
 (instance_id, timestamp) is already in the repository is not bad: it is skipped and counted
 (``already_stored``), so ingesting the same file or an overlapping window twice stores nothing twice.
@@ -22,7 +22,7 @@ import pandas as pd
 
 from forewarn.store.repository import QuarantineRecord
 from forewarn.telemetry.rows import Reasons, Refused, cap
-from forewarn.validation import quarantine
+from forewarn.telemetry_rules import quarantine
 
 KEYS = ["instance_id", "timestamp"]
 

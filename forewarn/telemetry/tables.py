@@ -17,9 +17,10 @@ from forewarn.dataset import ERROR_COLUMNS, WORKLOAD_COLUMNS
 from forewarn.store.repository import QuarantineRecord
 from forewarn.telemetry.rows import RawTable, Reasons, parse_ids, parse_numbers, parse_times, read_raw
 from forewarn.telemetry.screen import json_safe
+from forewarn.telemetry_rules import ABSURD
 
-LIMIT = 1e15
-"""The largest cpu, memory, data size or duration a workload may state."""
+LIMIT = ABSURD
+"""The largest cpu, memory, data size or duration a workload may state: the bound of any telemetry level."""
 
 
 def _amounts(frame: pd.DataFrame, column: str, reasons: Reasons, *, blank_ok: bool) -> pd.Series:
