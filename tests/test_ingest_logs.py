@@ -4,6 +4,7 @@ line, and the error-count features of the instances that logged them."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("logs")
     (directory / "syslog").write_text(SYSLOG)
     (directory / "journal.txt").write_text(JOURNAL)
+    (directory / "README.md").write_text("# Logs of the web tier\n\nCollected by rsyslog.\n")
     return directory
 
 
@@ -82,7 +84,10 @@ def test_a_directory_is_read_whole_and_the_table_names_the_quarantine(logs: Path
     result = runner.invoke(app, ["ingest", "logs", str(logs), "--year", "2024", "--database", database])
     assert result.exit_code == 0, result.output
     assert "errors stored" in result.output and "rows quarantined" in result.output
-    assert f"{logs / 'syslog'}: 1 line(s) not parsed" in result.output.replace("\n", "")
+    flat = result.output.replace("\n", "")
+    assert f"{logs / 'syslog'}: 1 line(s) not parsed" in flat
+    assert f"{logs / 'README.md'}: skipped, cannot tell the log format" in flat  # not a log: the others land
+    assert re.search(r"errors stored\s*│\s*3\s*│", result.output)
 
 
 @pytest.mark.parametrize(

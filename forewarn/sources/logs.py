@@ -22,7 +22,15 @@ from forewarn.errors import InputError
 from forewarn.schemas import utcnow
 from forewarn.store.repository import QuarantineRecord, Repository
 from forewarn.telemetry.logformats import SEVERITIES
-from forewarn.telemetry.logs import EVENT_COLUMNS, NOT_FAULTS, LogFormat, ParsedLog, log_format, parse_log
+from forewarn.telemetry.logs import (
+    EVENT_COLUMNS,
+    NOT_FAULTS,
+    LogFormat,
+    ParsedLog,
+    check_timezone,
+    log_format,
+    parse_log,
+)
 from forewarn.telemetry.sources import Pulled
 
 if TYPE_CHECKING:
@@ -72,7 +80,7 @@ class LogFileSource:
     ) -> None:
         self.paths = list(paths)
         self.name = name or f"logs:{self.paths[0]}"
-        self.format, self.year, self.timezone, self.instance = format, year, timezone, instance
+        self.format, self.year, self.timezone, self.instance = format, year, check_timezone(timezone), instance
         self.min_rank = SEVERITIES.index(min_severity)
         self.overlap = overlap
 
@@ -84,15 +92,22 @@ class LogFileSource:
         pulled = Pulled(until=until)
         frames: list[pd.DataFrame] = []
         files = self.files()
+        named = {Path(p) for p in self.paths if not glob.has_magic(p) and not Path(p).is_dir()}
         if not files:
             pulled.notes.append(f"no log file matches {', '.join(self.paths)}")
         for path in files:
             if lo is not None and path.stat().st_mtime < lo.timestamp():
                 continue
-            parsed = parse_log(
-                path, format=self.format, year=self.year or until.year, timezone=self.timezone,
-                default_instance=self.instance,
-            )  # fmt: skip
+            try:
+                parsed = parse_log(
+                    path, format=self.format, year=self.year or until.year, timezone=self.timezone,
+                    default_instance=self.instance,
+                )  # fmt: skip
+            except InputError as exc:
+                if path in named:
+                    raise
+                pulled.notes.append(f"{path}: skipped, {exc.reason}")  # a directory's or a pattern's other file
+                continue
             records = _quarantine(path, parsed)
             if records:
                 pulled.quarantined.extend(records)

@@ -90,11 +90,21 @@ def detect_format(lines: list[str], ctx: Context, *, path: Path | None = None) -
     return best
 
 
-def _context(path: Path, year: int | None, timezone: str, default_instance: str | None) -> Context:
+def check_timezone(timezone: str) -> str:
+    """``timezone`` if it names an IANA zone, else an :class:`InputError`."""
+    _zone(timezone)
+    return timezone
+
+
+def _zone(timezone: str) -> ZoneInfo:
     try:
-        zone = ZoneInfo(timezone)
+        return ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise InputError(f"unknown time zone '{timezone}'", field="timezone") from None
+
+
+def _context(path: Path, year: int | None, timezone: str, default_instance: str | None) -> Context:
+    zone = _zone(timezone)
     return Context(year=year or datetime.now(UTC).year, zone=zone, default_instance=default_instance or path.stem)
 
 
