@@ -16,10 +16,6 @@ from forewarn.commands import backtest, fleet, ingest, model, plan, policy, repl
 from forewarn.commands.common import console, friendly
 from forewarn.commands.guard import GuardedGroup
 from forewarn.errors import InputError
-from forewarn.quiet import quiet_library_warnings
-
-quiet_library_warnings()  # libraries' deprecation notices are for their developers, not an operator (quiet.py)
-
 
 HELP = (
     "Forewarn predicts which virtual machines will fail and moves work off them before they do.\n\n"
