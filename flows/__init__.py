@@ -13,11 +13,9 @@ from flows.materialize import materialize
 from flows.scale import materialize_scaled, score_and_allocate_scaled
 from flows.score_and_allocate import score_and_allocate
 from flows.train import train
-from forewarn.quiet import quiet_library_notices
 from forewarn.redact import install_log_redaction
 
 install_log_redaction()  # Prefect set its handlers up on import: no log line it writes or ships carries a secret
-quiet_library_notices()  # nor a library's deprecation notice (forewarn/quiet.py)
 
 FLOWS: dict[str, Callable[..., Any]] = {
     "ingest": ingest,

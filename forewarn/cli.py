@@ -7,7 +7,6 @@ Every failure of every command is one line (forewarn/commands/guard.py); exit co
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -17,13 +16,6 @@ from forewarn.commands import backtest, fleet, ingest, model, plan, policy, repl
 from forewarn.commands.common import console, friendly
 from forewarn.commands.guard import GuardedGroup
 from forewarn.errors import InputError
-from forewarn.quiet import quiet_library_notices
-
-# Libraries' deprecation notices are for their developers, not for an operator reading a run.
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-warnings.filterwarnings("ignore", category=FutureWarning)
-quiet_library_notices()  # and those Prefect's logging lets through (forewarn/quiet.py)
-
 
 HELP = (
     "Forewarn predicts which virtual machines will fail and moves work off them before they do.\n\n"

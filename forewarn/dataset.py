@@ -223,13 +223,12 @@ def read_telemetry(path: Path) -> pd.DataFrame:
     metrics = [c for c in frame.columns if c not in TELEMETRY_KEYS]
     if not metrics:
         raise DatasetError("no metric columns after instance_id and timestamp", file=path, row=1)
-    out = pd.DataFrame(
-        {"instance_id": _ids(frame, "instance_id", path), "timestamp": _timestamps(frame, "timestamp", path)}
-    )
-    for column in metrics:
+    columns = {"instance_id": _ids(frame, "instance_id", path), "timestamp": _timestamps(frame, "timestamp", path)}
+    for column in metrics:  # built whole: a column at a time fragments a wide frame
         # the bound of the metric's kind, fractions aside: a dataset of percentages is still a dataset (ingestion,
         # which knows cpu and memory as fractions, quarantines them)
-        out[str(column)] = _numbers(frame, column, path, bound=upper_bound(str(column), fractions=()))
+        columns[str(column)] = _numbers(frame, column, path, bound=upper_bound(str(column), fractions=()))
+    out = pd.DataFrame(columns)
     return out.sort_values(["instance_id", "timestamp"], kind="stable").reset_index(drop=True)
 
 

@@ -55,3 +55,21 @@ def test_unknown_flow_lists_the_allowed_ones() -> None:
         "allowed: ingest, materialize, materialize-scaled, score-and-allocate, score-and-allocate-scaled, train"
         in result.output
     )
+
+
+def test_a_reader_that_leaves_early_gets_no_error_line() -> None:
+    import typer
+
+    from forewarn.commands.guard import GuardedGroup
+
+    piped = typer.Typer(cls=GuardedGroup)
+
+    @piped.command()
+    def talk() -> None:
+        raise BrokenPipeError(32, "Broken pipe")  # what `forewarn policy --help | head -1` met at times
+
+    @piped.command()
+    def other() -> None: ...
+
+    result = runner.invoke(piped, ["talk"])
+    assert result.exit_code == 1 and "cannot connect" not in result.output

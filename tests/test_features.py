@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -313,3 +314,26 @@ def test_runs_of_whole_instances_give_the_same_features_as_the_whole_fleet(monke
     chunks = windows.instance_chunks(ids, 7)
     assert len(chunks) > 1 and all(ids[c.start] != ids[c.start - 1] for c in chunks[1:])  # never splits an instance
     pd.testing.assert_frame_equal(compute_window_features(telemetry_frame, errors=errors, failures=failures), whole)
+
+
+def test_a_wide_dataset_reads_and_gets_features_without_a_warning(tmp_path: Path) -> None:
+    """Backblaze has a column per SMART attribute: a frame built a column at a time warned of fragmentation."""
+    import warnings
+
+    from forewarn.dataset import read_dataset
+    from forewarn.telemetry.rows import parse_telemetry, read_raw
+
+    metrics = [f"smart_{i}_raw" for i in range(120)]
+    stamps = pd.date_range("2024-03-01", periods=30, freq="1h", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    rng = np.random.default_rng(0)
+    telemetry = pd.DataFrame({"instance_id": "disk-1", "timestamp": stamps})
+    telemetry = pd.concat([telemetry, pd.DataFrame(rng.random((30, 120)), columns=metrics)], axis=1)
+    telemetry.to_csv(tmp_path / "telemetry.csv", index=False)
+    (tmp_path / "failures.csv").write_text("instance_id,timestamp\ndisk-1,2024-03-02T06:00:00Z\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset = read_dataset(tmp_path)
+        parsed, _, found = parse_telemetry(read_raw(tmp_path / "telemetry.csv", ("instance_id", "timestamp")))
+        features = compute_window_features(dataset.telemetry, metrics=metrics)
+    assert found == metrics and list(parsed.columns[2:]) == metrics
+    assert len(features) == 30 and f"{metrics[-1]}_mean_1h" in features.columns

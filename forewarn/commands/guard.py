@@ -140,6 +140,8 @@ class GuardedGroup(TyperGroup):
             return super().invoke(ctx)
         except (TyperException, typer.Exit, typer.Abort):
             raise  # usage errors and exits: typer prints them and knows their codes
+        except BrokenPipeError:
+            raise  # the reader left (`forewarn ... | head`): click exits quietly, as it does outside commands
         except Exception as exc:
             if os.environ.get("FOREWARN_DEBUG", "") not in ("", "0"):
                 raise

@@ -1,4 +1,4 @@
-"""`forewarn ingest file|prometheus`: validated ingestion into the historical repository, with a summary."""
+"""`forewarn ingest file|prometheus|logs`: validated ingestion into the historical repository, with a summary."""
 
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ def show(summary: IngestSummary) -> None:
         for reason, count in sorted(summary.reasons.items(), key=lambda item: (-item[1], item[0])):
             reasons.add_row(reason, f"{count:,}")
         console.print(reasons)
+    for note in summary.notes:
+        console.print(f"note: {note}", highlight=False)
 
 
 def _report(summary: IngestSummary, as_json: bool) -> None:
@@ -98,5 +100,46 @@ def prometheus(
     repository = open_repository(database)
     try:
         _report(ingest_prometheus(url, since=since, step=step, queries=queries, repository=repository), as_json)
+    finally:
+        repository.dispose()
+
+
+@app.command("logs")
+@friendly
+def logs(
+    paths: Annotated[list[str], typer.Argument(help="Log files, directories (their files) or glob patterns.")],
+    format: Annotated[
+        str,
+        typer.Option(
+            help="syslog, journald, or a loghub format: bgl, hdfs, openstack, hpc, thunderbird; auto guesses."
+        ),
+    ] = "auto",
+    year: Annotated[int | None, typer.Option(help="Year of syslog (RFC 3164) times, which carry none.")] = None,
+    timezone: Annotated[str, typer.Option(help="Zone of times written without one.")] = "UTC",
+    instance: Annotated[
+        str | None, typer.Option(help="Instance of formats that name no host (HDFS); default the file's stem.")
+    ] = None,
+    min_severity: Annotated[
+        str, typer.Option(help="Keep events at or above: debug, info, warning, error, critical.")
+    ] = "warning",
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest error events from log files; lines that do not parse are quarantined with file, line and reason."""
+    from forewarn.ingest import open_repository
+    from forewarn.sources.logs import ingest_logs
+
+    repository = open_repository(database)
+    try:
+        summary = ingest_logs(
+            paths,
+            format=format,
+            year=year,
+            timezone=timezone,
+            instance=instance,
+            min_severity=min_severity,
+            repository=repository,
+        )
+        _report(summary, as_json)
     finally:
         repository.dispose()

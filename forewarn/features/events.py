@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ERROR_CATEGORIES = ("disk", "memory", "network", "kernel", "application", "other")
-"""Error categories counted; any other category in ``errors.category`` is counted as ``other``."""
+from forewarn.telemetry.logformats import CATEGORIES
+
+ERROR_CATEGORIES = CATEGORIES
+"""Error categories counted (those the log parser assigns); any other category is counted as ``other``."""
 
 ERROR_WINDOWS = {"1h": 60, "6h": 360}
 """Windows (minutes) over which errors are counted."""

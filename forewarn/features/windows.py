@@ -99,16 +99,15 @@ def _prepare(telemetry: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     if missing:
         found = [str(c) for c in telemetry.columns if c not in ("instance_id", "timestamp")]
         raise InputError("telemetry lacks a column needed for features", field=missing[0], allowed=found)
-    frame = pd.DataFrame(
-        {
-            "instance_id": telemetry["instance_id"].astype(str).to_numpy(),
-            "timestamp": pd.to_datetime(telemetry["timestamp"], utc=True)
-            .astype("datetime64[ns, UTC]")
-            .reset_index(drop=True),
-        }
-    )
-    for i, metric in enumerate(metrics):
-        frame[f"m{i}"] = pd.to_numeric(telemetry[metric], errors="coerce").to_numpy(dtype=float)
+    columns: dict[str, np.ndarray | pd.Series] = {
+        "instance_id": telemetry["instance_id"].astype(str).to_numpy(),
+        "timestamp": pd.to_datetime(telemetry["timestamp"], utc=True)
+        .astype("datetime64[ns, UTC]")
+        .reset_index(drop=True),
+    }
+    for i, metric in enumerate(metrics):  # built whole: a column at a time fragments a wide frame
+        columns[f"m{i}"] = pd.to_numeric(telemetry[metric], errors="coerce").to_numpy(dtype=float)
+    frame = pd.DataFrame(columns)
     if frame["timestamp"].isna().any():
         raise InputError("telemetry has an empty or invalid timestamp", field="timestamp")
     frame = frame.groupby(["instance_id", "timestamp"], sort=True, as_index=False).mean()

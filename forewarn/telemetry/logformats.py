@@ -54,6 +54,10 @@ _KEYWORD_SEVERITY = [
 ]
 
 
+MARKER = "journal marker line"
+"""The reason given for a ``-- Logs begin ...`` line: not an event, and not a fault of the file either."""
+
+
 class Unparsed(Exception):
     """The line does not fit the format; the message is the reason."""
 
@@ -169,7 +173,7 @@ def syslog(line: str, ctx: Context) -> Parsed:
 
 def journald(line: str, ctx: Context) -> Parsed:
     if line.startswith("-- "):
-        raise Unparsed("journal marker line")
+        raise Unparsed(MARKER)
     found = _match(_JOURNALD, line, "journalctl -o short-iso")
     text = found["ts"].replace(",", ".")
     if re.search(r"[+-]\d{4}$", text):

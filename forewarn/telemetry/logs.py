@@ -14,14 +14,14 @@ import lzma
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
 from forewarn.errors import InputError
-from forewarn.telemetry.logformats import CATEGORIES, PARSERS, SEVERITIES, Context, Unparsed, categorise
+from forewarn.telemetry.logformats import CATEGORIES, MARKER, PARSERS, SEVERITIES, Context, Unparsed, categorise
 
 LogFormat = Literal["syslog", "journald", "bgl", "hdfs", "openstack", "hpc", "thunderbird", "auto"]
 EVENT_COLUMNS = ("instance_id", "timestamp", "severity", "category", "message")
@@ -30,6 +30,9 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2262, 1, 1, tzinfo=UTC)
 """Events outside [EARLIEST, LATEST) are rejected: pandas keeps times only until 2262, and a log line dated
 year 9999 is a broken clock, not an event."""
+BLANK = "blank line"
+NOT_FAULTS = (BLANK, MARKER)
+"""Reasons of lines that hold no event by design: ``rejected`` lists them, the quarantine does not."""
 MAX_LINE = 64 * 1024
 """A longer line is rejected (and kept, cut, in ``rejected``)."""
 
@@ -87,12 +90,29 @@ def detect_format(lines: list[str], ctx: Context, *, path: Path | None = None) -
     return best
 
 
-def _context(path: Path, year: int | None, timezone: str, default_instance: str | None) -> Context:
+def check_timezone(timezone: str) -> str:
+    """``timezone`` if it names an IANA zone, else an :class:`InputError`."""
+    _zone(timezone)
+    return timezone
+
+
+def _zone(timezone: str) -> ZoneInfo:
     try:
-        zone = ZoneInfo(timezone)
+        return ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise InputError(f"unknown time zone '{timezone}'", field="timezone") from None
+
+
+def _context(path: Path, year: int | None, timezone: str, default_instance: str | None) -> Context:
+    zone = _zone(timezone)
     return Context(year=year or datetime.now(UTC).year, zone=zone, default_instance=default_instance or path.stem)
+
+
+def log_format(name: str) -> LogFormat:
+    """``name`` as a :data:`LogFormat`, or an :class:`InputError` listing the formats."""
+    if name != "auto" and name not in PARSERS:
+        raise InputError(f"unknown log format '{name}'", field="format", allowed=[*PARSERS, "auto"])
+    return cast(LogFormat, name)
 
 
 def parse_log(
@@ -117,8 +137,7 @@ def parse_log(
         ``reason`` and ``text``.
     """
     path = Path(path)
-    if format != "auto" and format not in PARSERS:
-        raise InputError(f"unknown log format '{format}'", field="format", allowed=[*PARSERS, "auto"])
+    format = log_format(format)
     ctx = _context(path, year, timezone, default_instance)
     lines = _read_lines(path)
     name = detect_format(lines, ctx, path=path) if format == "auto" else format
@@ -127,7 +146,7 @@ def parse_log(
     rejected: list[tuple[int, str, str]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
-            rejected.append((number, "blank line", line))
+            rejected.append((number, BLANK, line))
             continue
         if len(line) > MAX_LINE:
             rejected.append((number, f"line is longer than {MAX_LINE:,} characters", line[:1024] + "...[cut]"))

@@ -270,15 +270,12 @@ def parse_telemetry(table: RawTable) -> tuple[pd.DataFrame, Reasons, list[str]]:
     if not metrics:
         raise DatasetError("no metric columns after instance_id and timestamp", file=table.path, row=1)
     reasons = Reasons(frame.index)
-    out = pd.DataFrame(
-        {
-            "instance_id": parse_ids(frame, "instance_id", reasons),
-            "timestamp": parse_times(frame, "timestamp", reasons),
-        }
-    )
-    for metric in metrics:
-        out[metric] = parse_numbers(frame, metric, reasons, blank_ok=True)
-    return out, reasons, metrics
+    columns = {
+        "instance_id": parse_ids(frame, "instance_id", reasons),
+        "timestamp": parse_times(frame, "timestamp", reasons),
+    }
+    columns |= {metric: parse_numbers(frame, metric, reasons, blank_ok=True) for metric in metrics}
+    return pd.DataFrame(columns), reasons, metrics  # built whole: a column at a time fragments a wide frame
 
 
 def parse_failures(table: RawTable) -> tuple[pd.DataFrame, Reasons]:
