@@ -1,6 +1,6 @@
 """The capacity model: how much work an instance may carry. The one definition; the allocator (vectorised, in
 :class:`forewarn.allocation.model.Fleet`), the clouds' fleet state (:class:`adapters.fleet.FleetState`) and the
-restore of a failed instance's work (:mod:`forewarn.execution.rollback`) all use it.
+restore of a failed instance's work (:mod:`forewarn.execution.restore`) all use it.
 
 Terms (per resource, cpu or memory):
     nominal: the instance's full size.

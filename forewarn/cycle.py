@@ -30,7 +30,7 @@ import pandas as pd
 from forewarn import pipeline
 from forewarn.cloud import CloudAdapter, capabilities
 from forewarn.execution.applier import Applier, Hook
-from forewarn.execution.rollback import restore_failed_instance
+from forewarn.execution.restore import restore_failed_instance
 from forewarn.execution.runner import ActionRunner
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.explaining import ExplainChoice

@@ -10,7 +10,7 @@ import pytest
 from adapters.faults import ALWAYS
 from forewarn.errors import AdapterError, PlanError
 from forewarn.execution.journal import Journal
-from forewarn.execution.rollback import restore_failed_instance
+from forewarn.execution.restore import restore_failed_instance
 from forewarn.schemas import ActionState, ActionType, PlanState
 from forewarn.store.repository import Repository
 from tests.execution_support import applier, demand_by_root, fleet, full_plan, journal, layout

@@ -1,4 +1,4 @@
-"""Restore the work of an instance that failed despite the prediction.
+"""Restore the work of an instance that failed despite the prediction (the cycle's restore step).
 
 Its tasks restart from their last checkpoint on healthy instances: a plan of MIGRATE actions from the
 failed instance, placed first-fit by free capacity (:func:`forewarn.capacity.free`: a buffer the policy
