@@ -22,7 +22,7 @@ from adapters.simulated import SimulatedAdapter
 from forewarn.cloud import root_id
 from forewarn.execution.applier import Applier, Hook
 from forewarn.execution.journal import Journal
-from forewarn.execution.resilience import CircuitBreaker, default_retry
+from forewarn.execution.resilience import AdapterBreaker, default_retry
 from forewarn.schemas import Action, ActionType, Instance, Plan, PlanState, PolicyMode, Task
 from forewarn.store.models import Base
 from forewarn.store.repository import Repository
@@ -103,7 +103,7 @@ def journal(tmp_path: Path) -> Journal:
 
 def applier(adapter: SimulatedAdapter, journal: Journal, *, hook: Hook | None = None, **kwargs: object) -> Applier:
     kwargs.setdefault("retry", default_retry(attempts=3, sleep=lambda _: None))
-    return Applier(adapter, journal, dry_run=False, breaker=CircuitBreaker(threshold=50), hook=hook, **kwargs)  # type: ignore[arg-type]
+    return Applier(adapter, journal, dry_run=False, breaker=AdapterBreaker(threshold=50), hook=hook, **kwargs)  # type: ignore[arg-type]
 
 
 def demand_by_root(adapter: SimulatedAdapter) -> dict[str, tuple[float, float]]:

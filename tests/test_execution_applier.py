@@ -9,7 +9,7 @@ import pytest
 from adapters.faults import ALWAYS
 from forewarn.errors import AdapterError, PlanError
 from forewarn.execution.applier import Applier
-from forewarn.execution.resilience import CircuitBreaker, CircuitOpenError, default_retry
+from forewarn.execution.resilience import AdapterBreaker, AdapterBreakerOpen, default_retry
 from forewarn.schemas import ActionState, PlanState
 from tests.execution_support import applier as make_applier
 from tests.execution_support import demand_by_root, fleet, full_plan, journal, layout
@@ -136,7 +136,7 @@ def test_snapshot_failure_stops_before_any_action(tmp_path: Path) -> None:
 def test_circuit_breaker_opens_and_stops_calls(tmp_path: Path) -> None:
     adapter, jr = fleet(), journal(tmp_path)
     adapter.inject("migrate", times=ALWAYS)
-    breaker = CircuitBreaker(threshold=2, reset_seconds=60, clock=lambda: 0.0)
+    breaker = AdapterBreaker(threshold=2, reset_seconds=60, clock=lambda: 0.0)
     retry = default_retry(attempts=5, sleep=lambda _: None)
     runner = Applier(adapter, jr, dry_run=False, breaker=breaker, retry=retry)
     plan = runner.run(full_plan())
@@ -144,9 +144,9 @@ def test_circuit_breaker_opens_and_stops_calls(tmp_path: Path) -> None:
     assert adapter.faults.calls["migrate"] == 2  # the third attempt was refused by the breaker
     # the breaker guards the whole adapter: undoing the cordon and restoring are refused too, and the plan
     # says so instead of pretending it rolled back
-    assert plan.state == PlanState.FAILED and "circuit open" in plan.notes[-1]
+    assert plan.state == PlanState.FAILED and "adapter breaker open" in plan.notes[-1]
     assert "i1" in adapter.state.cordoned
-    with pytest.raises(CircuitOpenError):
+    with pytest.raises(AdapterBreakerOpen):
         breaker.call("simulated", lambda: None)
 
 

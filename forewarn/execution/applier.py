@@ -1,7 +1,7 @@
 """The applier: runs an approved plan through a cloud adapter so that no work is lost, done twice or stranded.
 
 For a plan: snapshot the fleet (journalled), then for each action write its intent, check its
-pre-condition, execute it (transient errors retried with backoff, behind a circuit breaker), wait the
+pre-condition, execute it (transient errors retried with backoff, behind the adapter breaker), wait the
 bake time, check its post-condition and write its outcome. When an action or a post-condition fails, the
 actions that took effect are reverted in reverse order; if a revert fails the snapshot is restored; the
 plan ends ROLLED_BACK, or FAILED with the reason when even the restore fails.
@@ -31,7 +31,7 @@ from forewarn.cloud import CloudAdapter
 from forewarn.errors import AdapterError, PlanError
 from forewarn.execution.actions import LATEST, ActionHandler, handler_for
 from forewarn.execution.journal import Journal
-from forewarn.execution.resilience import CircuitBreaker, default_retry
+from forewarn.execution.resilience import AdapterBreaker, default_retry
 from forewarn.execution.runner import ActionRunner
 from forewarn.execution.undo import undo_of
 from forewarn.schemas import Action, ActionState, ActionType, Plan, PlanState, utcnow
@@ -64,7 +64,7 @@ class Applier:
         journal: where plans and their actions are recorded.
         dry_run: record what would be done and change nothing (the default).
         retry: a tenacity policy for transient adapter errors (default: 4 attempts, backoff with jitter).
-        breaker: the adapter's circuit breaker (default: a new one).
+        breaker: the adapter breaker (default: a new one).
         bake_seconds: how long to wait after an action before checking its post-condition.
         sleep: the clock used for the bake time.
         hook: called as ``hook(point, action_id)`` at each of :data:`CRASH_POINTS`.
@@ -79,7 +79,7 @@ class Applier:
         *,
         dry_run: bool = True,
         retry: tenacity.Retrying | None = None,
-        breaker: CircuitBreaker | None = None,
+        breaker: AdapterBreaker | None = None,
         bake_seconds: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         hook: Hook | None = None,
@@ -90,7 +90,7 @@ class Applier:
         self.journal = journal
         self.dry_run = dry_run
         self.retry = retry or default_retry()
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker or AdapterBreaker()
         self.bake_seconds = bake_seconds
         self.sleep = sleep
         self.hook = hook or (lambda point, action_id: None)

@@ -1,4 +1,4 @@
-"""Retries with exponential backoff and jitter (tenacity), and a circuit breaker per adapter.
+"""Retries with exponential backoff and jitter (tenacity), and a breaker per adapter (the adapter breaker).
 
 Only :class:`~forewarn.errors.AdapterError` with ``retryable`` set (throttling, time-outs, 5xx) is retried.
 The breaker opens after ``threshold`` failed calls in a row and refuses calls for ``reset_seconds``; then
@@ -19,7 +19,7 @@ from forewarn.errors import AdapterError
 T = TypeVar("T")
 
 
-class CircuitOpenError(AdapterError):
+class AdapterBreakerOpen(AdapterError):
     """The adapter failed too often in a row; calls are refused until the breaker resets."""
 
 
@@ -44,8 +44,8 @@ def default_retry(
     )
 
 
-class CircuitBreaker:
-    """Stops calling an adapter that keeps failing."""
+class AdapterBreaker:
+    """The adapter breaker: stops calling an adapter that keeps failing (not the policy's circuit breaker)."""
 
     def __init__(self, *, threshold: int = 5, reset_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.threshold = threshold
@@ -65,13 +65,14 @@ class CircuitBreaker:
         """Run ``fn`` unless the breaker is open; count its failure or reset on success."""
         with self._lock:
             if self.state == "open":
-                raise CircuitOpenError(
-                    f"circuit open for {name}: {self.failures} failures in a row; retry after {self.reset_seconds:g} s"
+                raise AdapterBreakerOpen(
+                    f"adapter breaker open for {name}: {self.failures} failures in a row; "
+                    f"retry after {self.reset_seconds:g} s"
                 )
         try:
             result = fn()
         except AdapterError as exc:
-            if not isinstance(exc, CircuitOpenError) and exc.retryable:
+            if not isinstance(exc, AdapterBreakerOpen) and exc.retryable:
                 self._failed()
             raise
         with self._lock:
