@@ -184,10 +184,19 @@ class ActionType(StrEnum):
     RESERVE_BUFFER = "reserve-buffer"
     AUTOSCALE = "autoscale"
     CORDON = "cordon"
-    ROLLBACK = "rollback"
+    RESTORE_SNAPSHOT = "restore-snapshot"
     NOTIFY = "notify"
     RELEASE = "release"
     NONE = "none"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ActionType | None:
+        """``rollback`` was the name of ``restore-snapshot`` before the glossary; journals and policies keep it."""
+        return cls.RESTORE_SNAPSHOT if value == LEGACY_RESTORE_SNAPSHOT else None
+
+
+LEGACY_RESTORE_SNAPSHOT = "rollback"
+"""The older name of the ``restore-snapshot`` action (docs/glossary.md: "rollback" is a plan's or a model's)."""
 
 
 OPT_OUT_RULE = "opt-out"

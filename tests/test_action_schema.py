@@ -102,9 +102,9 @@ def test_rollback_to_latest_restores_the_snapshot_of_the_plan_before(tmp_path: P
                   actions=[Action(type=ActionType.CORDON, instance_id="i1")])  # fmt: skip
     assert applier(adapter, log).run(cordon).state is PlanState.SUCCEEDED
     assert _state(adapter, "i1") is InstanceState.CORDONED
-    params = get_action("rollback").process(get_action("rollback").params_model())  # snapshot: latest
+    params = get_action("restore-snapshot").process(get_action("restore-snapshot").params_model())  # snapshot: latest
     rollback = Plan(policy="p", mode=PolicyMode.AUTO, state=PlanState.APPROVED,
-                    actions=[Action(type=ActionType.ROLLBACK, instance_id="i1", params=params)])  # fmt: skip
+                    actions=[Action(type=ActionType.RESTORE_SNAPSHOT, instance_id="i1", params=params)])  # fmt: skip
     done = applier(adapter, log).run(rollback)
     assert done.state is PlanState.SUCCEEDED and done.actions[0].state is ActionState.SUCCEEDED
     assert done.actions[0].params["_undo"] == {"snapshot": log.snapshot_of(cordon.plan_id)}
@@ -113,9 +113,25 @@ def test_rollback_to_latest_restores_the_snapshot_of_the_plan_before(tmp_path: P
 
 def test_rollback_to_latest_without_an_earlier_snapshot_is_skipped_not_failed(tmp_path: Path) -> None:
     instances, tasks = _fleet()
-    params = get_action("rollback").process(get_action("rollback").params_model())
+    params = get_action("restore-snapshot").process(get_action("restore-snapshot").params_model())
     plan = Plan(policy="p", mode=PolicyMode.AUTO, state=PlanState.APPROVED,
-                actions=[Action(type=ActionType.ROLLBACK, instance_id="i1", params=params)])  # fmt: skip
+                actions=[Action(type=ActionType.RESTORE_SNAPSHOT, instance_id="i1", params=params)])  # fmt: skip
     done = applier(SimulatedAdapter(instances, tasks), journal(tmp_path)).run(plan)
     assert done.state is PlanState.SUCCEEDED and done.actions[0].state is ActionState.SKIPPED
     assert "no earlier snapshot" in str(done.actions[0].error)
+
+
+def test_the_older_name_rollback_still_reads_as_restore_snapshot() -> None:
+    """docs/glossary.md: "rollback" is a plan's or a model's; a policy or journal written before says it of the
+    snapshot action, and means ``restore-snapshot``."""
+    from forewarn.policy.loader import load_policy_text
+
+    text = (PROJECT_ROOT / "policies" / "default.yaml").read_text(encoding="utf-8")
+    head, rules = text.split("rules:\n", 1)
+    snap = "  - name: snap\n    match: {band: high}\n    action: {type: rollback, snapshot: s-1}\n"
+    legacy = head + "rules:\n" + snap + rules
+    policy = load_policy_text(legacy, "legacy.yaml")
+    assert policy.rules[0].action.type == "restore-snapshot"
+    assert ActionType("rollback") is ActionType.RESTORE_SNAPSHOT
+    with pytest.raises(ValueError):
+        ActionType("roll-back")

@@ -248,7 +248,7 @@ def test_pass_through_actions_and_none() -> None:
     decisions = [
         decide("a", ActionType.CORDON),
         decide("b", ActionType.NOTIFY, channel="log"),
-        decide("d", ActionType.ROLLBACK, snapshot="latest"),
+        decide("d", ActionType.RESTORE_SNAPSHOT, snapshot="latest"),
         decide("c", ActionType.NONE),
         decide("ghost", ActionType.CORDON),
     ]
@@ -256,7 +256,7 @@ def test_pass_through_actions_and_none() -> None:
     assert sorted((a.type.value, a.instance_id) for a in result.actions) == [
         ("cordon", "a"),
         ("notify", "b"),
-        ("rollback", "d"),
+        ("restore-snapshot", "d"),
     ]
     assert of_type(result.actions, ActionType.NOTIFY)[0].params == {"channel": "log"}
     assert result.placements == {"t": "a"}

@@ -164,7 +164,7 @@ ACTIONS = [
     ActionType.AUTOSCALE,
     ActionType.CORDON,
     ActionType.NOTIFY,
-    ActionType.ROLLBACK,
+    ActionType.RESTORE_SNAPSHOT,
     ActionType.NONE,
     ActionType.RESERVE_BUFFER,
 ]

@@ -24,7 +24,7 @@ KINDS = [
     ActionType.AUTOSCALE,
     ActionType.NOTIFY,
     ActionType.RELEASE,
-    ActionType.ROLLBACK,
+    ActionType.RESTORE_SNAPSHOT,
 ]
 
 

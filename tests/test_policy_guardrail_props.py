@@ -24,7 +24,7 @@ RULES: list[dict[str, Any]] = [
     {"name": "db-by-hand", "match": {"band": "high", "workload-kinds": ["database"]}, "action": {"type": "notify"}},
     {"name": "evacuate", "match": {"band": "high"}, "action": {"type": "migrate", "split": {"enabled": True}}},
     {"name": "fence", "match": {"band": "high"}, "action": {"type": "cordon", "drain": True}},
-    {"name": "restore", "match": {"band": "high", "groups": ["web"]}, "action": {"type": "rollback"}},
+    {"name": "restore", "match": {"band": "high", "groups": ["web"]}, "action": {"type": "restore-snapshot"}},
     {"name": "ease", "match": {"band": "moderate"}, "action": {"type": "scale-back", "factor": 0.6}},
     {"name": "buffer", "match": {"band": "moderate"}, "action": {"type": "reserve-buffer", "fraction": 0.2}},
     {"name": "grow", "match": {"band": "low", "groups": ["batch"]}, "action": {"type": "autoscale", "max": 4}},

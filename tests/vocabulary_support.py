@@ -30,7 +30,7 @@ RULES: dict[ActionType, tuple[str, str]] = {
     ActionType.SCALE_BACK: ("{band: high}", "{type: scale-back, factor: 0.8}"),
     ActionType.RESERVE_BUFFER: ("{band: high}", "{type: reserve-buffer, fraction: 0.2}"),
     ActionType.NOTIFY: ("{band: high}", "{type: notify, channel: on-call, message: look at it}"),
-    ActionType.ROLLBACK: ("{band: high}", "{type: rollback, snapshot: latest}"),
+    ActionType.RESTORE_SNAPSHOT: ("{band: high}", "{type: restore-snapshot, snapshot: latest}"),
     ActionType.RELEASE: ("{band: low}", "{type: release}"),
     ActionType.AUTOSCALE: ("{band: high}", "{type: migrate}"),  # no room for both: the allocator asks a scale-up
     ActionType.NONE: ("{band: high}", "{type: none}"),
@@ -75,7 +75,7 @@ def revert(adapter: CloudAdapter, log: Journal, plan: Plan) -> None:
     for action in reversed(log.get(plan.plan_id).actions):
         if action.state is not ActionState.SUCCEEDED:
             continue
-        if action.type is ActionType.ROLLBACK:
+        if action.type is ActionType.RESTORE_SNAPSHOT:
             adapter.restore(str(log.snapshot_of(plan.plan_id)), key=f"{action.action_id}:undo")
         else:
             handler_for(action).revert(adapter, action)
@@ -87,7 +87,7 @@ def run_vocabulary(adapter: CloudAdapter, ids: list[str], log: Journal, kind: Ac
     and check the fleet is as it was before."""
     a, b, c = ids
     held: set[str] = set()
-    if kind in (ActionType.ROLLBACK, ActionType.RELEASE):  # something to roll back to, something to release
+    if kind in (ActionType.RESTORE_SNAPSHOT, ActionType.RELEASE):  # something to roll back to, something to release
         (tmp_path / "setup").mkdir()
         setup = policy_file(tmp_path / "setup", ActionType.CORDON)
         assert decide_and_run(adapter, log, setup, [c], set()).state is PlanState.SUCCEEDED

@@ -16,7 +16,7 @@ from forewarn.schemas import Action, ActionType, Decision
 
 SUBSTITUTES: dict[ActionType, tuple[ActionType, ...]] = {
     ActionType.MIGRATE: (ActionType.CORDON, ActionType.SCALE_BACK, ActionType.NOTIFY),
-    ActionType.ROLLBACK: (ActionType.MIGRATE, ActionType.CORDON, ActionType.NOTIFY),
+    ActionType.RESTORE_SNAPSHOT: (ActionType.MIGRATE, ActionType.CORDON, ActionType.NOTIFY),
     ActionType.SCALE_BACK: (ActionType.CORDON, ActionType.NOTIFY),
     ActionType.CORDON: (ActionType.SCALE_BACK, ActionType.NOTIFY),
     ActionType.RESERVE_BUFFER: (ActionType.NOTIFY,),

@@ -26,7 +26,7 @@ from forewarn.policy.limits import LimitEngine
 from forewarn.schemas import OPT_OUT_RULE, Action, ActionType, Decision, Instance, Task, VelocityLimits
 
 PASS_THROUGH = (
-    ActionType.ROLLBACK,
+    ActionType.RESTORE_SNAPSHOT,
     ActionType.CORDON,
     ActionType.RESERVE_BUFFER,
     ActionType.NOTIFY,
@@ -34,7 +34,7 @@ PASS_THROUGH = (
 )
 DEFAULT_BUFFER = float(ReserveBufferParams.model_fields["fraction"].default)
 DEFAULT_SCALE_BACK_BUFFER = float(ScaleBackParams.model_fields["reserve_buffer"].default)
-NO_TARGET = {ActionType.MIGRATE, ActionType.SCALE_BACK, ActionType.CORDON, ActionType.ROLLBACK}
+NO_TARGET = {ActionType.MIGRATE, ActionType.SCALE_BACK, ActionType.CORDON, ActionType.RESTORE_SNAPSHOT}
 """Decisions whose instance receives no moved work this cycle."""
 
 
@@ -120,7 +120,7 @@ def plan_fleet(
     for kind in NO_TARGET:
         for decision in by_type.get(kind, []):
             fleet.accepting[fleet.index[decision.instance_id]] = False
-    _pass_through(cycle, by_type.get(ActionType.ROLLBACK, []), set())
+    _pass_through(cycle, by_type.get(ActionType.RESTORE_SNAPSHOT, []), set())
     cordons = by_type.get(ActionType.CORDON, [])
     drains = [d for d in cordons if d.params.get("drain")]
     movers = by_type.get(ActionType.MIGRATE, []) + drains
@@ -163,7 +163,7 @@ def plan_actions(
 
     Args:
         decisions: what the policy wants per instance (MIGRATE, SCALE_BACK, AUTOSCALE pass through the
-            allocator; CORDON, NOTIFY, ROLLBACK, RESERVE_BUFFER become single actions; NONE nothing).
+            allocator; CORDON, NOTIFY, RESTORE_SNAPSHOT, RESERVE_BUFFER become single actions; NONE nothing).
         instances: the fleet; only RUNNING instances with a score receive work.
         tasks: the tasks, on their current instances.
         risk: instance id -> calibrated failure probability.

@@ -28,7 +28,7 @@ from forewarn.schemas import Action, ActionType, Instance, InstanceState, Model
 
 log = logging.getLogger(__name__)
 LATEST = "latest"
-"""A rollback's ``snapshot`` naming the newest snapshot of an earlier plan; the applier resolves it."""
+"""A restore-snapshot's ``snapshot`` naming the newest snapshot of an earlier plan; the applier resolves it."""
 
 
 def policy_default(model: type[policy.PolicyModel], name: str) -> Any:
@@ -406,30 +406,30 @@ class Autoscale(ActionHandler):
         return True
 
 
-class RollbackParams(Model):
+class RestoreSnapshotParams(Model):
     """The policy's ``snapshot``: a snapshot id, or ``latest`` (resolved by the applier from the journal)."""
 
-    snapshot: str = Field(default=policy_default(policy.RollbackParams, "snapshot"), min_length=1)
+    snapshot: str = Field(default=policy_default(policy.RestoreSnapshotParams, "snapshot"), min_length=1)
 
 
 @register
-class Rollback(ActionHandler):
+class RestoreSnapshot(ActionHandler):
     """Restore a snapshot. It cannot be reverted; a failing plan restores its own snapshot instead.
 
     The applier hands it the action with ``latest`` already resolved to an id (see :data:`LATEST`)."""
 
-    action_type = ActionType.ROLLBACK
-    Params = RollbackParams
+    action_type = ActionType.RESTORE_SNAPSHOT
+    Params = RestoreSnapshotParams
 
     def execute(self, adapter: CloudAdapter, action: Action) -> dict[str, Any] | None:
         snapshot = self.params(action).snapshot
         if snapshot == LATEST:
-            raise PlanError(f"action {action.action_id} (rollback): 'latest' was not resolved to a snapshot id")
+            raise PlanError(f"action {action.action_id} (restore-snapshot): 'latest' was not resolved to a snapshot id")
         adapter.restore(snapshot, key=action.idempotency_key)
         return {"snapshot": snapshot}
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
-        raise AdapterError(f"action {action.action_id}: a restore cannot be reverted step by step")
+        raise AdapterError(f"action {action.action_id}: a snapshot restore cannot be reverted step by step")
 
 
 class NotifyParams(Model):

@@ -218,10 +218,10 @@ class Applier:
         return self._execute(plan_id, action, handler)
 
     def _resolve(self, plan_id: str, action: Action) -> Action | None:
-        """The action as the handler runs it: a rollback to ``latest`` names the newest snapshot an earlier plan
+        """The action as the handler runs it: a restore-snapshot to ``latest`` names the newest snapshot an earlier plan
         took on this cloud (from the journal, kept with the action so a re-run restores the same one); None
         when there is no such snapshot."""
-        if action.type is not ActionType.ROLLBACK or action.params.get("snapshot", LATEST) != LATEST:
+        if action.type is not ActionType.RESTORE_SNAPSHOT or action.params.get("snapshot", LATEST) != LATEST:
             return action
         snapshot = undo_of(action).get("snapshot")
         if snapshot is None:

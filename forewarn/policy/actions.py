@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from forewarn.policy.numbers import MAX_COUNT, within
-from forewarn.schemas import ActionType
+from forewarn.schemas import LEGACY_RESTORE_SNAPSHOT, ActionType
 
 
 def kebab(name: str) -> str:
@@ -79,10 +79,10 @@ class CordonParams(PolicyModel):
     drain: bool = False
 
 
-class RollbackParams(PolicyModel):
-    """Restore the instance from a snapshot (``latest`` or a snapshot id)."""
+class RestoreSnapshotParams(PolicyModel):
+    """Restore the instance from a snapshot (``latest`` or a snapshot id); ``rollback`` is its older name."""
 
-    type: Literal["rollback"] = "rollback"
+    type: Literal["restore-snapshot"] = "restore-snapshot"
     snapshot: str = Field(default="latest", min_length=1)
 
 
@@ -109,16 +109,24 @@ class NoneParams(PolicyModel):
     type: Literal["none"] = "none"
 
 
+def _current_name(value: Any) -> Any:
+    """A rule written with the older ``type: rollback`` reads as ``restore-snapshot``."""
+    if isinstance(value, dict) and value.get("type") == LEGACY_RESTORE_SNAPSHOT:
+        return {**value, "type": ActionType.RESTORE_SNAPSHOT.value}
+    return value
+
+
 ActionSpec = Annotated[
     MigrateParams
     | ScaleBackParams
     | ReserveBufferParams
     | AutoscaleParams
     | CordonParams
-    | RollbackParams
+    | RestoreSnapshotParams
     | NotifyParams
     | ReleaseParams
     | NoneParams,
+    BeforeValidator(_current_name),
     Field(discriminator="type"),
 ]
 """The ``action:`` of a rule: one of the registered params models, chosen by its ``type``."""
@@ -210,9 +218,9 @@ class Cordon(PolicyAction):
     params_model = CordonParams
 
 
-@register(ActionType.ROLLBACK)
-class Rollback(PolicyAction):
-    params_model = RollbackParams
+@register(ActionType.RESTORE_SNAPSHOT)
+class RestoreSnapshot(PolicyAction):
+    params_model = RestoreSnapshotParams
 
 
 @register(ActionType.NOTIFY)

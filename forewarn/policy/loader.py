@@ -14,7 +14,7 @@ import typing
 from pathlib import Path as FilePath
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from forewarn.errors import PolicyError
 from forewarn.policy.schema import Policy, semantic_problems
@@ -62,11 +62,23 @@ def _tagged(models: list[type[BaseModel]]) -> dict[str, type[BaseModel]]:
     return tags
 
 
+def _before(metadata: list[Any], value: Any) -> Any:
+    """``value`` as pydantic will see it after the field's before-validators (an older spelling made current)."""
+    for meta in metadata:
+        if isinstance(meta, BeforeValidator):
+            try:
+                value = meta.func(value)  # type: ignore[call-arg]
+            except Exception:  # a bound refused: the schema layer reports it in its words
+                return value
+    return value
+
+
 def _walk_value(tp: Any, value: Any, path: Path, ctx: _Context) -> None:
     """Check ``value`` against the annotation ``tp``, descending into models, lists, dicts and unions."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        _walk_value(typing.get_args(tp)[0], value, path, ctx)
+        inner, *metadata = typing.get_args(tp)
+        _walk_value(inner, _before(metadata, value), path, ctx)
     elif origin in (typing.Union, types.UnionType):
         models = [arg for arg in typing.get_args(tp) if _is_model(arg)]
         if len(models) == 1:
@@ -103,7 +115,7 @@ def _walk_model(model: type[BaseModel], data: Any, path: Path, ctx: _Context) ->
                 allowed=sorted(fields),
                 at_key=True,
             )
-        _walk_value(fields[key].annotation, value, (*path, key), ctx)
+        _walk_value(fields[key].annotation, _before(fields[key].metadata, value), (*path, key), ctx)
 
 
 def _schema_error(exc: ValidationError, ctx: _Context) -> PolicyError:

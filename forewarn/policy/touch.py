@@ -38,7 +38,7 @@ SEVERITY: dict[ActionType, int] = {
     ActionType.RESERVE_BUFFER: 1,
     ActionType.AUTOSCALE: 1,
     ActionType.SCALE_BACK: 2,
-    ActionType.ROLLBACK: 3,
+    ActionType.RESTORE_SNAPSHOT: 3,
     ActionType.CORDON: 3,
     ActionType.MIGRATE: 4,
 }
