@@ -96,7 +96,6 @@ class Applier:
         self.runner = runner
         self.clock = clock
         self.leases = LeaseStore(journal.repo.engine)
-        self.leases.create()
 
     # -- entry points --------------------------------------------------------------------------------------
     def run(self, plan: Plan) -> Plan:
