@@ -4,6 +4,7 @@ models', and what was written before the upgrade reads back through today's code
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,3 +169,29 @@ def test_a_downgrade_to_the_first_migration_and_back_keeps_the_history(old_datab
     assert_history_kept(repo)
     marks = WatermarkStore(repo.engine)
     assert marks.get("fleet") is None and marks.advance("fleet", T0) == T0
+
+
+def test_processes_opening_a_new_postgres_database_at_once_upgrade_it_in_turn(postgres_url: str) -> None:
+    errors: list[Exception] = []
+
+    def open_it() -> None:
+        try:
+            upgrade(postgres_url)
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    runs = [threading.Thread(target=open_it) for _ in range(4)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(60)
+    repo = Repository(postgres_url)
+    try:
+        assert not any(run.is_alive() for run in runs) and errors == []
+        assert current_revision(repo.engine) == head_revision()
+        assert schema_diff(repo.engine) == []
+    finally:
+        with repo.engine.begin() as conn:
+            command.downgrade(_config(conn), "base")
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        repo.dispose()
