@@ -239,7 +239,6 @@ def run(instances: int = TARGET) -> dict[str, Any]:
         began = time.perf_counter()
         _fill_history(repo, ids, old)
         marks = WatermarkStore(repo.engine)
-        marks.create()
         marks.advance(WATERMARK, (cut - pd.Timedelta(minutes=PERIOD_MINUTES)).to_pydatetime(), note="bench")
 
         def glue_for(metrics: list[str]) -> FeatureStoreGlue:

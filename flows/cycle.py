@@ -33,9 +33,7 @@ from forewarn.store.lease import LeaseStore, claim_plan
 @task(name="claim-instances", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def claim_instances(engine: Engine, plan: Plan, owner: str, *, cycle: str, ttl_seconds: int) -> Plan:
     """The plan less the actions on instances another run holds (see forewarn.store.lease.claim_plan)."""
-    store = LeaseStore(engine)
-    store.create()
-    return claim_plan(store, plan, owner, cycle=cycle, ttl=timedelta(seconds=ttl_seconds))
+    return claim_plan(LeaseStore(engine), plan, owner, cycle=cycle, ttl=timedelta(seconds=ttl_seconds))
 
 
 def run_owner() -> str:

@@ -85,7 +85,6 @@ def approve_and_run(
     was = plan.state
     owner = owner or f"approve-{uuid.uuid4().hex[:12]}"
     store = LeaseStore(ctx.repo.engine)
-    store.create()
     needs = set().union(*touched(plan).values()) if plan.actions else set()
     granted = store.claim(needs, owner, cycle=f"approve:{plan_id}", ttl=timedelta(seconds=ttl_seconds))
     try:

@@ -80,9 +80,7 @@ class Context:
         return self.settings.home / "state.json"
 
     def _states(self) -> StateStore:
-        store = StateStore(self.repo.engine)
-        store.create()
-        return store
+        return StateStore(self.repo.engine)
 
     def _load_state(self) -> dict[str, Any]:
         """The cycle state (``bands``, ``guardrails``) from the repository, read once per context."""

@@ -192,7 +192,6 @@ def test_approve_refuses_while_the_breaker_is_open(cloud: SimulatedAdapter) -> N
 def test_approve_claims_the_instances_and_refuses_when_another_run_holds_one(cloud: SimulatedAdapter) -> None:
     plan = service.journal().save_plan(explained())
     store = LeaseStore(service.context().repo.engine)
-    store.create()
     assert store.claim({"i3"}, "another-run", cycle="c", ttl=timedelta(minutes=5)) == {"i3"}
     code, out = invoke("approve", plan.plan_id, "--no-dry-run")
     assert code == 1

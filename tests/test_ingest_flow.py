@@ -220,7 +220,6 @@ def test_an_overlapping_run_leaves_the_source_to_the_one_ingesting_it(fleet: Pat
 
     source = DatasetReplaySource(fleet, name="fleet")
     leases = LeaseStore(repository.engine)
-    leases.create()
     assert leases.acquire("ingest:fleet", f"{HOST}:1:other-run", ttl=LEASE_TTL)  # PID 1 runs: a live holder
 
     skipped = ingest_source(source, repository=repository, now=T0 + timedelta(hours=1), retries=0)

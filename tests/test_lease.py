@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from forewarn.schemas import Action, ActionReason, ActionType, Plan, PolicyMode
-from forewarn.store.lease import LeaseHeld, LeaseStore, claim_plan, metadata
+from forewarn.store.lease import LeaseHeld, LeaseStore, claim_plan
+from forewarn.store.migrate import upgrade
+from forewarn.store.models import instance_claims, leases
 from forewarn.store.repository import make_engine
 from tests.servers import throwaway_postgres
 
@@ -35,17 +38,26 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the newest migration, copied for each test (migrating takes a while)."""
+    path = tmp_path_factory.mktemp("lease") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    sqlite = f"sqlite:///{tmp_path / 'lease.db'}"
-    chosen = sqlite if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    engine = make_engine(chosen)
-    LeaseStore(engine).create()
-    engine.dispose()
+def url(request: pytest.FixtureRequest, tmp_path: Path, migrated: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        shutil.copy(migrated, tmp_path / "lease.db")
+        yield f"sqlite:///{tmp_path / 'lease.db'}"
+        return
+    chosen = request.getfixturevalue("postgres_url")
+    upgrade(chosen)
     yield chosen
     engine = make_engine(chosen)
     with engine.begin() as conn:
-        for table in metadata.sorted_tables:
+        for table in (leases, instance_claims):
             conn.execute(table.delete())
     engine.dispose()
 

@@ -20,6 +20,7 @@ from forewarn.features.windows import compute_window_features
 from forewarn.policy.guardrails import ActionRecord
 from forewarn.schemas import ActionType
 from forewarn.settings import Settings
+from forewarn.store.migrate import upgrade
 from forewarn.store.repository import make_engine
 from forewarn.store.state import StaleState, StateStore
 from tests.servers import free_port, require_binary, start, stop, throwaway_postgres, wait_for_port
@@ -43,9 +44,8 @@ def machine(tmp_path: Path, name: str, url: str) -> service.Context:
 
 
 def test_a_write_over_a_stale_version_is_refused(database_url: str) -> None:
+    upgrade(database_url)
     store = StateStore(make_engine(database_url))
-    store.create()
-    store.create()  # idempotent
     first = store.put("bands", {"n": 1}, expected=0, owner="a")
     with pytest.raises(StaleState, match="bands"):
         store.put("bands", {"n": 2}, expected=0, owner="b")  # both thought the row was new

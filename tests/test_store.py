@@ -13,11 +13,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from forewarn.dataset import Dataset
-from forewarn.schemas import Instance, VelocityLimits
+from forewarn.schemas import Instance
 from forewarn.settings import shared_data_dir
 from forewarn.store.migrate import current_revision, head_revision, upgrade
 from forewarn.store.models import Base
-from forewarn.store.repository import ModelVersion, QuarantineRecord, Repository
+from forewarn.store.repository import QuarantineRecord, Repository
 from tests.servers import throwaway_postgres
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
@@ -108,9 +108,6 @@ def test_records_round_trip(repo: Repository) -> None:
     repo.save_instances(instances)
     repo.save_instances([instances[1].model_copy(update={"cpu_capacity": 4.0})])
     assert repo.load_instances() == [instances[0], instances[1].model_copy(update={"cpu_capacity": 4.0})]
-    limits = VelocityLimits(max_actions_per_cycle=3)
-    repo.save_velocity("default", limits)
-    assert repo.load_velocity("default") == limits and repo.load_velocity("other") is None
     record = QuarantineRecord(
         source_file="telemetry.csv", line=7, reason="cpu: 'x' is not a number", row={"cpu": "x"}, batch_id="b1"
     )
@@ -119,13 +116,10 @@ def test_records_round_trip(repo: Repository) -> None:
     repo.save_snapshot("snap-1", adapter="simulated", plan_id="p1")
     repo.save_snapshot("snap-2", adapter="simulated", plan_id="p1")
     assert repo.snapshot_of("p1") == "snap-2" and repo.snapshot_of("p2") is None
-    version = ModelVersion(version="m-1", path="models/m-1.json", metrics={"pr_auc": 0.5})
-    repo.save_model_version(version)
-    assert repo.list_model_versions() == [version]
 
 
 def test_migrations_match_the_models(repo: Repository) -> None:
-    assert current_revision(repo.engine) == head_revision() == "0002"
+    assert current_revision(repo.engine) == head_revision() == "0004"
     with repo.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -136,7 +130,7 @@ def test_upgrade_by_url_is_idempotent(tmp_path: Path) -> None:
     upgrade(url)
     upgrade(url)
     repo = Repository(url)
-    assert current_revision(repo.engine) == "0002"
+    assert current_revision(repo.engine) == "0004"
 
 
 def test_real_failure_log_round_trips(tmp_path: Path) -> None:

@@ -97,7 +97,6 @@ class Applier:
         self.runner = runner
         self.clock = clock
         self.leases = LeaseStore(journal.repo.engine)
-        self.leases.create()
 
     # -- entry points --------------------------------------------------------------------------------------
     def run(self, plan: Plan) -> Plan:

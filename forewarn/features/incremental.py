@@ -151,7 +151,6 @@ def materialize_history(
             None reads it from the database every time.
     """
     marks = WatermarkStore(repo.engine)
-    marks.create()
     since = marks.get(WATERMARK)
     outcome = MaterializeOutcome(since=since, until=since)
     start = since if since is not None else now - backfill

@@ -1,9 +1,10 @@
 """Velocity parameters as features: the concurrency limits in force for each instance at each time.
 
-The limits come from the policy (``Policy.velocity_limits()``) or the repository
-(``Repository.load_velocity``); without them the defaults of :class:`forewarn.schemas.VelocityLimits` are
-in force. Forewarn keeps one set of limits for the whole fleet, so every row gets the same values; they
-are features so a model trained under one set of limits is served through a service that names them.
+The limits come from the policy (``Policy.velocity_limits()``, its guardrails: the one place they are
+set; the history database keeps no copy that could disagree); without them the defaults of
+:class:`forewarn.schemas.VelocityLimits` are in force. Forewarn keeps one set of limits for the whole
+fleet, so every row gets the same values; they are features so a model trained under one set of limits
+is served through a service that names them.
 """
 
 from __future__ import annotations

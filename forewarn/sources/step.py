@@ -101,16 +101,13 @@ def ingest_source(
             caller names it, and the watermark has not moved.
     """
     leases = LeaseStore(repository.engine)
-    leases.create()
     name, owner = f"ingest:{source.name}", process_owner()
     leases.drop_if_dead(name)
     try:
         with leases.held(name, owner, ttl=LEASE_TTL):
             return _ingest_source(source, repository, now, retries, backoff, hook)
     except LeaseHeld as held:
-        watermarks = WatermarkStore(repository.engine)
-        watermarks.create()
-        mark = watermarks.get(source.name)
+        mark = WatermarkStore(repository.engine).get(source.name)
         note = f"skipped: another run is ingesting this source ({held})"
         summary = IngestSummary(source=source.name, notes=[note])
         kind = str(getattr(source, "kind", ""))
@@ -123,7 +120,6 @@ def _ingest_source(
     source: Source, repository: Repository, now: datetime, retries: int, backoff: float, hook: Hook | None
 ) -> SourceReport:
     watermarks = WatermarkStore(repository.engine)
-    watermarks.create()
     since = watermarks.get(source.name)
     report = SourceReport(source=source.name, kind=str(getattr(source, "kind", "")), watermark_before=since)
     pulled, report.attempts = pull_with_retries(source, since, now, retries=retries, backoff=backoff)
@@ -144,9 +140,7 @@ def _ingest_source(
 
 def failed_report(source: Source, repository: Repository, error: BaseException) -> SourceReport:
     """The report of a source that did not land: its error and its (unmoved) watermark."""
-    watermarks = WatermarkStore(repository.engine)
-    watermarks.create()
-    mark = watermarks.get(source.name)
+    mark = WatermarkStore(repository.engine).get(source.name)
     text = str(error) if isinstance(error, ForewarnError) else f"{type(error).__name__}: {error}"
     return SourceReport(
         source=source.name, kind=str(getattr(source, "kind", "")), watermark_before=mark, watermark=mark, error=text

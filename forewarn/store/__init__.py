@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from forewarn.store.migrate import upgrade
-    from forewarn.store.repository import ModelVersion, QuarantineRecord, Repository
+    from forewarn.store.repository import QuarantineRecord, Repository
 
-__all__ = ["ModelVersion", "QuarantineRecord", "Repository", "upgrade"]
-_HOMES = {"upgrade": "forewarn.store.migrate"} | dict.fromkeys(__all__[:3], "forewarn.store.repository")
+__all__ = ["QuarantineRecord", "Repository", "upgrade"]
+_HOMES = {"upgrade": "forewarn.store.migrate"} | dict.fromkeys(__all__[:2], "forewarn.store.repository")
 
 
 def __getattr__(name: str) -> Any:

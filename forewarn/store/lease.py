@@ -14,8 +14,8 @@ on PostgreSQL the conflicting row is locked and its newest version re-checked, s
 exactly one gets each instance; on SQLite the database lock serialises writers, which is correct for one
 machine. Expiry uses the callers' clocks (injectable for tests): keep nodes on NTP and TTLs far above skew.
 
-The tables live in their own :data:`metadata`, created by :meth:`LeaseStore.create` (``CREATE .. IF NOT
-EXISTS``), not by the Alembic migrations of :mod:`forewarn.store.models`.
+The tables (:data:`forewarn.store.models.leases`, :data:`~forewarn.store.models.instance_claims`) are created
+by the Alembic migrations, when the database is opened.
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Engine, MetaData, String, Table, delete, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from forewarn.errors import ConfigError, ForewarnError
 from forewarn.schemas import Model, Plan, UtcDatetime, utcnow
-from forewarn.store.models import UtcDateTime
+from forewarn.store.models import instance_claims, leases
 
-metadata = MetaData()
 HOST = socket.gethostname()
 PLAN_TTL = timedelta(minutes=30)
 """How long a plan's lease lasts: a run killed on another host holds its plan's recovery back at most this long;
@@ -46,25 +45,6 @@ def process_owner() -> str:
     """A lease owner naming this host and process (``HOST:PID:random``), so a dead holder can be told."""
     return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-
-leases = Table(
-    "leases",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("owner", String(200), nullable=False),
-    Column("acquired_at", UtcDateTime(), nullable=False),
-    Column("expires_at", UtcDateTime(), nullable=False),
-)
-
-instance_claims = Table(
-    "instance_claims",
-    metadata,
-    Column("instance_id", String(200), primary_key=True),
-    Column("owner", String(200), nullable=False),
-    Column("cycle", String(200), nullable=False),
-    Column("claimed_at", UtcDateTime(), nullable=False),
-    Column("expires_at", UtcDateTime(), nullable=False, index=True),
-)
 
 CHUNK = 1000
 """Instances claimed per statement (bound parameters stay well under every driver's limit)."""
@@ -96,10 +76,6 @@ class LeaseStore:
         self.engine = engine
         self.clock = clock
         self._insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-    def create(self) -> None:
-        """Create the two tables when missing (idempotent)."""
-        metadata.create_all(self.engine, checkfirst=True)
 
     # -- leases --------------------------------------------------------------------------------------------
     def acquire(self, name: str, owner: str, *, ttl: timedelta) -> bool:

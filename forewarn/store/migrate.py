@@ -55,8 +55,13 @@ def at_head(engine: Engine) -> bool:
         return False
 
 
+UPGRADE_LOCK = 0x666F7265
+"""The PostgreSQL advisory lock an upgrade holds, so processes opening one database at once upgrade it in turn
+(the later ones find it at the newest revision and do nothing); SQLite's write lock does the same there."""
+
+
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
-    """Migrate the database at ``url_or_engine`` to ``revision`` (default: the newest)."""
+    """Migrate the database at ``url_or_engine`` to ``revision`` (default: the newest), in one transaction."""
     if isinstance(url_or_engine, str):
         from forewarn.store.engine import make_engine
 
@@ -70,6 +75,8 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
 
     config = alembic_config()
     with url_or_engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

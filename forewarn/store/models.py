@@ -6,6 +6,10 @@ new metric; the long table keeps one fixed schema on SQLite and Postgres, and pi
 dataset format on read. Each batch (one import) has a row in ``telemetry_batches``.
 
 Every timestamp is stored as UTC and read back time-zone aware, on SQLite (which keeps no zone) too.
+
+Every table is here, on :data:`Base.metadata`, and every one is created by the Alembic migrations
+(``forewarn/store/migrations``): no code creates a table itself. Opening the database
+(:meth:`forewarn.store.database.Database.create_all`) upgrades it to the newest migration.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Column, DateTime, Float, ForeignKey, Index, Integer, String, Table, Text, TypeDecorator
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -114,13 +119,6 @@ class WorkloadRow(Base):
     expected_duration: Mapped[float | None] = mapped_column(Float)
 
 
-class VelocityParametersRow(Base):
-    __tablename__ = "velocity_parameters"
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    limits: Mapped[dict[str, Any]]
-    updated_at: Mapped[datetime]
-
-
 class QuarantineRow(Base):
     __tablename__ = "quarantine"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -175,9 +173,45 @@ class SnapshotRow(Base):
     created_at: Mapped[datetime]
 
 
-class ModelVersionRow(Base):
-    __tablename__ = "model_versions"
-    version: Mapped[str] = mapped_column(String(200), primary_key=True)
-    created_at: Mapped[datetime]
-    path: Mapped[str] = mapped_column(String(1000))
-    metrics: Mapped[dict[str, Any]]
+# -- coordination between runs: Core tables, written with dialect-specific upserts ------------------------
+leases = Table(
+    "leases",
+    Base.metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("acquired_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
+"""Named locks with an owner and an expiry (:mod:`forewarn.store.lease`)."""
+
+instance_claims = Table(
+    "instance_claims",
+    Base.metadata,
+    Column("instance_id", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("cycle", String(200), nullable=False),
+    Column("claimed_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+"""One instance reserved by one run until an expiry (:mod:`forewarn.store.lease`)."""
+
+cycle_state = Table(
+    "cycle_state",
+    Base.metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(200), nullable=False),
+)
+"""Versioned JSON rows shared by every run: bands, guardrail budgets (:mod:`forewarn.store.state`)."""
+
+watermarks = Table(
+    "watermarks",
+    Base.metadata,
+    Column("name", String(200), primary_key=True),
+    Column("until", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("note", Text(), nullable=False, default=""),
+)
+"""How far each source and incremental job has been taken in (:mod:`forewarn.store.watermarks`)."""

@@ -15,11 +15,11 @@ from sqlalchemy import Table, bindparam, insert, select, update
 
 from forewarn.dataset import Dataset
 from forewarn.redacted import Redacted
-from forewarn.schemas import Instance, Model, UtcDatetime, VelocityLimits, utcnow
+from forewarn.schemas import Instance, Model, utcnow
 from forewarn.store.database import Database
 from forewarn.store.engine import make_engine as make_engine
 from forewarn.store.history import HistoryStore
-from forewarn.store.models import InstanceRow, ModelVersionRow, QuarantineRow, VelocityParametersRow
+from forewarn.store.models import InstanceRow, QuarantineRow
 
 INSTANCE_COLUMNS = ("instance_id", "cpu_capacity", "memory_capacity", "group", "zone", "boot_time")
 
@@ -46,13 +46,6 @@ class QuarantineRecord(Model):
             else value
             for key, value in row.items()
         }
-
-
-class ModelVersion(Model):
-    version: str
-    path: str
-    created_at: UtcDatetime = Field(default_factory=utcnow)
-    metrics: dict[str, Any] = Field(default_factory=dict)
 
 
 class Repository(Database, HistoryStore):
@@ -130,16 +123,7 @@ class Repository(Database, HistoryStore):
             workloads=workloads if len(workloads) else None,
         )
 
-    # -- velocity, quarantine, snapshots, model versions ---------------------------------------------------
-    def save_velocity(self, name: str, limits: VelocityLimits) -> None:
-        with self.session() as session, session.begin():
-            session.merge(VelocityParametersRow(name=name, limits=limits.model_dump(), updated_at=utcnow()))
-
-    def load_velocity(self, name: str) -> VelocityLimits | None:
-        with self.session() as session:
-            row = session.get(VelocityParametersRow, name)
-            return VelocityLimits.model_validate(row.limits) if row else None
-
+    # -- quarantine ----------------------------------------------------------------------------------------
     def save_quarantine(self, records: Iterable[QuarantineRecord]) -> int:
         rows = [{**r.model_dump(), "created_at": utcnow()} for r in records]
         if rows:
@@ -161,15 +145,6 @@ class Repository(Database, HistoryStore):
         with self.session() as session:
             rows = session.scalars(query).all()
             return [QuarantineRecord.model_validate(_columns(r, skip=("id", "created_at"))) for r in rows]
-
-    def save_model_version(self, version: ModelVersion) -> None:
-        with self.session() as session, session.begin():
-            session.merge(ModelVersionRow(**version.model_dump()))
-
-    def list_model_versions(self) -> list[ModelVersion]:
-        with self.session() as session:
-            rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.created_at)).all()
-            return [ModelVersion.model_validate(_columns(r)) for r in rows]
 
 
 def _columns(row: Any, skip: Iterable[str] = ()) -> dict[str, Any]:

@@ -9,8 +9,8 @@ Terms:
         newest value, folds its own changes into it (:data:`MERGES`) and tries again, so neither run's
         changes are lost and neither overwrites the other.
 
-The table lives in its own :data:`metadata`, created by :meth:`StateStore.create` (``CREATE .. IF NOT
-EXISTS``), like the leases of :mod:`forewarn.store.lease`. Works on SQLite and PostgreSQL.
+The table (:data:`forewarn.store.models.cycle_state`) is created by the Alembic migrations, when the
+database is opened. Works on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,24 +20,12 @@ from copy import deepcopy
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import JSON, Column, Engine, Integer, MetaData, String, Table, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from forewarn.errors import ConfigError, ForewarnError
 from forewarn.schemas import Model, UtcDatetime, utcnow
-from forewarn.store.models import UtcDateTime
-
-metadata = MetaData()
-
-cycle_state = Table(
-    "cycle_state",
-    metadata,
-    Column("key", String(200), primary_key=True),
-    Column("value", JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("updated_at", UtcDateTime(), nullable=False),
-    Column("updated_by", String(200), nullable=False),
-)
+from forewarn.store.models import cycle_state
 
 Json = dict[str, Any]
 Merge = Callable[[Json, Json, Json], Json]
@@ -67,10 +55,6 @@ class StateStore:
             raise ConfigError(f"cycle state needs PostgreSQL or SQLite, not {dialect}", field="database_url")
         self.engine = engine
         self._insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-    def create(self) -> None:
-        """Create the table when missing (idempotent)."""
-        metadata.create_all(self.engine, checkfirst=True)
 
     def read(self, keys: Iterable[str]) -> dict[str, Versioned]:
         """The rows of ``keys`` that exist."""

@@ -8,29 +8,18 @@ Terms:
         stores drop rows they already hold (by instance and time), so nothing is lost and nothing is stored
         twice.
 
-The table lives in its own :data:`metadata`, created by :meth:`WatermarkStore.create` (``CREATE .. IF NOT
-EXISTS``), like the cycle state of :mod:`forewarn.store.state`. Works on SQLite and PostgreSQL.
+The table (:data:`forewarn.store.models.watermarks`) is created by the Alembic migrations, when the
+database is opened. Works on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from forewarn.schemas import utcnow
-from forewarn.store.models import UtcDateTime
-
-metadata = MetaData()
-
-watermarks = Table(
-    "watermarks",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("until", UtcDateTime(), nullable=False),
-    Column("updated_at", UtcDateTime(), nullable=False),
-    Column("note", Text(), nullable=False, default=""),
-)
+from forewarn.store.models import watermarks
 
 
 class WatermarkStore:
@@ -38,9 +27,6 @@ class WatermarkStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def create(self) -> None:
-        metadata.create_all(self.engine, checkfirst=True)
 
     def get(self, name: str) -> datetime | None:
         """The watermark of ``name``, or None before its first commit."""
