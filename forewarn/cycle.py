@@ -239,7 +239,7 @@ def run_cycle(
         cloud=cloud.name,
         stages=stages,
     )
-    planned.plan.notes += [f"{i}: {why}" for i, why in sorted(unscorable.items()) if i in set(up_ids)]
+    planned.plan.notes += [f"{i}: {why}" for i, why in sorted(unscorable.items()) if i in live]
     if claim is not None and planned.plan.state == PlanState.APPROVED and planned.plan.actions:
         planned.plan = claim(planned.plan, now)
     plan = pipeline.apply_plan(ctx.journal, applier, planned.plan, stages=stages)

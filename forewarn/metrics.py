@@ -160,7 +160,7 @@ class CycleMetrics(Collector):
         if not path.exists():
             return
         cumulative: dict[float, float] = {}
-        for family in text_string_to_metric_families(path.read_text()):
+        for family in text_string_to_metric_families(_without_per_instance(path.read_text())):
             for sample in family.samples:
                 name, labels, value = sample.name, sample.labels, sample.value
                 if name == "forewarn_actions_total":
@@ -204,6 +204,13 @@ class _Collected(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return self.metrics()
+
+
+def _without_per_instance(text: str) -> str:
+    """The snapshot less the per-instance gauges, which restoring does not read (100,000s of lines to parse)."""
+    skip = tuple(f"{prefix}{name}{end}" for name in (PROBABILITY, BAND) for prefix, end in (
+        ("", "{"), ("# HELP ", " "), ("# TYPE ", " ")))  # fmt: skip
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(skip))
 
 
 def _escape(label: str) -> str:
