@@ -21,7 +21,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows import tasks
 from flows.cycle import act, current_model, publish
-from forewarn import compose, service
+from forewarn import compose, pipeline, service
 from forewarn.clock import clock_for
 from forewarn.scale import compute
 from forewarn.scale.config import ScaleSettings
@@ -67,14 +67,17 @@ def score_and_allocate_scaled(dataset: str | None = None, dry_run: bool = True, 
     cloud = compose.cloud(ctx, tasks.load_dataset(dataset) if dataset else None, at=now)
     model, fresh = current_model(ctx, now)
     source = compute.OnlineSource(str(ctx.settings.features_dir.resolve()))
+    scorer, explain = model if fresh else None, pipeline.explain_choice(ctx.policy)
     count = 0
 
     def sharded(ids: Sequence[str], when: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
         nonlocal count
         groups = shards(list(ids), shard_size=scale.shard_size)
         count = len(groups)
-        futures = [score_shard.submit(source, model if fresh else None, group, now=when) for group in groups]
-        return compute.merge_shards([f.result() for f in futures], list(ids))
+        futures = [score_shard.submit(source, scorer, group, now=when, explain=explain) for group in groups]
+        scores, features = compute.merge_shards([f.result() for f in futures], list(ids))
+        compute.explain_sample(scorer, scores, features, explain)
+        return scores, features
 
     result = act(ctx, cloud, now, sharded, model, fresh)
     publish(ctx, result)
