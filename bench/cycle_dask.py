@@ -2,9 +2,9 @@
 
 The same set-up, cycle, publishing and floors as :mod:`bench.cycle`, but the cycle scores as the
 ``score-and-allocate-scaled`` flow does: the instances are grouped into shards by a stable hash
-(:func:`forewarn.scale.shards.shards`), each shard reads its rows from the Feast online store through the
-model's feature service and scores them on a worker (:func:`forewarn.scale.compute.score_shard`), the driver
-merges the shards and explains the sample of quiet scores (:func:`forewarn.scale.compute.explain_sample`);
+(:func:`forewarn.distributed.shards.shards`), each shard reads its rows from the Feast online store through the
+model's feature service and scores them on a worker (:func:`forewarn.distributed.compute.score_shard`), the driver
+merges the shards and explains the sample of quiet scores (:func:`forewarn.distributed.compute.explain_sample`);
 policy, allocation, guardrails, journal, applier and publishing stay in the driver process.
 
 The stage ``read_and_score`` is that sharded part (scatter the model, read, score, send back, merge); its
@@ -33,10 +33,10 @@ from bench.cycle import Bench, figures, measure, prepare
 from bench.cycle import _note as note
 from forewarn import pipeline
 from forewarn.cycle import Scoring
+from forewarn.distributed.compute import OnlineSource, explain_sample, merge_shards, score_on_client
+from forewarn.distributed.config import ScaleSettings, dask_client
+from forewarn.distributed.shards import shards
 from forewarn.model.explaining import ExplainChoice
-from forewarn.scale.compute import OnlineSource, explain_sample, merge_shards, score_on_client
-from forewarn.scale.config import ScaleSettings, dask_client
-from forewarn.scale.shards import shards
 from forewarn.schemas import RiskScore
 from forewarn.stages import Stages
 

@@ -1,6 +1,6 @@
 """Score-and-allocate and materialize on a Dask cluster (``prefect_dask.DaskTaskRunner``), sharded by instance.
 
-The cluster comes from settings (:class:`forewarn.scale.config.ScaleSettings`): an empty
+The cluster comes from settings (:class:`forewarn.distributed.config.ScaleSettings`): an empty
 ``FOREWARN_DASK_ADDRESS`` starts a LocalCluster per flow run, ``tcp://host:8786`` uses a running one.
 Before the applier runs, every instance the plan touches is claimed in the historical repository
 (:mod:`forewarn.store.lease`) under this flow run's id, so two overlapping runs never act on one instance.
@@ -23,9 +23,9 @@ from flows import tasks
 from flows.cycle import act, current_model, publish
 from forewarn import compose, pipeline, service
 from forewarn.clock import clock_for
-from forewarn.scale import compute
-from forewarn.scale.config import ScaleSettings
-from forewarn.scale.shards import shards
+from forewarn.distributed import compute
+from forewarn.distributed.config import ScaleSettings
+from forewarn.distributed.shards import shards
 from forewarn.schemas import Plan, RiskScore
 
 score_shard = task(name="score-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)(compute.score_shard)

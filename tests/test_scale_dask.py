@@ -12,16 +12,16 @@ import pytest
 
 from forewarn import pipeline
 from forewarn.dataset import Dataset, read_dataset
+from forewarn.distributed import compute
+from forewarn.distributed.config import ScaleSettings, dask_client
+from forewarn.distributed.shards import shard_of, shards
+from forewarn.distributed.train import train_model_dask
 from forewarn.execution.journal import Journal
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.labels import make_labels
 from forewarn.model.registry import ModelRegistry
 from forewarn.model.train import TrainConfig, train_model
 from forewarn.policy.loader import load_policy
-from forewarn.scale import compute
-from forewarn.scale.config import ScaleSettings, dask_client
-from forewarn.scale.shards import shard_of, shards
-from forewarn.scale.train import train_model_dask
 from forewarn.schemas import PlanState
 from forewarn.settings import PROJECT_ROOT
 from forewarn.sim.config import SimConfig
