@@ -8,7 +8,7 @@ controls (``fail_instance``, ``recover_instance``, fault injection through :clas
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -16,7 +16,7 @@ import pandas as pd
 
 from adapters.faults import ALWAYS, FaultPlan
 from adapters.fleet import FleetState
-from forewarn.cloud import root_id
+from forewarn.cloud import root_id, select_tasks
 from forewarn.errors import AdapterError, NotFoundError
 from forewarn.schemas import Instance, Task, utcnow
 
@@ -82,8 +82,9 @@ class SimulatedAdapter:
         state.cordoned.discard(instance_id)
         state.reserved.pop(instance_id, None)
         if instance_id in state.nominal:
-            inst = state.instances[instance_id]
-            inst.cpu_capacity, inst.memory_capacity = state.nominal.pop(instance_id)
+            cpu, memory = state.nominal.pop(instance_id)
+            inst = state.instances[instance_id]  # replaced, not changed: a snapshot may share it
+            state.instances[instance_id] = inst.model_copy(update={"cpu_capacity": cpu, "memory_capacity": memory})
             state.factors.pop(instance_id, None)
 
     def add_task(self, task: Task) -> None:
@@ -115,6 +116,20 @@ class SimulatedAdapter:
     def list_tasks(self) -> list[Task]:
         self._read("list_tasks")
         return [t.model_copy() for t in self.state.tasks.values()]
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        """One instance as ``list_instances`` shows it (a narrow read, failing as that listing would)."""
+        self._read("list_instances")
+        inst = self.state.instances.get(instance_id)
+        return None if inst is None else self.state.view(inst)
+
+    def find_tasks(
+        self, *, instances: Collection[str] | None = None, roots: Collection[str] | None = None
+    ) -> list[Task]:
+        """The tasks ``list_tasks`` shows on ``instances`` of original task in ``roots`` (None: any); a narrow
+        read, failing as that listing would, that copies only what it returns."""
+        self._read("list_tasks")
+        return [t.model_copy() for t in select_tasks(self.state.tasks.values(), instances=instances, roots=roots)]
 
     def read_telemetry(self, instance_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
         self._read("read_telemetry")

@@ -11,7 +11,7 @@ mutating call in dry run logs what it would do and sends nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,19 @@ class RemoteSimulatedAdapter:
 
     def list_tasks(self) -> list[Task]:
         return [Task.model_validate(t) for t in self._call("list_tasks")]
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        found = self._call("get_instance", instance_id=instance_id)
+        return None if found is None else Instance.model_validate(found)
+
+    def find_tasks(
+        self, *, instances: Collection[str] | None = None, roots: Collection[str] | None = None
+    ) -> list[Task]:
+        some = {
+            "instances": None if instances is None else list(instances),
+            "roots": None if roots is None else list(roots),
+        }
+        return [Task.model_validate(t) for t in self._call("find_tasks", **some)]
 
     def read_telemetry(self, instance_ids: Sequence[str], start: datetime, end: datetime) -> pd.DataFrame:
         data = self._call(

@@ -5,8 +5,8 @@ Set-up (not timed): a Feast store under a temporary FOREWARN_HOME (SQLite online
 feature repository) filled through Feast with one row of every feature for each of N instances; a
 calibrated booster over those features registered as a model version (its feature service applied); a
 simulated cloud of N instances with three tasks each; the default policy (auto mode, its guardrails); the
-journal and cycle state in SQLite. One cycle a minute earlier warms the process as a running worker is
-warm (registry cache, bands and guardrail state in the database).
+journal and cycle state in SQLite. One cycle a minute earlier, published, warms the process as a running
+worker is warm (registry cache, bands and guardrail state in the database, the last metrics snapshot).
 
 Timed: one cycle, acting on the simulated cloud, then publishing. Stages and their floors:
 
@@ -32,7 +32,11 @@ Timed: one cycle, acting on the simulated cloud, then publishing. Stages and the
 ``seconds`` is the wall time of the whole cycle plus publishing (``other`` is what no stage covers:
 recovering, listing the cloud); ``peak_mb`` the process's peak resident memory.
 
-Run: ``python -m bench.cycle --instances 10000`` or ``forewarn bench cycle --instances N --json``.
+With ``--dask-workers N`` the online read and the scoring run shard by shard on a LocalCluster of N worker
+processes (:mod:`bench.cycle_dask`), and the rest as above.
+
+Run: ``python -m bench.cycle --instances 10000 [--dask-workers 2]`` or ``forewarn bench cycle --instances N
+[--dask-workers 2] --json``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,7 +62,7 @@ from sqlalchemy import insert
 
 from adapters.simulated import SimulatedAdapter
 from forewarn import markdown, metrics, pipeline, service
-from forewarn.cycle import CycleResult, OnlineScoring, run_cycle
+from forewarn.cycle import CycleResult, OnlineScoring, Scoring, run_cycle
 from forewarn.features.online import entity_keys
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.calibrate import Calibrator
@@ -71,6 +76,8 @@ from forewarn.store.models import ActionRow, PlanRow
 
 NOW = datetime.fromisoformat("2024-03-01T12:00:00+00:00")
 SIZES = (10_000, 100_000)
+DASK_WORKERS = 2
+"""Workers of the sharded run at the largest size (``make bench``)."""
 STAGES = ("online_read", "score", "policy", "allocate", "guardrails", "journal", "apply", "publish")
 
 
@@ -129,14 +136,18 @@ def prepare(home: Path, n: int, *, dry_run: bool = False, seed: int = 0) -> Benc
     return Bench(home, ctx, glue, trained, cloud, ids, fill)
 
 
-def cycle(bench: Bench, now: datetime, stages: Stages) -> CycleResult:
+Scorer = Callable[[Bench, Stages], Scoring]
+"""The cycle's scoring of a bench, timing its stages on the given Stages."""
+
+
+def online(bench: Bench, stages: Stages) -> Scoring:
+    """The one-process scoring the flows use: the bulk online read, then the model."""
+    return OnlineScoring(bench.glue, bench.model, stages, pipeline.explain_choice(bench.ctx.policy))
+
+
+def cycle(bench: Bench, now: datetime, stages: Stages, scorer: Scorer = online) -> CycleResult:
     return run_cycle(
-        bench.ctx,
-        bench.cloud,
-        now,
-        scoring=OnlineScoring(bench.glue, bench.model, stages, pipeline.explain_choice(bench.ctx.policy)),
-        model_version=bench.model.version,
-        stages=stages,
+        bench.ctx, bench.cloud, now, scoring=scorer(bench, stages), model_version=bench.model.version, stages=stages
     )
 
 
@@ -259,31 +270,64 @@ def _note(text: str) -> None:
     print(f"[bench cycle {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def run(instances: int) -> dict[str, Any]:
-    """The figures of one size (see the module docstring)."""
+def run(instances: int, *, dask_workers: int = 0, shard_size: int | None = None) -> dict[str, Any]:
+    """The figures of one size (see the module docstring); ``dask_workers``: shard the read and the scoring."""
+    if dask_workers:
+        from bench.cycle_dask import run_sharded
+
+        return run_sharded(instances, dask_workers, shard_size)
     with tempfile.TemporaryDirectory(prefix="forewarn-bench-cycle-") as tmp:
         _note(f"filling a Feast store with {instances:,} instances")
         bench = prepare(Path(tmp) / "acting", instances)
         _note(f"filled in {bench.fill_seconds:.1f} s; warm-up cycle")
-        bench.ctx.dry_run = bench.cloud.dry_run = True  # journalled but not acted on: no cooldown for the timed one
-        cycle(bench, NOW - timedelta(minutes=1), Stages())  # warm, as a running worker is
-        bench.ctx.dry_run = bench.cloud.dry_run = False
-        _note("timed cycle")
-        stages = Stages()
-        began = time.perf_counter()
-        result = cycle(bench, NOW, stages)
-        rows = publish(bench, result, stages)
-        seconds = time.perf_counter() - began
-        floor = floors(bench, result, rows)
-        dry = Stages()
-        bench.ctx.dry_run = bench.cloud.dry_run = True
-        cycle(bench, NOW + timedelta(minutes=1), dry)
+        return figures(bench, *measure(bench, online))
+
+
+Measured = tuple[Stages, float, CycleResult, dict[str, float], Stages]
+
+
+def measure(bench: Bench, scorer: Scorer) -> Measured:
+    """A warm-up cycle, the timed cycle and its publishing, the floors, and a dry-run cycle."""
+    bench.ctx.dry_run = bench.cloud.dry_run = True  # journalled but not acted on: no cooldown for the timed one
+    warm = Stages()
+    publish(bench, cycle(bench, NOW - timedelta(minutes=1), warm, scorer), warm)  # warm, as a running worker is
+    bench.ctx.dry_run = bench.cloud.dry_run = False
+    _note("timed cycle")
+    stages = Stages()
+    began = time.perf_counter()
+    result = cycle(bench, NOW, stages, scorer)
+    rows = publish(bench, result, stages)
+    seconds = time.perf_counter() - began
+    floor = floors(bench, result, rows)
+    dry = Stages()
+    bench.ctx.dry_run = bench.cloud.dry_run = True
+    cycle(bench, NOW + timedelta(minutes=1), dry, scorer)
+    return stages, seconds, result, floor, dry
+
+
+def figures(
+    bench: Bench,
+    stages: Stages,
+    seconds: float,
+    result: CycleResult,
+    floor: dict[str, float],
+    dry: Stages,
+    merged: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
+    """The JSON of a measured cycle; ``merged``: a stage that times several of :data:`STAGES` at once (its
+    floor is the sum of theirs)."""
+    together = merged or {}
+    inside = {name for names in together.values() for name in names}
+    floor = {**{k: v for k, v in floor.items() if k not in inside}, **{
+        stage: sum(floor[name] for name in names) for stage, names in together.items()}}  # fmt: skip
+    order = [*together, *(name for name in STAGES if name not in inside)]
     timed = {
-        name: {"seconds": _sig(stages.seconds.get(name, 0.0)), "floor_seconds": _sig(floor[name])} for name in STAGES
+        name: {"seconds": _sig(stages.seconds.get(name, 0.0)), "floor_seconds": _sig(floor[name])} for name in order
     }
     timed["apply_dry_run"] = {"seconds": _sig(dry.seconds.get("apply", 0.0)), "floor_seconds": _sig(floor["apply"])}
     timed["other"] = {"seconds": _sig(seconds - sum(stages.seconds.values())), "floor_seconds": 0.0}
     floor_sum = sum(floor.values())
+    instances = len(bench.ids)
     assert result.plan is not None
     return {
         "benchmark": "production cycle",
@@ -309,4 +353,7 @@ def _sig(value: float) -> float:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--instances", type=int, default=10_000)
-    print(json.dumps(run(parser.parse_args().instances), indent=2))
+    parser.add_argument("--dask-workers", type=int, default=0, help="shard the read and scoring on a LocalCluster")
+    parser.add_argument("--shard-size", type=int, default=None, help="instances per shard (default: the setting's)")
+    args = parser.parse_args()
+    print(json.dumps(run(args.instances, dask_workers=args.dask_workers, shard_size=args.shard_size), indent=2))

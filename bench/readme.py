@@ -22,14 +22,28 @@ def _x(seconds: float, floor: float) -> str:
     return f"{seconds / floor:.3g}x" if floor > 0 else "-"
 
 
+def _label(r: dict[str, Any]) -> str:
+    """How a run is named: its size, and its Dask workers when the read and scoring were sharded."""
+    n = f"{r['instances']:,}"
+    return f"{n} on {r['dask_workers']} Dask workers" if r.get("dask_workers") else n
+
+
 def cycle_rows(results: list[dict[str, Any]]) -> list[str]:
     rows = []
     for r in results:
         if "seconds" not in r:
             continue
-        n = f"{r['instances']:,}"
+        n = _label(r)
+        peak = f"peak {r['peak_mb']:,} MB" + (
+            f", largest worker {r['worker_rss_mb']:,} MB resident; shards of {r['shard_size']:,}; cluster start "
+            f"{_s(r['cluster_start_seconds'])} not timed"
+            if r.get("dask_workers")
+            else ""
+        )
         rows.append(
-            f"| production cycle, {n} instances, {r['features']} features (peak {r['peak_mb']:,} MB) "
+            f"| production cycle, {r['instances']:,} instances"
+            + (f", read and scored on {r['dask_workers']} Dask workers" if r.get("dask_workers") else "")
+            + f", {r['features']} features ({peak}) "
             f"| {_s(r['seconds'])} | {_s(r['floor_seconds'])} (sum of the stages' floors) "
             f"| {_x(r['seconds'], r['floor_seconds'])} |"
         )
@@ -51,6 +65,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[str]:
         if "seconds" not in r:
             continue
         n, checks = r["instances"], []
+        label = f"{n:,} instances" + (f" on {r['dask_workers']} Dask workers" if r.get("dask_workers") else "")
         if n >= 100_000:
             checks.append(f"under 20 s end to end: {'met' if r['seconds'] < 20 else 'missed'} ({_s(r['seconds'])})")
             checks.append(f"peak under 4 GB: {'met' if r['peak_mb'] < 4096 else 'missed'} ({r['peak_mb']:,} MB)")
@@ -61,7 +76,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[str]:
         stages = {k: v for k, v in r["stages"].items() if k != "other"}
         excess = sorted(stages, key=lambda k: stages[k]["seconds"] - stages[k]["floor_seconds"], reverse=True)[:3]
         costly = ", ".join(f"{k} {_s(stages[k]['seconds'] - stages[k]['floor_seconds'])}" for k in excess)
-        lines.append(f"- {n:,} instances: {'; '.join(checks) or 'no target'}; most above floor: {costly}.")
+        lines.append(f"- {label}: {'; '.join(checks) or 'no target'}; most above floor: {costly}.")
     return lines
 
 

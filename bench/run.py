@@ -1,10 +1,11 @@
 """``make bench``: every benchmark, each figure printed beside its floor, JSON under ``--out``.
 
-Runs the production cycle (bench/cycle.py) at 10k and 100k instances, allocation alone (bench/allocate.py),
-the CLI's start-up (bench/cli_startup.py), training (bench/train.py), ingestion (bench/ingest.py, when
-present), ingest + incremental materialize from history (bench/ingest_materialize.py), the simulator and
-the window features. Writes ``<out>/<name>.json`` per benchmark and ``<out>/summary.json``; a benchmark that
-cannot run is recorded with its reason rather than stopping the others.
+Runs the production cycle (bench/cycle.py) at 10k and 100k instances and at 100k with its read and scoring
+sharded on 2 Dask workers (bench/cycle_dask.py), allocation alone (bench/allocate.py), the CLI's start-up
+(bench/cli_startup.py), training (bench/train.py), ingestion (bench/ingest.py, when present), ingest +
+incremental materialize from history (bench/ingest_materialize.py), the simulator and the window features.
+Writes ``<out>/<name>.json`` per benchmark and ``<out>/summary.json``; a benchmark that cannot run is
+recorded with its reason rather than stopping the others.
 
 Run: ``python -m bench.run --out bench/results [--only cycle,train] [--quick]`` (``--quick`` drops the
 100k-instance sizes).
@@ -27,17 +28,19 @@ Result = list[dict[str, Any]]
 
 
 def cycle(quick: bool) -> Result:
-    """The production cycle, each size in its own process (so ``peak_mb`` is that size's)."""
+    """The production cycle, each size in its own process (so ``peak_mb`` is that size's), then the largest
+    size again with the read and scoring sharded on a LocalCluster of :data:`bench.cycle.DASK_WORKERS`."""
     import subprocess
     import sys
 
-    from bench.cycle import SIZES
+    from bench.cycle import DASK_WORKERS, SIZES
 
+    runs = [(size, 0) for size in SIZES] + [(SIZES[-1], DASK_WORKERS)]
     out = []
-    for size in SIZES:
+    for size, workers in runs:
         if quick and size > 10_000:
             continue
-        argv = [sys.executable, "-m", "bench.cycle", "--instances", str(size)]
+        argv = [sys.executable, "-m", "bench.cycle", "--instances", str(size), "--dask-workers", str(workers)]
         done = subprocess.run(argv, check=True, capture_output=True, text=True)
         out.append(json.loads(done.stdout))
     return out

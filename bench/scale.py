@@ -4,7 +4,7 @@ The floor is the bare booster: one single-process ``inplace_predict`` over every
 ``single_process`` is :func:`forewarn.pipeline.score` in one process (calibration, top-3 contributions and
 one RiskScore per instance, which is most of the cost). ``dask_<n>`` scores the same instances shard by
 shard on a LocalCluster of n worker processes (1 thread each), each shard reading its own rows from a
-parquet file of latest features (:class:`forewarn.scale.compute.ParquetSource`).
+parquet file of latest features (:class:`forewarn.distributed.compute.ParquetSource`).
 
 The projection divides fleet sizes by the measured per-worker throughput: workers needed to score
 10k, 100k and 1M instances within a 60 s cycle, and the time of one cycle on that many workers, assuming
@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 
 from forewarn import pipeline
+from forewarn.distributed.compute import ParquetSource, score_on_client
+from forewarn.distributed.config import ScaleSettings, dask_client
+from forewarn.distributed.shards import shards
 from forewarn.model.config import TrainConfig
 from forewarn.model.labels import make_labels
 from forewarn.model.scoring import TrainedModel
 from forewarn.model.train import train_model
-from forewarn.scale.compute import ParquetSource, score_on_client
-from forewarn.scale.config import ScaleSettings, dask_client
-from forewarn.scale.shards import shards
 from forewarn.sim.config import SimConfig
 from forewarn.sim.core import simulate
 

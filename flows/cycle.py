@@ -22,10 +22,10 @@ from flows.apply import plan_state, prefect_runner
 from forewarn import metrics, service
 from forewarn.cloud import CloudAdapter
 from forewarn.cycle import Claim, CycleResult, Scoring, run_cycle
+from forewarn.distributed.config import ScaleSettings
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.explaining import ExplainChoice
 from forewarn.model.scoring import TrainedModel
-from forewarn.scale.config import ScaleSettings
 from forewarn.schemas import Plan, PlanState, RiskScore
 from forewarn.store.lease import LeaseStore, claim_plan
 

@@ -1,6 +1,6 @@
 """Score-and-allocate and materialize on a Dask cluster (``prefect_dask.DaskTaskRunner``), sharded by instance.
 
-The cluster comes from settings (:class:`forewarn.scale.config.ScaleSettings`): an empty
+The cluster comes from settings (:class:`forewarn.distributed.config.ScaleSettings`): an empty
 ``FOREWARN_DASK_ADDRESS`` starts a LocalCluster per flow run, ``tcp://host:8786`` uses a running one.
 Before the applier runs, every instance the plan touches is claimed in the historical repository
 (:mod:`forewarn.store.lease`) under this flow run's id, so two overlapping runs never act on one instance.
@@ -21,11 +21,11 @@ from prefect_dask import DaskTaskRunner
 
 from flows import tasks
 from flows.cycle import act, current_model, publish
-from forewarn import compose, service
+from forewarn import compose, pipeline, service
 from forewarn.clock import clock_for
-from forewarn.scale import compute
-from forewarn.scale.config import ScaleSettings
-from forewarn.scale.shards import shards
+from forewarn.distributed import compute
+from forewarn.distributed.config import ScaleSettings
+from forewarn.distributed.shards import shards
 from forewarn.schemas import Plan, RiskScore
 
 score_shard = task(name="score-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)(compute.score_shard)
@@ -67,14 +67,17 @@ def score_and_allocate_scaled(dataset: str | None = None, dry_run: bool = True, 
     cloud = compose.cloud(ctx, tasks.load_dataset(dataset) if dataset else None, at=now)
     model, fresh = current_model(ctx, now)
     source = compute.OnlineSource(str(ctx.settings.features_dir.resolve()))
+    scorer, explain = model if fresh else None, pipeline.explain_choice(ctx.policy)
     count = 0
 
     def sharded(ids: Sequence[str], when: datetime) -> tuple[list[RiskScore], pd.DataFrame]:
         nonlocal count
         groups = shards(list(ids), shard_size=scale.shard_size)
         count = len(groups)
-        futures = [score_shard.submit(source, model if fresh else None, group, now=when) for group in groups]
-        return compute.merge_shards([f.result() for f in futures], list(ids))
+        futures = [score_shard.submit(source, scorer, group, now=when, explain=explain) for group in groups]
+        scores, features = compute.merge_shards([f.result() for f in futures], list(ids))
+        compute.explain_sample(scorer, scores, features, explain)
+        return scores, features
 
     result = act(ctx, cloud, now, sharded, model, fresh)
     publish(ctx, result)

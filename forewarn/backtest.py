@@ -36,6 +36,7 @@ from forewarn.backtest_stats import (
     with_intervals,
 )
 from forewarn.dataset import Dataset, read_dataset
+from forewarn.distributed.compute import shard_dataset
 from forewarn.errors import ConfigError, InputError
 from forewarn.model.baseline_model import BaselineModel
 from forewarn.model.baselines import StaticThresholds
@@ -61,7 +62,6 @@ from forewarn.model.frame import (
     training_labels,
 )
 from forewarn.model.labels import censored_column, label_column, make_labels
-from forewarn.scale.compute import shard_dataset
 
 METHODS = ("model", "static", "logistic")
 NAMES = {"xgboost": "model", "static": "static", "logistic": "logistic"}

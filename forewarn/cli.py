@@ -177,13 +177,19 @@ def bench_allocate(
 @friendly
 def bench_cycle(
     instances: Annotated[int, typer.Option(min=10, help="Instances in the fleet and the Feast store.")] = 10_000,
+    dask_workers: Annotated[
+        int, typer.Option(min=0, help="Read and score shard by shard on a LocalCluster of this many workers.")
+    ] = 0,
+    shard_size: Annotated[
+        int | None, typer.Option(min=1, help="Instances per shard (default: FOREWARN_SHARD_SIZE).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Time the production cycle (online read, score, policy, allocate, guardrails, journal, apply, publish)
     over a Feast store filled with N instances, each stage beside its floor."""
     from bench.cycle import run
 
-    result = run(instances)
+    result = run(instances, dask_workers=dask_workers, shard_size=shard_size)
     console.print_json(data=result) if as_json else console.print(result)
 
 

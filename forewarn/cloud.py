@@ -12,7 +12,7 @@ Contract of every implementation:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -103,6 +103,52 @@ class CloudAdapter(Protocol):
     def health(self, instance_id: str) -> bool:
         """Whether the instance is up and able to run work."""
         ...
+
+
+@runtime_checkable
+class NarrowReads(Protocol):
+    """Reads of a few instances and tasks, which an adapter may offer beside the listings (optional).
+
+    The applier checks each action's conditions on one or two instances; without these it lists the whole
+    fleet for each check (:func:`get_instance` and :func:`find_tasks` fall back to the listings). Each
+    answers exactly what filtering the listing would, and fails as the listing would."""
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        """The instance as ``list_instances`` shows it, or None when there is no such instance."""
+        ...
+
+    def find_tasks(
+        self, *, instances: Collection[str] | None = None, roots: Collection[str] | None = None
+    ) -> list[Task]:
+        """The tasks ``list_tasks`` shows that sit on one of ``instances`` and whose original task (see
+        :func:`root_id`) is one of ``roots``; None: any."""
+        ...
+
+
+def get_instance(adapter: CloudAdapter, instance_id: str) -> Instance | None:
+    """One instance as the adapter lists it (None: not there), through its narrow read when it has one."""
+    if isinstance(adapter, NarrowReads):
+        return adapter.get_instance(instance_id)
+    return next((i for i in adapter.list_instances() if i.instance_id == instance_id), None)
+
+
+def find_tasks(
+    adapter: CloudAdapter, *, instances: Collection[str] | None = None, roots: Collection[str] | None = None
+) -> list[Task]:
+    """The adapter's tasks on ``instances`` with original task in ``roots`` (None: any), through its narrow
+    read when it has one."""
+    if isinstance(adapter, NarrowReads):
+        return adapter.find_tasks(instances=instances, roots=roots)
+    return select_tasks(adapter.list_tasks(), instances=instances, roots=roots)
+
+
+def select_tasks(
+    tasks: Collection[Task], *, instances: Collection[str] | None = None, roots: Collection[str] | None = None
+) -> list[Task]:
+    """The tasks of ``tasks`` on ``instances`` whose original task is in ``roots`` (None: any)."""
+    on = None if instances is None else set(instances)
+    of = None if roots is None else set(roots)
+    return [t for t in tasks if (on is None or t.instance_id in on) and (of is None or root_id(t.task_id) in of)]
 
 
 EVERY_ACTION: frozenset[ActionType] = frozenset(ActionType)

@@ -37,7 +37,7 @@ from forewarn.model.explaining import ExplainChoice
 from forewarn.model.scoring import TrainedModel
 from forewarn.policy.breaker import BreakerState
 from forewarn.policy.engine import PolicyEngine
-from forewarn.schemas import ActionState, ActionType, Band, InstanceState, Plan, PlanState, RiskScore
+from forewarn.schemas import ActionState, ActionType, Band, Instance, InstanceState, Plan, PlanState, RiskScore, Task
 from forewarn.service import Context
 from forewarn.stages import UNTIMED, Stages
 
@@ -152,21 +152,24 @@ class CycleResult:
         return "; ".join(parts)
 
 
-def stranded_instances(cloud: CloudAdapter) -> list[str]:
-    """Failed instances that still hold tasks."""
-    failed = {i.instance_id for i in cloud.list_instances() if i.state == InstanceState.FAILED}
-    return sorted({str(t.instance_id) for t in cloud.list_tasks() if t.instance_id in failed})
+def stranded_instances(instances: Sequence[Instance], tasks: Sequence[Task]) -> list[str]:
+    """Failed instances that still hold tasks (of the cloud's listings)."""
+    failed = {i.instance_id for i in instances if i.state == InstanceState.FAILED}
+    return sorted({str(t.instance_id) for t in tasks if t.instance_id in failed})
 
 
-def restore_failed(ctx: Context, cloud: CloudAdapter, applier: Applier, now: datetime) -> list[Plan]:
-    """Move the work stranded on failed instances to healthy ones (one journalled plan per instance).
+def restore_failed(
+    ctx: Context, cloud: CloudAdapter, applier: Applier, now: datetime, stranded: Sequence[str]
+) -> list[Plan]:
+    """Move the work stranded on the failed instances ``stranded`` to healthy ones (one journalled plan per
+    instance).
 
     In dry run nothing is planned (a dry-run plan would be made again every cycle): the cycle reports the
     stranded instances instead.
     """
     if ctx.dry_run:
         return []
-    return [restore_failed_instance(cloud, ctx.journal, i, now=now, applier=applier) for i in stranded_instances(cloud)]
+    return [restore_failed_instance(cloud, ctx.journal, i, now=now, applier=applier) for i in stranded]
 
 
 def run_cycle(
@@ -191,18 +194,21 @@ def run_cycle(
         cloud, ctx.journal, dry_run=ctx.dry_run, runner=runner, bake_seconds=bake_seconds, hook=hook, clock=lambda: now
     )
     recovered = applier.recover()
-    restores = restore_failed(ctx, cloud, applier, now)
-    stranded = stranded_instances(cloud) if ctx.dry_run else []
+    instances, all_tasks = cloud.list_instances(), cloud.list_tasks()  # the fleet is listed once a cycle
+    stranded = stranded_instances(instances, all_tasks)
+    restores = restore_failed(ctx, cloud, applier, now, stranded)
+    if restores:  # they moved work: the plan starts from the fleet as they left it
+        instances, all_tasks = cloud.list_instances(), cloud.list_tasks()
+    stranded = stranded if ctx.dry_run else []
     empty = pd.DataFrame({"instance_id": pd.Series(dtype=str)})
     if scoring is None:
         return CycleResult(
             now, None, [], empty, {}, [], recovered, restores, None, False, time.monotonic() - started, stranded
         )
-    instances = cloud.list_instances()
     up = [i for i in instances if i.state not in (InstanceState.FAILED, InstanceState.TERMINATED)]
     up_ids = [i.instance_id for i in up]
     live = set(up_ids)
-    tasks = [t for t in cloud.list_tasks() if t.instance_id in live]
+    tasks = [t for t in all_tasks if t.instance_id in live]
     scores, features = scoring(up_ids, now)
     unscorable: dict[str, str] = dict(features.attrs.get(pipeline.UNSCORABLE, {}))
     with stages("policy"):
@@ -233,7 +239,7 @@ def run_cycle(
         cloud=cloud.name,
         stages=stages,
     )
-    planned.plan.notes += [f"{i}: {why}" for i, why in sorted(unscorable.items()) if i in set(up_ids)]
+    planned.plan.notes += [f"{i}: {why}" for i, why in sorted(unscorable.items()) if i in live]
     if claim is not None and planned.plan.state == PlanState.APPROVED and planned.plan.actions:
         planned.plan = claim(planned.plan, now)
     plan = pipeline.apply_plan(ctx.journal, applier, planned.plan, stages=stages)

@@ -25,12 +25,12 @@ import os
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -40,6 +40,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from forewarn.errors import ConfigError
 from forewarn.schemas import Band, Plan, PlanState, RiskScore
@@ -47,6 +48,7 @@ from forewarn.settings import get_settings
 
 PORT_VARIABLE = "FOREWARN_METRICS_PORT"
 SNAPSHOT = "metrics.prom"
+PROBABILITY, BAND = "forewarn_failure_probability", "forewarn_risk_band"
 BAND_VALUE = {Band.LOW: 0, Band.MODERATE: 1, Band.HIGH: 2}
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
@@ -99,19 +101,23 @@ class CycleMetrics(Collector):
         self.feature_age = feature_age_seconds if feature_age_seconds is not None else self.feature_age
         self.last_cycle = time.time()
 
+    def per_instance(self) -> list[tuple[str, str, Mapping[str, float]]]:
+        """The gauges with one sample per instance: name, help and values by instance id."""
+        return [
+            (PROBABILITY, "Calibrated probability of failure within the horizon", self.probability),
+            (BAND, "Risk band from the policy: 0 low, 1 moderate, 2 high", self.band),
+        ]
+
     def collect(self) -> Iterator[Metric]:
-        probability = GaugeMetricFamily(
-            "forewarn_failure_probability",
-            "Calibrated probability of failure within the horizon",
-            labels=["instance_id"],
-        )
-        for instance_id, value in sorted(self.probability.items()):
-            probability.add_metric([instance_id], value)
-        band = GaugeMetricFamily(
-            "forewarn_risk_band", "Risk band from the policy: 0 low, 1 moderate, 2 high", labels=["instance_id"]
-        )
-        for instance_id, code in sorted(self.band.items()):
-            band.add_metric([instance_id], code)
+        for name, documentation, values in self.per_instance():
+            family = GaugeMetricFamily(name, documentation, labels=["instance_id"])
+            for instance_id, value in sorted(values.items()):
+                family.add_metric([instance_id], value)
+            yield family
+        yield from self.fleet_metrics()
+
+    def fleet_metrics(self) -> Iterator[Metric]:
+        """Every metric but the per-instance gauges."""
         per_band = GaugeMetricFamily("forewarn_instances", "Instances per risk band", labels=["band"])
         for name, code in BAND_VALUE.items():
             per_band.add_metric([name.value], sum(1 for b in self.band.values() if b == code))
@@ -121,7 +127,7 @@ class CycleMetrics(Collector):
         plans = CounterMetricFamily("forewarn_plans", "Plans by final state", labels=["state"])
         for state, count in sorted(self.plans.items()):
             plans.add_metric([state], count)
-        yield from (probability, band, per_band, actions, plans)
+        yield from (per_band, actions, plans)
         yield CounterMetricFamily("forewarn_rollbacks", "Plans rolled back", value=self.rollbacks)
         yield InfoMetricFamily("forewarn_model", "The model that scored the last cycle", value=self.model)
         cumulative = list(accumulate(self.buckets))
@@ -154,7 +160,7 @@ class CycleMetrics(Collector):
         if not path.exists():
             return
         cumulative: dict[float, float] = {}
-        for family in text_string_to_metric_families(path.read_text()):
+        for family in text_string_to_metric_families(_without_per_instance(path.read_text())):
             for sample in family.samples:
                 name, labels, value = sample.name, sample.labels, sample.value
                 if name == "forewarn_actions_total":
@@ -173,11 +179,43 @@ class CycleMetrics(Collector):
             for index, count in enumerate(counts):
                 self.buckets[index] += count - (counts[index - 1] if index else 0.0)
 
+    def text(self) -> str:
+        """The snapshot in the Prometheus text format: what ``generate_latest`` of the registry gives, with the
+        per-instance gauges (two samples per instance, 200,000 at 100,000 instances) formatted in one pass
+        rather than one sample object each."""
+        out = []
+        for name, documentation, values in self.per_instance():
+            out += [f"# HELP {name} {documentation}\n", f"# TYPE {name} gauge\n"]
+            out += [f'{name}{{instance_id="{_escape(i)}"}} {floatToGoString(v)}\n' for i, v in sorted(values.items())]
+        return "".join(out) + generate_latest(_Collected(self.fleet_metrics)).decode("utf-8")
+
     def write(self, path: Path) -> Path:
-        """Write the snapshot atomically (Prometheus text format)."""
+        """Write the snapshot atomically (Prometheus text format): a temporary file, then renamed."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(str(path), self.registry)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(self.text(), encoding="utf-8")
+        os.replace(temporary, path)
         return path
+
+
+class _Collected(Collector):
+    def __init__(self, metrics: Callable[[], Iterator[Metric]]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self.metrics()
+
+
+def _without_per_instance(text: str) -> str:
+    """The snapshot less the per-instance gauges, which restoring does not read (100,000s of lines to parse)."""
+    skip = tuple(f"{prefix}{name}{end}" for name in (PROBABILITY, BAND) for prefix, end in (
+        ("", "{"), ("# HELP ", " "), ("# TYPE ", " ")))  # fmt: skip
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(skip))
+
+
+def _escape(label: str) -> str:
+    """A label value as the text format escapes it (backslash, newline, double quote)."""
+    return label.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 def snapshot_path() -> Path:

@@ -14,7 +14,7 @@ plan: scores -> policy decisions -> allocation -> guardrails -> a journalled pla
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -281,12 +281,29 @@ def set_aside_absurd(features: pd.DataFrame, names: Sequence[str] | None = None)
     return out
 
 
-def feature_map(features: pd.DataFrame, columns: Collection[str] | None = None) -> dict[str, dict[str, float]]:
+def feature_map(features: pd.DataFrame, columns: Collection[str] | None = None) -> Mapping[str, dict[str, float]]:
     """instance_id -> feature -> value (NaN left out), for the policy's static fallback thresholds;
-    ``columns``: only these features (the thresholds'), not all of them for every instance."""
+    ``columns``: only these features (the thresholds'), not all of them for every instance. An instance's
+    map is made when asked (the fallback asks for the few instances it decides, not for the whole fleet)."""
     names = [c for c in features.columns if c not in ("instance_id", "event_timestamp")]
     if columns is not None:
         names = [c for c in names if c in columns]
-    ids = features["instance_id"].astype(str).tolist()
-    rows = features[names].to_numpy(dtype=float).tolist() if names else [[] for _ in ids]
-    return {i: {n: v for n, v in zip(names, row, strict=True) if v == v} for i, row in zip(ids, rows, strict=True)}
+    return FeatureMap(features["instance_id"].astype(str).tolist(), names, features[names].to_numpy(dtype=float))
+
+
+class FeatureMap(Mapping[str, dict[str, float]]):
+    """The rows of a feature matrix by instance id (the last row of an id that repeats), each a dict when read."""
+
+    def __init__(self, ids: list[str], names: list[str], values: np.ndarray) -> None:
+        self._row = {instance_id: n for n, instance_id in enumerate(ids)}
+        self._names, self._values = names, values
+
+    def __getitem__(self, instance_id: str) -> dict[str, float]:
+        row = self._values[self._row[instance_id]].tolist()
+        return {n: v for n, v in zip(self._names, row, strict=True) if v == v}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)

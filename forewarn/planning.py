@@ -3,7 +3,7 @@ guardrails -> a plan, journalled before it runs. Light on imports (no feature st
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,7 +36,7 @@ def plan_cycle(
     now: datetime,
     model_version: str | None,
     model_fresh: bool = True,
-    features: dict[str, dict[str, float]] | None = None,
+    features: Mapping[str, Mapping[str, float]] | None = None,
     stale: Sequence[str] = (),
     held: Collection[str] | None = None,
     can: Collection[ActionType] | None = None,

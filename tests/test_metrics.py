@@ -93,6 +93,19 @@ def test_counters_carry_on_between_cycles_and_gauges_follow_the_fleet(tmp_path: 
     assert probabilities == {("forewarn_failure_probability", (("instance_id", "i-3"),))}
 
 
+def test_the_snapshot_is_what_prometheus_client_writes(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    odd = ['vm-"quoted"', "vm-back\\slash", "vm-new\nline", "vm-ünï", "vm-0"]
+    values = [0.91, 1e-7, 12345678.0, float("nan"), 0.0]
+    cycle = record(tmp_path / "metrics.prom", plan(PlanState.SUCCEEDED), scores=[*map(score, odd, [0.5] * 5)])
+    cycle.probability = dict(zip(odd, values, strict=True))
+    cycle.band = {i: n % 3 for n, i in enumerate(odd)}
+    assert cycle.text() == generate_latest(cycle.registry).decode("utf-8")
+    cycle.write(tmp_path / "metrics.prom")
+    assert samples(tmp_path / "metrics.prom")[("forewarn_risk_band", (("instance_id", 'vm-"quoted"'),))] == 0
+
+
 def test_metrics_port_is_read_from_the_environment_and_checked() -> None:
     assert metrics.metrics_port({}) is None
     assert metrics.metrics_port({"FOREWARN_METRICS_PORT": "9464"}) == 9464

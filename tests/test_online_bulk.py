@@ -1,7 +1,8 @@
 """The bulk online read returns exactly what Feast's ``get_online_features`` returns, on SQLite and Redis.
 
 The same entities are read both ways: instances with features, an instance the store never saw, a value
-stored as null, and a model's feature service that takes a subset of the views' features in its own order.
+stored as null, an instance one of whose feature rows is gone (SQLite), and a model's feature service that
+takes a subset of the views' features in its own order.
 """
 
 from __future__ import annotations
@@ -74,6 +75,22 @@ def test_bulk_read_equals_get_online_features(online: str, tmp_path: Path, reque
     names = all_feature_names()
     chosen = [names[5], "task_count", names[0], names[2]] if "task_count" in names else [names[5], names[0]]
     _assert_same(glue, glue.register_service("v7", chosen))
+
+
+def test_bulk_read_of_an_instance_lacking_a_feature_row(tmp_path: Path) -> None:
+    import sqlite3
+
+    glue = _filled(FeatureStoreGlue(tmp_path / "fs"))
+    view = glue.definitions.views[0]
+    table = f"{glue.config.project}_{view.name}"
+    with sqlite3.connect(glue.workdir / "online.db") as conn:
+        key = entity_keys([IDS[7]])[0]
+        gone = conn.execute(
+            f'DELETE FROM "{table}" WHERE entity_key = ? AND feature_name = ?', (key, view.features[1].name)
+        )
+        assert gone.rowcount == 1
+    _assert_same(glue)
+    assert np.isnan(glue.online_features([IDS[7]])[view.features[1].name].iloc[0])
 
 
 def test_keys_and_values_decode_as_feast_writes_them() -> None:

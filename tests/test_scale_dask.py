@@ -12,16 +12,17 @@ import pytest
 
 from forewarn import pipeline
 from forewarn.dataset import Dataset, read_dataset
+from forewarn.distributed import compute
+from forewarn.distributed.config import ScaleSettings, dask_client
+from forewarn.distributed.shards import shard_of, shards
+from forewarn.distributed.train import train_model_dask
 from forewarn.execution.journal import Journal
 from forewarn.features.store import FeatureStoreGlue
 from forewarn.model.config import TrainConfig
 from forewarn.model.labels import make_labels
 from forewarn.model.registry import ModelRegistry
 from forewarn.model.train import train_model
-from forewarn.scale import compute
-from forewarn.scale.config import ScaleSettings, dask_client
-from forewarn.scale.shards import shard_of, shards
-from forewarn.scale.train import train_model_dask
+from forewarn.policy.loader import load_policy
 from forewarn.schemas import PlanState
 from forewarn.settings import PROJECT_ROOT
 from forewarn.sim.config import SimConfig
@@ -131,6 +132,7 @@ def test_scaled_flows_score_the_fleet_as_one_process(
     assert cycle.plan.state == PlanState.SHADOW
     assert Journal(Repository(f"sqlite:///{forewarn_home / 'forewarn.db'}")).get(cycle.plan.plan_id).plan_id
     now = fleet.end.to_pydatetime()
-    alone = pipeline.score(model, glue.online_features(fleet.instance_ids), now=now)
+    explain = pipeline.explain_choice(load_policy(shadow))  # risky ones and a sample, as one process explains them
+    alone = pipeline.score(model, pipeline.online_features(glue, fleet.instance_ids, model), now=now, explain=explain)
     assert len(alone) == len(fleet.instance_ids)
     assert [s.model_dump() for s in cycle.scores] == [s.model_dump() for s in alone]

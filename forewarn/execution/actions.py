@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, field_validator
 
 from forewarn.capacity import scaled_back
-from forewarn.cloud import CloudAdapter, root_id
+from forewarn.cloud import CloudAdapter, find_tasks, get_instance, root_id
 from forewarn.errors import AdapterError, NotFoundError, PlanError
 from forewarn.execution.undo import own_params, undo_of
 from forewarn.policy import actions as policy
@@ -92,7 +92,13 @@ def handler_for(action: Action) -> ActionHandler:
 
 
 def find_instance(adapter: CloudAdapter, instance_id: str) -> Instance | None:
-    return next((i for i in adapter.list_instances() if i.instance_id == instance_id), None)
+    """The instance as the adapter shows it (None: gone), without listing the fleet when the adapter can."""
+    return get_instance(adapter, instance_id)
+
+
+def task_ids_on(adapter: CloudAdapter, instance_id: str) -> set[str]:
+    """The ids of the tasks on one instance, without listing every task when the adapter can."""
+    return {t.task_id for t in find_tasks(adapter, instances=[instance_id])}
 
 
 def healthy(adapter: CloudAdapter, instance_id: str) -> bool:
@@ -134,7 +140,7 @@ class Migrate(ActionHandler):
 
     def _moved(self, adapter: CloudAdapter, action: Action) -> dict[str, bool]:
         """For each task: whether it (or, for a split, a chunk of it) is on the target."""
-        on_target = {t.task_id for t in adapter.list_tasks() if t.instance_id == action.target_instance_id}
+        on_target = task_ids_on(adapter, str(action.target_instance_id))
         if self.params(action).fractions:
             roots = {root_id(t) for t in on_target}
             return {task: task in roots for task in self._tasks(action)}
@@ -143,7 +149,7 @@ class Migrate(ActionHandler):
     def pre_condition(self, adapter: CloudAdapter, action: Action) -> bool:
         if not healthy(adapter, str(action.target_instance_id)):
             return False
-        on_source = {t.task_id for t in adapter.list_tasks() if t.instance_id == action.instance_id}
+        on_source = task_ids_on(adapter, action.instance_id)
         tasks = self._tasks(action)
         return any(t in on_source for t in tasks) and not all(self._moved(adapter, action).values())
 
@@ -151,7 +157,7 @@ class Migrate(ActionHandler):
         params = self.params(action)
         if not isinstance(params.fractions, dict):
             return params.fractions
-        parts = [t for t in adapter.list_tasks() if root_id(t.task_id) == params.split_of]
+        parts = find_tasks(adapter, roots=[params.split_of] if params.split_of else [])
         left = next((t for t in parts if t.task_id == params.split_of), None)
         original = sum(t.cpu for t in parts)
         if left is None or left.cpu <= 0 or original <= 0:
@@ -173,11 +179,8 @@ class Migrate(ActionHandler):
         return healthy(adapter, str(action.target_instance_id)) and all(self._moved(adapter, action).values())
 
     def revert(self, adapter: CloudAdapter, action: Action) -> bool:
-        back = [
-            t.task_id
-            for t in adapter.list_tasks()
-            if t.instance_id == action.target_instance_id and root_id(t.task_id) in self._tasks(action)
-        ]
+        on_target = find_tasks(adapter, instances=[str(action.target_instance_id)], roots=self._tasks(action))
+        back = [t.task_id for t in on_target]
         if not back:
             return True
         if not healthy(adapter, action.instance_id):

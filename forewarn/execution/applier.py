@@ -159,6 +159,7 @@ class Applier:
 
     # -- the steps -----------------------------------------------------------------------------------------
     def _dry_run(self, plan_id: str) -> Plan:
+        outcomes: list[tuple[str, ActionState, str | None]] = []
         for action in self.journal.get(plan_id).actions:
             if action.state != A.PENDING:
                 continue
@@ -166,7 +167,8 @@ class Applier:
                 would = "would run" if self._read(handler_for(action).pre_condition, action) else "would skip"
             except AdapterError as exc:
                 would = f"cannot tell ({exc})"
-            self.journal.record_outcome(plan_id, action.action_id, A.SKIPPED, f"{DRY_RUN_NOTE}: {would}")
+            outcomes.append((action.action_id, A.SKIPPED, f"{DRY_RUN_NOTE}: {would}"))
+        self.journal.record_outcomes(plan_id, outcomes)  # nothing acted: one transaction for the plan
         note = f"{DRY_RUN_NOTE}: nothing was sent to {self.adapter.name}"
         return self.journal.transition(plan_id, PlanState.SUCCEEDED, note=note)
 
@@ -318,9 +320,8 @@ class Applier:
             return False
 
     def _skip_pending(self, plan_id: str, why: str) -> None:
-        for action in self.journal.get(plan_id).actions:
-            if action.state == A.PENDING:
-                self.journal.record_outcome(plan_id, action.action_id, A.SKIPPED, why)
+        pending = [a.action_id for a in self.journal.get(plan_id).actions if a.state == A.PENDING]
+        self.journal.record_outcomes(plan_id, [(action_id, A.SKIPPED, why) for action_id in pending])
 
     def _read(self, fn: Callable[[CloudAdapter, Action], T], action: Action) -> T:
         return self._call(fn, self.adapter, action)

@@ -17,6 +17,7 @@ execute returned for its revert is kept in its params under :data:`~forewarn.exe
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -227,10 +228,28 @@ class Journal:
         is SUCCEEDED) marks it for revert. A SUCCEEDED outcome is also the guardrails' charge (see
         :meth:`charges`): one conditional update records both."""
         state = ActionState(state)
+        self._move_action(plan_id, action_id, state, **self._outcome(state, error, applied, at))
+
+    def record_outcomes(
+        self, plan_id: str, outcomes: Sequence[tuple[str, ActionState, str | None]], *, at: datetime | None = None
+    ) -> None:
+        """Write how several actions ended (``(action_id, state, error)``, as :meth:`record_outcome`) in one
+        transaction: all or none. For the outcomes that touch no cloud (a dry run's, the skips of a plan that
+        ends early), so a plan of many actions costs one commit, not one per action."""
+        if not outcomes:
+            return
+        with self.repo.session() as session, session.begin():
+            self._actions(session, plan_id)  # one query: the rows below come from the session, not one each
+            for action_id, state, error in outcomes:
+                state = ActionState(state)
+                self._move_in(session, plan_id, action_id, state, self._outcome(state, error, None, at))
+
+    @staticmethod
+    def _outcome(state: ActionState, error: str | None, applied: bool | None, at: datetime | None) -> dict[str, Any]:
         values: dict[str, Any] = {"error": error, "outcome_at": at or utcnow()}
         if state != A.REVERTED:
             values["applied"] = state == A.SUCCEEDED if applied is None else applied
-        self._move_action(plan_id, action_id, state, **values)
+        return values
 
     def record_undo(self, plan_id: str, action_id: str, undo: dict[str, Any]) -> None:
         """Keep what an action's execute returned for its revert; the first record stands (a re-run repeats it)."""
@@ -351,18 +370,23 @@ class Journal:
 
     def _move_action(self, plan_id: str, action_id: str, state: ActionState, **values: Any) -> None:
         with self.repo.session() as session, session.begin():
-            row = self._action_row(session, plan_id, action_id)
-            current = ActionState(row.state)
-            if state not in ACTION_TRANSITIONS.get(current, set()):
-                raise PlanError(f"action {action_id} of plan {plan_id} is {current}; it cannot become {state}")
-            self._conditional(
-                session,
-                ActionRow,
-                ActionRow.action_id == action_id,
-                ActionRow.state == current.value,
-                {"state": state.value, **values},
-                f"action {action_id} changed state concurrently; it is not run twice",
-            )
+            self._move_in(session, plan_id, action_id, state, values)
+
+    def _move_in(
+        self, session: Session, plan_id: str, action_id: str, state: ActionState, values: dict[str, Any]
+    ) -> None:
+        row = self._action_row(session, plan_id, action_id)
+        current = ActionState(row.state)
+        if state not in ACTION_TRANSITIONS.get(current, set()):
+            raise PlanError(f"action {action_id} of plan {plan_id} is {current}; it cannot become {state}")
+        self._conditional(
+            session,
+            ActionRow,
+            ActionRow.action_id == action_id,
+            ActionRow.state == current.value,
+            {"state": state.value, **values},
+            f"action {action_id} changed state concurrently; it is not run twice",
+        )
 
     @staticmethod
     def _conditional(session: Session, table: Any, key: Any, expected: Any, values: dict[str, Any], msg: str) -> None:

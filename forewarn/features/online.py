@@ -136,64 +136,147 @@ def _sqlite_path(store: FeatureStore) -> str:
 
 
 Layout = list[tuple[Any, list[str], list[int]]]
-_SECONDS = (
-    "CASE typeof(v.event_ts) WHEN 'integer' THEN v.event_ts WHEN 'real' THEN CAST(v.event_ts AS INTEGER) "
-    "ELSE CAST(strftime('%s', v.event_ts) AS INTEGER) END"
-)
-"""The event time in whole seconds, as Feast stores it (epoch seconds) or as SQLite's time text."""
 
 
+def _seconds_of(expr: str) -> str:
+    """SQL of the event time ``expr`` in whole seconds, as Feast stores it (epoch seconds) or as SQLite's time
+    text."""
+    return (
+        f"CASE typeof({expr}) WHEN 'integer' THEN {expr} WHEN 'real' THEN CAST({expr} AS INTEGER) "
+        f"ELSE CAST(strftime('%s', {expr}) AS INTEGER) END"
+    )
+
+
+_SECONDS = _seconds_of("v.event_ts")
 _PACKED = np.dtype([("row", ">u4"), ("column", ">u2"), ("seconds", ">i8"), ("tag", "u1"), ("value", "<f8")])
-"""One value as the fast query packs it (in hex): its row, its column, its event time and the 9 bytes of a
-serialised double."""
+"""One value as the per-value query packs it (in hex): its row, its column, its event time and the 9 bytes of
+a serialised double."""
+_SEP = "\x1f"
+"""Between feature names in the whole-row query's list of them (no feature name holds it)."""
 
 
 def _read_sqlite(
     store: FeatureStore, layout: Layout, keys: list[bytes], values: np.ndarray, seconds: np.ndarray, versioned: bool
 ) -> None:
-    """Per view and batch: the keys go into a temporary table with their row; one query joins them with the
-    view's table and packs every double of the service's features (row, column, event time, value) into one
-    hex string, which numpy decodes at once. Only when some value has another shape (null, another type) does
-    a second query return those as rows, through protobuf. The event time of an instance's row of a view is
-    the newest of its requested features' (Feast writes one time for the whole row)."""
+    """Per view and batch: the keys go into a temporary table with their row; the whole-row query reads each
+    instance's row of the view at once (:func:`_whole_rows`); the instances it cannot decode so, the
+    per-value query reads value by value (:func:`_by_value`)."""
     with sqlite3.connect(_sqlite_path(store)) as conn:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS forewarn_keys (key BLOB PRIMARY KEY, row INTEGER)")
         for view, features, columns in layout:
-            table = compute_table_id(store.config.project, view, versioned).replace('"', '""')
-            case = " ".join("WHEN ? THEN ?" for _ in features)
-            mapping = [*(x for pair in zip(features, columns, strict=True) for x in pair), *features]
-            joined = (
-                f"SELECT k.row AS row, CASE v.feature_name {case} ELSE -1 END AS col, v.value AS value, "
-                f'{_SECONDS} AS ts FROM temp.forewarn_keys AS k JOIN "{table}" AS v ON v.entity_key = k.key '
-                f"WHERE v.feature_name IN ({', '.join('?' * len(features))})"
-            )
-            double = "length(value) = 9 AND substr(value, 1, 1) = x'29'"
-            packed = (
-                f"SELECT group_concat(CASE WHEN {double} THEN printf('%08x%04x%016x', row, col, ts) "
-                f"|| hex(value) END, ''), count(*), sum({double}) FROM ({joined})"
-            )
-            others = f"SELECT row, col, value, ts FROM ({joined}) WHERE NOT ({double})"
+            table = compute_table_id(store.config.project, view, versioned)
+            stored = sorted(f.name for f in view.features)
             for first in range(0, len(keys), BATCH):
-                conn.execute("DELETE FROM temp.forewarn_keys")
-                conn.executemany(
-                    "INSERT OR IGNORE INTO temp.forewarn_keys VALUES (?, ?)",
-                    zip(keys[first : first + BATCH], range(first, first + BATCH), strict=False),
-                )
-                text, count, doubles = conn.execute(packed, mapping).fetchone()
-                raw = np.frombuffer(bytes.fromhex(text or ""), dtype=_PACKED)
-                row, column = raw["row"].astype(np.int64), raw["column"].astype(np.int64)
-                values[row, column] = raw["value"]
-                stamp = raw["seconds"].astype(float)
-                rest = conn.execute(others, mapping).fetchall() if count != (doubles or 0) else []
-                for r, c, blob, ts in rest:  # nulls and other types: few, and only then a second query
-                    row, column = np.append(row, r), np.append(column, c)
-                    stamp = np.append(stamp, float(ts))
-                    values[r, c] = _one_value(blob)
-                # an instance's event time of a view is that of its row, for every feature the view gives
-                newest = np.full(len(values), -np.inf)
-                np.maximum.at(newest, row, stamp)
-                present = np.flatnonzero(np.isfinite(newest))
-                seconds[np.ix_(present, np.asarray(columns, dtype=np.int64))] = newest[present][:, None]
+                rows = range(first, min(first + BATCH, len(keys)))
+                _fill(conn, keys, rows)
+                redo = _whole_rows(conn, table, stored, features, columns, values, seconds)
+                if redo is None:
+                    redo = np.asarray(rows)
+                if redo.size:
+                    _fill(conn, keys, redo.tolist())
+                    _by_value(conn, table, features, columns, values, seconds)
+
+
+def _fill(conn: sqlite3.Connection, keys: list[bytes], rows: Sequence[int]) -> None:
+    conn.execute("DELETE FROM temp.forewarn_keys")
+    conn.executemany("INSERT OR IGNORE INTO temp.forewarn_keys VALUES (?, ?)", ((keys[r], r) for r in rows))
+
+
+def _whole_rows(
+    conn: sqlite3.Connection,
+    table: str,
+    stored: list[str],
+    features: list[str],
+    columns: list[int],
+    values: np.ndarray,
+    seconds: np.ndarray,
+) -> np.ndarray | None:
+    """One query groups each instance's values of the view, walking Feast's primary key (entity key, then
+    feature name), and hands back per instance its newest event time, whether its feature names are exactly
+    the view's (in that order), and its values concatenated. Where they are, and every value is a 9-byte
+    double, numpy decodes them all at once; no SQL function runs per value, which is what made the read cost
+    several times a raw read of the same rows. Returns the rows left to read value by value (another set of
+    features, a null, another type), or None when the table has no such primary key index."""
+    quoted = table.replace('"', '""')
+    index = f"sqlite_autoindex_{table}_1".replace('"', '""')
+    asked = f"({', '.join('?' * len(features))})"
+    newest = (
+        "max(v.event_ts)"
+        if set(features) == set(stored)
+        else f"max(CASE WHEN v.feature_name IN {asked} THEN v.event_ts END)"
+    )
+    query = (
+        f"SELECT row, {_seconds_of('ts')}, names = ?, blob FROM (SELECT k.row AS row, {newest} AS ts, "
+        f"group_concat(v.feature_name, char(31)) AS names, CAST(group_concat(v.value, '') AS BLOB) AS blob "
+        f'FROM temp.forewarn_keys AS k JOIN "{quoted}" AS v INDEXED BY "{index}" ON v.entity_key = k.key '
+        "GROUP BY k.rowid)"
+    )
+    params = [_SEP.join(stored), *([] if set(features) == set(stored) else features)]
+    try:
+        found = conn.execute(query, params).fetchall()
+    except sqlite3.OperationalError:  # no primary key index by SQLite's name: a table Feast did not create
+        return None
+    if not found:
+        return np.array([], dtype=np.int64)
+    row = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+    width = 9 * len(stored)
+    whole = np.fromiter((bool(r[2]) and len(r[3] or b"") == width for r in found), dtype=bool, count=len(found))
+    raw = np.frombuffer(b"".join([r[3] for r, w in zip(found, whole, strict=True) if w]), dtype=np.uint8)
+    raw = raw.reshape(-1, len(stored), 9)
+    double = (raw[:, :, 0] == _DOUBLE).all(axis=1)
+    good = np.flatnonzero(whole)[double]
+    take = np.asarray([stored.index(f) for f in features], dtype=np.int64)
+    cells = np.ix_(row[good], np.asarray(columns, dtype=np.int64))
+    values[cells] = raw[double][:, take, 1:].copy().view("<f8")[..., 0]
+    stamps = np.array([np.nan if r[1] is None else float(r[1]) for r in found])
+    seconds[cells] = stamps[good][:, None]
+    redo = np.ones(len(found), dtype=bool)
+    redo[good] = False
+    return row[redo]
+
+
+def _by_value(
+    conn: sqlite3.Connection,
+    table: str,
+    features: list[str],
+    columns: list[int],
+    values: np.ndarray,
+    seconds: np.ndarray,
+) -> None:
+    """The keys' values one by one: one query joins the keys with the view's table and packs every double of
+    the service's features (row, column, event time, value) into one hex string, which numpy decodes at once.
+    Only when some value has another shape (null, another type) does a second query return those as rows,
+    through protobuf. The event time of an instance's row of a view is the newest of its requested
+    features' (Feast writes one time for the whole row)."""
+    quoted = table.replace('"', '""')
+    case = " ".join("WHEN ? THEN ?" for _ in features)
+    mapping = [*(x for pair in zip(features, columns, strict=True) for x in pair), *features]
+    joined = (
+        f"SELECT k.row AS row, CASE v.feature_name {case} ELSE -1 END AS col, v.value AS value, "
+        f'{_SECONDS} AS ts FROM temp.forewarn_keys AS k JOIN "{quoted}" AS v ON v.entity_key = k.key '
+        f"WHERE v.feature_name IN ({', '.join('?' * len(features))})"
+    )
+    double = "length(value) = 9 AND substr(value, 1, 1) = x'29'"
+    packed = (
+        f"SELECT group_concat(CASE WHEN {double} THEN printf('%08x%04x%016x', row, col, ts) "
+        f"|| hex(value) END, ''), count(*), sum({double}) FROM ({joined})"
+    )
+    others = f"SELECT row, col, value, ts FROM ({joined}) WHERE NOT ({double})"
+    text, count, doubles = conn.execute(packed, mapping).fetchone()
+    raw = np.frombuffer(bytes.fromhex(text or ""), dtype=_PACKED)
+    row, column = raw["row"].astype(np.int64), raw["column"].astype(np.int64)
+    values[row, column] = raw["value"]
+    stamp = raw["seconds"].astype(float)
+    rest = conn.execute(others, mapping).fetchall() if count != (doubles or 0) else []
+    for r, c, blob, ts in rest:  # nulls and other types: few, and only then a second query
+        row, column = np.append(row, r), np.append(column, c)
+        stamp = np.append(stamp, float(ts))
+        values[r, c] = _one_value(blob)
+    # an instance's event time of a view is that of its row, for every feature the view gives
+    newest = np.full(len(values), -np.inf)
+    np.maximum.at(newest, row, stamp)
+    present = np.flatnonzero(np.isfinite(newest))
+    seconds[np.ix_(present, np.asarray(columns, dtype=np.int64))] = newest[present][:, None]
 
 
 def _read_redis(

@@ -29,8 +29,8 @@ from forewarn.fleet_service.wire import error_to_json, frame_to_json, pulled_to_
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 CALLS = (
-    "list_instances", "list_tasks", "read_telemetry", "health", "free", "cordon", "uncordon", "migrate", "scale",
-    "reserve", "snapshot", "restore", "fail_instance", "repair_instance",
+    "list_instances", "list_tasks", "get_instance", "find_tasks", "read_telemetry", "health", "free", "cordon",
+    "uncordon", "migrate", "scale", "reserve", "snapshot", "restore", "fail_instance", "repair_instance",
 )  # fmt: skip
 TICK_SECONDS = 1.0
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
