@@ -148,7 +148,7 @@ def compare_on_replay(
     Args:
         old: the policy in force; ``new``: the proposed one.
         dataset: a :class:`forewarn.dataset.Dataset`; ``features``: its window features.
-        model: the :class:`forewarn.model.train.TrainedModel` that scores both policy runs.
+        model: the :class:`forewarn.model.scoring.TrainedModel` that scores both policy runs.
         start: first replayed instant (time-zone aware); the replay runs to the dataset's end.
         workdir: each run's FOREWARN_HOME is ``workdir/<run>`` (its journal in ``forewarn.db`` there).
     """
