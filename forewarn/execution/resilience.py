@@ -45,7 +45,7 @@ def default_retry(
 
 
 class AdapterBreaker:
-    """The adapter breaker: stops calling an adapter that keeps failing (not the policy's circuit breaker)."""
+    """The adapter breaker: stops calling an adapter that keeps failing (not the policy's; docs/glossary.md)."""
 
     def __init__(self, *, threshold: int = 5, reset_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.threshold = threshold
