@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from forewarn.allocation.capacity import autoscale_params
+from forewarn.allocation.sizing import autoscale_params
 from forewarn.errors import PolicyError
 from forewarn.planning import plan_cycle
 from forewarn.policy.actions import AutoscaleParams

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forewarn.allocation.capacity import autoscale, reserve_buffers, scale_up_for_shortage
 from forewarn.allocation.cycle import Cycle
 from forewarn.allocation.model import Fleet
 from forewarn.allocation.moves import migrate, scale_back
+from forewarn.allocation.sizing import autoscale, reserve_buffers, scale_up_for_shortage
 from forewarn.policy.actions import ReserveBufferParams, ScaleBackParams
 from forewarn.policy.limits import LimitEngine
 from forewarn.schemas import OPT_OUT_RULE, Action, ActionType, Decision, Instance, Task, VelocityLimits

@@ -1,5 +1,6 @@
-"""Capacity decisions: buffers on the healthiest instances, scale-up when work has nowhere to go, and
-scale-down of empty low-risk instances when a group is underused.
+"""Sizing decisions: buffers on the healthiest instances, scale-up when work has nowhere to go, and
+scale-down of empty low-risk instances when a group is underused (the capacity arithmetic itself is
+:mod:`forewarn.capacity`).
 
 Utilisation of a group is the larger of its cpu and memory load over the usable capacity of its running
 instances. Below ``low_utilisation`` (default 0.30) empty low-risk instances are released until the
