@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flows.distributed import materialize_scaled, score_and_allocate_scaled
 from flows.ingest import ingest
 from flows.materialize import materialize
+from flows.scaled import materialize_scaled, score_and_allocate_scaled
 from flows.score_and_allocate import score_and_allocate
 from flows.train import train
 from forewarn.redact import install_log_redaction

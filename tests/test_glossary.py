@@ -26,3 +26,13 @@ def test_rollback_is_a_plans_or_a_models_and_circuit_breaker_the_policys() -> No
         assert "circuit" not in code, f"{module.name}: the applier's breaker is the adapter breaker"
     assert not (execution / "rollback.py").exists()  # the restore of a failed instance's work is restore.py
     assert not (PROJECT_ROOT / "forewarn" / "scale").exists()  # the Dask scale-out is forewarn/distributed
+
+
+def test_no_flow_module_shadows_an_installed_package() -> None:
+    """Prefect loads a deployment's entrypoint with flows/ on sys.path: a flows/distributed.py once hid Dask's
+    ``distributed`` from prefect_dask, and every worker run crashed."""
+    import importlib.util
+
+    for module in sorted((PROJECT_ROOT / "flows").glob("*.py")):
+        if module.stem != "__init__":
+            assert importlib.util.find_spec(module.stem) is None, f"flows/{module.name} shadows a package"

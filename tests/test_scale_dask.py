@@ -109,7 +109,7 @@ def test_scaled_flows_score_the_fleet_as_one_process(
     prefect_harness: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.distributed import ScaledCycle, materialize_scaled, on_cluster, score_and_allocate_scaled
+    from flows.scaled import ScaledCycle, materialize_scaled, on_cluster, score_and_allocate_scaled
 
     monkeypatch.setenv("FOREWARN_DATASET", str(fleet_dir))
     monkeypatch.setenv("FOREWARN_SHARD_SIZE", "12")

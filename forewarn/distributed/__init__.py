@@ -11,7 +11,7 @@ Terms:
 
 Modules: ``config`` (settings, clients), ``shards`` (assignment by instance), ``compute`` (per-shard
 feature and scoring functions, plain and picklable), ``train`` (``xgboost.dask`` training to a
-:class:`~forewarn.model.scoring.TrainedModel`). No module here imports Prefect; ``flows/distributed.py`` does.
+:class:`~forewarn.model.scoring.TrainedModel`). No module here imports Prefect; ``flows/scaled.py`` does.
 """
 
 from forewarn.distributed.config import ScaleSettings, dask_client
