@@ -24,7 +24,7 @@ from forewarn.model.evaluate import brier, choose_threshold, pr_auc
 from forewarn.model.registry import new_version
 from forewarn.model.scoring import TrainedModel
 from forewarn.model.split import time_split
-from forewarn.model.train import _class_weight
+from forewarn.model.train import _class_weight, booster_params
 
 
 def _bounds(times: pd.Series, config: TrainConfig) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
@@ -43,21 +43,6 @@ def _positives(y: np.ndarray, label_column: str, name: str) -> np.ndarray:
             f"the {name} period has no positive label; more data or a longer horizon is needed", field=label_column
         )
     return y
-
-
-def _params(config: TrainConfig, scale_pos_weight: float) -> dict[str, Any]:
-    """The single-process parameters, less ``nthread`` (each Dask worker uses its own threads)."""
-    return {
-        "objective": "binary:logistic",
-        "eval_metric": "aucpr",
-        "tree_method": "hist",
-        "learning_rate": config.learning_rate,
-        "max_depth": config.max_depth,
-        "min_child_weight": config.min_child_weight,
-        "subsample": config.subsample,
-        "seed": config.seed,
-        "scale_pos_weight": scale_pos_weight,
-    }
 
 
 def train_model_dask(
@@ -100,7 +85,7 @@ def train_model_dask(
     y_train = _positives(train[label_column].astype(float).compute().to_numpy(), label_column, "training")
     y_valid = _positives(valid[label_column].astype(float).compute().to_numpy(), label_column, "validation")
     y_test = test[label_column].astype(float).compute().to_numpy()
-    params = _params(config, _class_weight(config.class_weight, y_train))
+    params = booster_params(config, _class_weight(config.class_weight, y_train))
     dtrain = dxgb.DaskDMatrix(client, x[0], train[label_column].astype(float), missing=np.nan)
     dvalid = dxgb.DaskDMatrix(client, x[1], valid[label_column].astype(float), missing=np.nan)
     output = dxgb.train(

@@ -82,6 +82,21 @@ def training_split(frame: pd.DataFrame, label_column: str, config: TrainConfig) 
         return parts  # fit_parts then names the period without a failure
 
 
+def booster_params(config: TrainConfig, scale_pos_weight: float) -> dict[str, Any]:
+    """XGBoost's parameters for ``config``, less ``nthread`` (one process sets it; each Dask worker its own)."""
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "aucpr",
+        "tree_method": "hist",
+        "learning_rate": config.learning_rate,
+        "max_depth": config.max_depth,
+        "min_child_weight": config.min_child_weight,
+        "subsample": config.subsample,
+        "seed": config.seed,
+        "scale_pos_weight": scale_pos_weight,
+    }
+
+
 def fit_parts(
     train: pd.DataFrame,
     valid: pd.DataFrame,
@@ -97,18 +112,7 @@ def fit_parts(
     """
     y_train, y_valid = _labels(train, label_column, "training"), _labels(valid, label_column, "validation")
     y_test = pd.to_numeric(test[label_column]).to_numpy(dtype=float)
-    params: dict[str, Any] = {
-        "objective": "binary:logistic",
-        "eval_metric": "aucpr",
-        "tree_method": "hist",
-        "learning_rate": config.learning_rate,
-        "max_depth": config.max_depth,
-        "min_child_weight": config.min_child_weight,
-        "subsample": config.subsample,
-        "nthread": config.nthread,
-        "seed": config.seed,
-        "scale_pos_weight": _class_weight(config.class_weight, y_train),
-    }
+    params = {**booster_params(config, _class_weight(config.class_weight, y_train)), "nthread": config.nthread}
     dtrain = xgb.DMatrix(train[features].astype(np.float32), label=y_train, missing=np.nan)
     dvalid = xgb.DMatrix(valid[features].astype(np.float32), label=y_valid, missing=np.nan)
     booster = xgb.train(
