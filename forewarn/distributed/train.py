@@ -24,7 +24,7 @@ from forewarn.model.evaluate import brier, choose_threshold, pr_auc
 from forewarn.model.registry import new_version
 from forewarn.model.scoring import TrainedModel
 from forewarn.model.split import time_split
-from forewarn.model.train import _class_weight, booster_params
+from forewarn.model.train import _class_weight, booster_params, checked_labels
 
 
 def _bounds(times: pd.Series, config: TrainConfig) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
@@ -33,16 +33,6 @@ def _bounds(times: pd.Series, config: TrainConfig) -> list[tuple[pd.Timestamp, p
     gap = pd.Timedelta(minutes=config.horizon_minutes)
     parts = time_split(frame, time_col=config.time_col, fractions=config.fractions, gap=gap)
     return [(pd.Timestamp(p[config.time_col].min()), pd.Timestamp(p[config.time_col].max())) for p in parts]
-
-
-def _positives(y: np.ndarray, label_column: str, name: str) -> np.ndarray:
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise InputError(f"labels must be 0 or 1 in the {name} period", field=label_column, allowed=["0", "1"])
-    if y.sum() == 0:
-        raise InputError(
-            f"the {name} period has no positive label; more data or a longer horizon is needed", field=label_column
-        )
-    return y
 
 
 def train_model_dask(
@@ -82,8 +72,8 @@ def train_model_dask(
     periods = [frame[(time >= lo) & (time <= hi)] for lo, hi in _bounds(time.compute(), config)]
     train, valid, test = periods
     x = [p[features].astype(np.float32) for p in periods]
-    y_train = _positives(train[label_column].astype(float).compute().to_numpy(), label_column, "training")
-    y_valid = _positives(valid[label_column].astype(float).compute().to_numpy(), label_column, "validation")
+    y_train = checked_labels(train[label_column].astype(float).compute().to_numpy(), label_column, "training")
+    y_valid = checked_labels(valid[label_column].astype(float).compute().to_numpy(), label_column, "validation")
     y_test = test[label_column].astype(float).compute().to_numpy()
     params = booster_params(config, _class_weight(config.class_weight, y_train))
     dtrain = dxgb.DaskDMatrix(client, x[0], train[label_column].astype(float), missing=np.nan)

@@ -33,15 +33,20 @@ def _class_weight(kind: str, y: np.ndarray) -> float:
     return {"none": 1.0, "sqrt": float(np.sqrt(ratio)), "balanced": ratio}[kind]
 
 
-def _labels(part: pd.DataFrame, label_column: str, name: str) -> np.ndarray:
-    values = pd.to_numeric(part[label_column], errors="coerce")
-    if values.isna().any() or not values.isin([0, 1]).all():
+def checked_labels(y: np.ndarray, label_column: str, name: str) -> np.ndarray:
+    """``y`` when every label is 0 or 1 and one is positive; else one clear error naming the period."""
+    if not np.isin(y, (0.0, 1.0)).all():  # NaN is neither
         raise InputError(f"labels must be 0 or 1 in the {name} period", field=label_column, allowed=["0", "1"])
-    if values.sum() == 0:
+    if y.sum() == 0:
         raise InputError(
             f"the {name} period has no positive label; more data or a longer horizon is needed", field=label_column
         )
-    return values.to_numpy(dtype=float)
+    return y
+
+
+def _labels(part: pd.DataFrame, label_column: str, name: str) -> np.ndarray:
+    values = pd.to_numeric(part[label_column], errors="coerce").to_numpy(dtype=float)
+    return checked_labels(values, label_column, name)
 
 
 def train_model(
